@@ -1,0 +1,203 @@
+//! Bounces packets between two ports and reports round-trip latency and rate.
+//!
+//! ```text
+//! cargo run --release --example ping_pong                 # embedded pipe (or a kernel pipe)
+//! cargo run --release --example ping_pong -- A B [-n COUNT] [-s SIZE]
+//! ```
+//!
+//! With no ports named it opens a pipe pair: `vale0:nmrs{1`/`vale0:nmrs}1`
+//! when `/dev/netmap` opens, else the embedded `emu:pingpong{1`/`}1`. The
+//! pinger sends one packet at a time carrying a sequence number; the ponger
+//! sends each back; the pinger checks the number and times the round trip.
+
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use netmap_rs::prelude::*;
+
+struct Args {
+    a: String,
+    b: String,
+    count: u64,
+    size: usize,
+}
+
+fn usage(why: &str) -> ExitCode {
+    eprintln!("ping_pong: {why}");
+    eprintln!("usage: ping_pong [PORT_A PORT_B] [-n COUNT] [-s SIZE]");
+    ExitCode::from(2)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut ports = Vec::new();
+    let mut count = 100_000u64;
+    let mut size = 64usize;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-n" => {
+                count = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("-n takes a positive count")?
+            }
+            "-s" => {
+                size = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| (16..=65535).contains(&n))
+                    .ok_or("-s takes a size from 16 to 65535 bytes")?
+            }
+            "-h" | "--help" => return Err("help".into()),
+            p if p.starts_with('-') => return Err(format!("unknown option {p}")),
+            p => ports.push(p.to_owned()),
+        }
+    }
+    let (a, b) = match ports.len() {
+        0 if netmap_rs::probe::probe().device.is_available() => {
+            ("vale0:nmrs{1".into(), "vale0:nmrs}1".into())
+        }
+        0 => ("emu:pingpong{1".into(), "emu:pingpong}1".into()),
+        2 => (ports[0].clone(), ports[1].clone()),
+        _ => return Err("name two ports, or none".into()),
+    };
+    Ok(Args { a, b, count, size })
+}
+
+/// Waits for the next packet on `rx` and hands it to `f`: busy-polls the
+/// ring for a while (latency), then sleeps in `poll` (CPU).
+fn recv_one<T>(port: &Netmap, rx: &mut RxRing<'_>, mut f: impl FnMut(&[u8]) -> T) -> Result<T, Error> {
+    let mut spins = 0u32;
+    loop {
+        if let Some(frame) = rx.recv() {
+            return Ok(f(frame.payload()));
+        }
+        if rx.sync()? == 0 {
+            spins += 1;
+            if spins > SPINS {
+                port.poll(Some(Duration::from_millis(100)))?;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// How many empty syncs `recv_one` tries before it sleeps.
+const SPINS: u32 = 2000;
+
+fn send_one(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) -> Result<(), Error> {
+    loop {
+        match tx.send(data) {
+            Ok(()) => return tx.sync(),
+            Err(Error::RingFull { .. }) => {
+                tx.sync()?;
+                port.poll_writable(Some(Duration::from_millis(100)))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn ponger(port: Netmap, count: u64) -> Result<(), Error> {
+    let mut rx = port.rx_ring(0)?;
+    let mut tx = port.tx_ring(0)?;
+    let mut buf = Vec::new();
+    for _ in 0..count {
+        recv_one(&port, &mut rx, |p| {
+            buf.clear();
+            buf.extend_from_slice(p);
+        })?;
+        send_one(&port, &mut tx, &buf)?;
+    }
+    Ok(())
+}
+
+fn pinger(port: Netmap, count: u64, size: usize) -> Result<Vec<Duration>, Error> {
+    let mut rx = port.rx_ring(0)?;
+    let mut tx = port.tx_ring(0)?;
+    let mut pkt = vec![0u8; size];
+    let mut rtts = Vec::with_capacity(count as usize);
+    for seq in 0..count {
+        pkt[..8].copy_from_slice(&seq.to_le_bytes());
+        let t0 = Instant::now();
+        send_one(&port, &mut tx, &pkt)?;
+        let back = recv_one(&port, &mut rx, |p| {
+            p.get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        })?;
+        rtts.push(t0.elapsed());
+        if back != Some(seq) {
+            return Err(Error::RingCorrupt {
+                ring: rx.id(),
+                what: format!("expected packet {seq}, got {back:?}"),
+            });
+        }
+    }
+    Ok(rtts)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(why) => return usage(&why),
+    };
+    let open = |name: &str| NetmapBuilder::new(name).build();
+    let (a, b) = match open(&args.a).and_then(|a| Ok((a, open(&args.b)?))) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ping_pong: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "ping_pong: {} <-> {} ({} backend), {} packets of {} bytes",
+        a.name(),
+        b.name(),
+        a.backend(),
+        args.count,
+        args.size
+    );
+    let count = args.count;
+    let pong = thread::spawn(move || ponger(b, count));
+    let start = Instant::now();
+    let ping = pinger(a, count, args.size);
+    let elapsed = start.elapsed();
+    let pong = pong.join().unwrap_or_else(|_| {
+        Err(Error::RingCorrupt {
+            ring: 0,
+            what: "the ponger thread panicked".into(),
+        })
+    });
+    let mut rtts = match (ping, pong) {
+        (Ok(r), Ok(())) => r,
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ping_pong: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rtts.sort_unstable();
+    println!(
+        "round trips: {}  rate: {:.0} round trips/s ({:.0} packets/s)",
+        rtts.len(),
+        rtts.len() as f64 / elapsed.as_secs_f64(),
+        2.0 * rtts.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "rtt: min {:?}  p50 {:?}  p90 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        rtts[0],
+        percentile(&rtts, 0.5),
+        percentile(&rtts, 0.9),
+        percentile(&rtts, 0.99),
+        percentile(&rtts, 0.999),
+        rtts[rtts.len() - 1]
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,264 @@
+//! The work of libnetmap's `nmport_open`, in Rust, over any [`Kernel`]:
+//! build the register request from a [`PortSpec`], issue `NIOCCTRL`, map the
+//! region, find the `netmap_if` and the range of rings bound to the handle.
+
+use std::io;
+use std::ops::Range;
+use std::ptr::NonNull;
+
+use crate::backend::{Kernel, KernelFd, Mapping};
+use crate::error::{Error, Result};
+use crate::ffi::{
+    self, netmap_if, nmreq_header, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_REGISTER,
+};
+use crate::spec::PortSpec;
+
+/// What the caller may add to the request beyond the port name.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RegisterExtras {
+    /// Extra `NR_*` flags (such as `NR_NO_TX_POLL`).
+    pub flags: u64,
+}
+
+/// An open, registered and mapped port.
+#[derive(Debug)]
+pub(crate) struct KernelPort {
+    // Field order is drop order: unmap before the handle closes, as
+    // `nmport_close` does (the region belongs to the registration).
+    pub map: Mapping,
+    pub fd: Box<dyn KernelFd>,
+    pub nifp: NonNull<netmap_if>,
+    pub reg: nmreq_register,
+    /// Ids of the TX rings bound to the handle (empty if none).
+    pub tx: Range<u16>,
+    /// Ids of the RX rings bound to the handle (empty if none).
+    pub rx: Range<u16>,
+}
+
+/// The register request a port name asks for.
+pub(crate) fn register_request(spec: &PortSpec, extras: RegisterExtras) -> nmreq_register {
+    let c = &spec.conf;
+    nmreq_register {
+        nr_mode: spec.rings.nr_mode(),
+        nr_ringid: spec.rings.nr_ringid(),
+        nr_flags: spec.flags | extras.flags,
+        nr_mem_id: spec.mem_id,
+        nr_tx_rings: c.tx_rings.unwrap_or(0),
+        nr_rx_rings: c.rx_rings.unwrap_or(0),
+        nr_host_tx_rings: c.host_tx_rings.unwrap_or(0),
+        nr_host_rx_rings: c.host_rx_rings.unwrap_or(0),
+        nr_tx_slots: c.tx_slots.unwrap_or(0),
+        nr_rx_slots: c.rx_slots.unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// A request header for `body`, named as the port spec says.
+pub(crate) fn header(spec: &PortSpec, reqtype: u16, body: *mut nmreq_register) -> Result<nmreq_header> {
+    let mut hdr = nmreq_header {
+        nr_version: NETMAP_API,
+        nr_reqtype: reqtype,
+        nr_body: body as usize as u64,
+        ..Default::default()
+    };
+    let name = spec.nr_name.as_bytes();
+    if name.len() >= NETMAP_REQ_IFNAMSIZ || name.contains(&0) {
+        return Err(Error::InvalidPortSpec {
+            spec: spec.text.clone(),
+            position: 0,
+            expected: format!("a port name of at most {} bytes", NETMAP_REQ_IFNAMSIZ - 1),
+        });
+    }
+    for (d, s) in hdr.nr_name.iter_mut().zip(name) {
+        *d = *s as _;
+    }
+    Ok(hdr)
+}
+
+/// Opens `spec` on `kernel`: `open`, `NIOCCTRL(REGISTER)`, `mmap`, ring lookup.
+pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras) -> Result<KernelPort> {
+    if spec.offset.is_some() || spec.extmem.is_some() {
+        return Err(Error::Unsupported {
+            backend: crate::BackendKind::Kernel,
+            what: "the @offset and @extmem options".into(),
+            hint: "open the port through libnetmap (NETMAP_LIBRARY), or drop the option".into(),
+        });
+    }
+    let mut fd = kernel.open().map_err(|e| open_error(kernel, e))?;
+    let mut reg = register_request(spec, extras);
+    let mut hdr = header(spec, NETMAP_REQ_REGISTER, &mut reg)?;
+    // SAFETY: `hdr.nr_body` points at `reg`, a live `nmreq_register` (the
+    // body type of NETMAP_REQ_REGISTER), and `nr_options` is 0.
+    unsafe { fd.ctrl(&mut hdr) }.map_err(|e| register_error(kernel, spec, e))?;
+
+    let memsize = usize::try_from(reg.nr_memsize).unwrap_or(usize::MAX);
+    let offset = usize::try_from(reg.nr_offset).unwrap_or(usize::MAX);
+    if offset
+        .checked_add(std::mem::size_of::<netmap_if>())
+        .is_none_or(|end| end > memsize)
+    {
+        return Err(Error::Io {
+            op: format!("NIOCCTRL(REGISTER) on {}", spec.text),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("netmap_if offset {offset} outside the region of {memsize} bytes"),
+            ),
+        });
+    }
+    let map = fd
+        .mmap(memsize)
+        .map_err(|e| Error::io(format!("mmap of {memsize} bytes for {}", spec.text), e))?;
+    // SAFETY: `offset + size_of::<netmap_if>() <= memsize`, checked above,
+    // and the mapping spans `memsize` bytes.
+    let nifp = unsafe { NonNull::new_unchecked(ffi::NETMAP_IF(map.base().as_ptr(), offset)) };
+    let (tx, rx) = ring_range(&map, nifp, &reg, spec)?;
+    Ok(KernelPort {
+        map,
+        fd,
+        nifp,
+        reg,
+        tx,
+        rx,
+    })
+}
+
+/// First and last TX and RX ring ids bound to this handle: the rings whose
+/// `ring_ofs` entries are non-zero, as libnetmap's `nmport_mmap` finds them.
+fn ring_range(
+    map: &Mapping,
+    nifp: NonNull<netmap_if>,
+    reg: &nmreq_register,
+    spec: &PortSpec,
+) -> Result<(Range<u16>, Range<u16>)> {
+    let nif = nifp.as_ptr();
+    // SAFETY: `nif` points at a netmap_if inside the mapping (checked by
+    // the caller); its counts are constant after registration.
+    let (host_tx, host_rx) = unsafe {
+        (
+            std::ptr::addr_of!((*nif).ni_host_tx_rings).read(),
+            std::ptr::addr_of!((*nif).ni_host_rx_rings).read(),
+        )
+    };
+    let num_tx = reg.nr_tx_rings as usize + host_tx as usize;
+    let num_rx = reg.nr_rx_rings as usize + host_rx as usize;
+    let ofs_end =
+        nif as usize + std::mem::size_of::<netmap_if>() + (num_tx + num_rx) * std::mem::size_of::<isize>();
+    if ofs_end > map.base().as_ptr() as usize + map.len() {
+        return Err(Error::RingCorrupt {
+            ring: 0,
+            what: "the ring offset table runs past the mapped region".into(),
+        });
+    }
+    let ofs = |i: usize| -> isize {
+        // SAFETY: `i < num_tx + num_rx`, and the table of that many entries
+        // lies inside the mapping (checked above).
+        unsafe { std::ptr::addr_of!((*nif).ring_ofs).cast::<isize>().add(i).read() }
+    };
+    let range = |base: usize, n: usize, dir: &str| -> Result<Range<u16>> {
+        let first = (0..n).find(|&i| ofs(base + i) != 0);
+        let Some(first) = first else {
+            return Ok(0..0);
+        };
+        let mut last = first;
+        while last + 1 < n && ofs(base + last + 1) != 0 {
+            last += 1;
+        }
+        let to16 = |v: usize| {
+            u16::try_from(v).map_err(|_| Error::RingCorrupt {
+                ring: 0,
+                what: format!("{dir} ring id {v} of {} out of range", spec.text),
+            })
+        };
+        Ok(to16(first)?..to16(last + 1)?)
+    };
+    Ok((range(0, num_tx, "TX")?, range(num_tx, num_rx, "RX")?))
+}
+
+fn open_error(kernel: &dyn Kernel, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+            what: format!("opening {} ({e})", device_name(kernel)),
+        },
+        _ => Error::io(format!("open {}", device_name(kernel)), e),
+    }
+}
+
+fn device_name(kernel: &dyn Kernel) -> &'static str {
+    match kernel.domain() {
+        crate::backend::MemDomain::Kernel => ffi::NETMAP_DEVICE_NAME,
+        crate::backend::MemDomain::Emulated => "the embedded netmap device",
+    }
+}
+
+/// Maps the errno of a failed REGISTER to the variant a caller can act on.
+fn register_error(kernel: &dyn Kernel, spec: &PortSpec, e: io::Error) -> Error {
+    let name = spec.text.clone();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound { name },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+            what: format!("registering {name} ({e})"),
+        },
+        Some(libc::EBUSY) => Error::Busy {
+            name,
+            what: "its rings are bound by another open".into(),
+        },
+        Some(libc::EINVAL) => match api_version(kernel) {
+            Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
+                kernel: kernel.into(),
+                ours: NETMAP_API.into(),
+            },
+            _ => Error::io(
+                format!("NIOCCTRL(REGISTER) on {name} (the kernel rejected the request)"),
+                e,
+            ),
+        },
+        _ => Error::io(format!("NIOCCTRL(REGISTER) on {name}"), e),
+    }
+}
+
+/// What a kernel says of netmap API versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiVersion {
+    /// It accepts [`NETMAP_API`].
+    Ours,
+    /// It refuses ours and accepts this one.
+    Other(u16),
+    /// It refuses every version tried.
+    Unknown,
+}
+
+/// Learns which API version the kernel speaks. The kernel does not report
+/// it, so ask about a port that cannot exist: a kernel that accepts the
+/// version answers "no such port", one that does not answers `EINVAL`.
+pub(crate) fn api_version(kernel: &dyn Kernel) -> io::Result<ApiVersion> {
+    let mut fd = kernel.open()?;
+    let mut accepts = |version: u16| -> io::Result<bool> {
+        let mut info = ffi::nmreq_port_info_get::default();
+        let mut hdr = nmreq_header {
+            nr_version: version,
+            nr_reqtype: ffi::NETMAP_REQ_PORT_INFO_GET,
+            nr_body: std::ptr::addr_of_mut!(info) as usize as u64,
+            ..Default::default()
+        };
+        for (d, s) in hdr.nr_name.iter_mut().zip(b"netmap-rs-api-probe") {
+            *d = *s as _;
+        }
+        // SAFETY: `nr_body` points at `info`, a live nmreq_port_info_get
+        // (the body of PORT_INFO_GET); no options.
+        match unsafe { fd.ctrl(&mut hdr) } {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Err(e),
+            Err(_) => Ok(true),
+        }
+    };
+    if accepts(NETMAP_API)? {
+        return Ok(ApiVersion::Ours);
+    }
+    for v in (11..=NETMAP_API + 8).filter(|&v| v != NETMAP_API) {
+        if accepts(v)? {
+            return Ok(ApiVersion::Other(v));
+        }
+    }
+    Ok(ApiVersion::Unknown)
+}

@@ -1,0 +1,157 @@
+//! How a port is opened, synced and polled.
+//!
+//! [`kernel`] does the work of libnetmap's `nmport_open` in Rust over the small
+//! [`Kernel`]/[`KernelFd`] traits below; [`devnetmap`] is the real kernel behind
+//! `/dev/netmap` and [`emu`] the embedded user-space one. [`libnetmap`] drives
+//! `libnetmap.so` instead, when it is present.
+
+use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::ffi::nmreq_header;
+
+pub(crate) mod devnetmap;
+pub(crate) mod emu;
+pub(crate) mod kernel;
+pub(crate) mod libnetmap;
+
+/// Which rings a sync call touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncDir {
+    /// `NIOCTXSYNC`: every TX ring bound to the fd.
+    Tx,
+    /// `NIOCRXSYNC`: every RX ring bound to the fd.
+    Rx,
+}
+
+/// Which memory a region lives in; buffer indices mean the same thing in two
+/// ports only when both the domain and the `nr_mem_id` agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum MemDomain {
+    /// The real netmap kernel module (through `/dev/netmap` or libnetmap).
+    Kernel,
+    /// The embedded kernel of this process.
+    Emulated,
+}
+
+/// A netmap control device: `open("/dev/netmap")` and friends.
+pub(crate) trait Kernel: Send + Sync + fmt::Debug {
+    /// Opens a fresh handle, as `open("/dev/netmap", O_RDWR)` does.
+    fn open(&self) -> io::Result<Box<dyn KernelFd>>;
+
+    /// The memory domain that regions of this kernel belong to.
+    fn domain(&self) -> MemDomain;
+}
+
+/// One open handle on a netmap control device.
+///
+/// Dropping it closes the handle, which unbinds its rings.
+pub(crate) trait KernelFd: Send + fmt::Debug {
+    /// `ioctl(fd, NIOCCTRL, hdr)`.
+    ///
+    /// # Safety
+    /// `hdr.nr_body` must point to a live, writable body of the type that
+    /// `hdr.nr_reqtype` names, and `hdr.nr_options` must be 0 or the head of a
+    /// chain of live, writable `nmreq_option`s, each of the type its
+    /// `nro_reqtype` names.
+    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()>;
+
+    /// Maps `len` bytes of the handle's memory region, as
+    /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)` does.
+    fn mmap(&mut self, len: usize) -> io::Result<Mapping>;
+
+    /// `ioctl(fd, NIOCTXSYNC)` or `ioctl(fd, NIOCRXSYNC)`.
+    fn sync(&self, dir: SyncDir) -> io::Result<()>;
+
+    /// Waits, as `poll(2)` on a netmap fd does, until a bound RX ring has
+    /// packets (`POLLIN`) or a bound TX ring has room (`POLLOUT`); returns the
+    /// `revents`, or 0 on timeout. Like the kernel's handler, it leaves the
+    /// rings synced.
+    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16>;
+
+    /// The file descriptor that an event loop waits on.
+    fn as_fd(&self) -> BorrowedFd<'_>;
+}
+
+/// Who releases a mapping.
+pub(crate) enum MapOwner {
+    /// `munmap` on drop.
+    Mmap,
+    /// Memory kept alive by someone else (the embedded kernel's region).
+    Shared(#[allow(dead_code)] Arc<dyn Send + Sync>),
+}
+
+/// A mapped memory region: `len` bytes at `base`.
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+    owner: MapOwner,
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: a `Mapping` is a plain address range; the memory it names is shared
+// with the kernel (or the embedded kernel) and is only accessed through the
+// ring code's atomics and slot ownership rules, never through references
+// that assume exclusivity, so moving the range to another thread is sound.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Takes ownership of a range returned by `mmap`; it is unmapped on drop.
+    ///
+    /// # Safety
+    /// `base..base+len` must be a live mapping made by `mmap` that nothing
+    /// else will unmap.
+    pub(crate) unsafe fn from_mmap(base: NonNull<u8>, len: usize) -> Self {
+        Mapping {
+            base,
+            len,
+            owner: MapOwner::Mmap,
+        }
+    }
+
+    /// A range inside memory that `owner` keeps alive.
+    ///
+    /// # Safety
+    /// `base..base+len` must stay valid and writable while `owner` lives.
+    pub(crate) unsafe fn shared(base: NonNull<u8>, len: usize, owner: Arc<dyn Send + Sync>) -> Self {
+        Mapping {
+            base,
+            len,
+            owner: MapOwner::Shared(owner),
+        }
+    }
+
+    /// The first byte of the region.
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// The region's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let MapOwner::Mmap = self.owner {
+            // SAFETY: `from_mmap`'s contract: this range came from `mmap` and
+            // nothing else unmaps it; no ring handle outlives the port that
+            // owns this mapping.
+            unsafe {
+                libc::munmap(self.base.as_ptr().cast(), self.len);
+            }
+        }
+    }
+}

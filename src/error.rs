@@ -1,0 +1,275 @@
+//! The crate's one error type.
+//!
+//! Every variant is something a caller can act on, and every message ends by
+//! saying what to do about it.
+
+use std::fmt;
+use std::io;
+
+/// Which way of reaching netmap a port uses (or was refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// `libnetmap.so`, loaded at run time with `libloading`.
+    Libnetmap,
+    /// `/dev/netmap` driven directly with `ioctl` and `mmap`.
+    Kernel,
+    /// The embedded user-space implementation of netmap pipes (`emu:` names).
+    Emulated,
+    /// Linux `AF_PACKET` sockets with `PACKET_MMAP` rings (a fallback for real
+    /// interfaces on hosts without netmap).
+    AfPacket,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Libnetmap => "libnetmap",
+            BackendKind::Kernel => "kernel (/dev/netmap)",
+            BackendKind::Emulated => "embedded (emu)",
+            BackendKind::AfPacket => "AF_PACKET",
+        })
+    }
+}
+
+/// Why one backend could not serve a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The backend that was refused.
+    pub backend: BackendKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.backend, self.reason)
+    }
+}
+
+/// A list of refusals, displayed as `a; b; c`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals(pub Vec<Refusal>);
+
+impl fmt::Display for Refusals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong in `netmap-rs`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No backend can open this port on this host.
+    #[error(
+        "netmap is not available for `{port}` ({reasons}); load the netmap kernel module \
+         (`modprobe netmap`), point NETMAP_LIBRARY at libnetmap.so, or use an `emu:` port"
+    )]
+    Unavailable {
+        /// The port that was asked for.
+        port: String,
+        /// Why each backend was refused.
+        reasons: Refusals,
+    },
+
+    /// The operating system refused access.
+    #[error(
+        "permission denied: {what}; run as root, or grant the process access \
+         (for /dev/netmap: its file mode; for AF_PACKET: CAP_NET_RAW)"
+    )]
+    PermissionDenied {
+        /// What was refused.
+        what: String,
+    },
+
+    /// The interface or port named does not exist.
+    #[error(
+        "no such interface or port `{name}`; check the name with `ip link`, \
+         or open the pipe's master end (`{{`) before its slave end (`}}`)"
+    )]
+    InterfaceNotFound {
+        /// The name that was not found.
+        name: String,
+    },
+
+    /// The port or the rings asked for are already held by another open.
+    #[error("`{name}` is busy: {what}; close the other handle or select other rings")]
+    Busy {
+        /// The port.
+        name: String,
+        /// What is held.
+        what: String,
+    },
+
+    /// The port name could not be parsed.
+    #[error(
+        "invalid port name `{spec}` at byte {position}: expected {expected}\n  {spec}\n  {caret:>width$}\n\
+         see the port-name grammar in the `spec` module docs",
+        caret = "^",
+        width = position + 1
+    )]
+    InvalidPortSpec {
+        /// The whole name as given.
+        spec: String,
+        /// The byte offset of the offending character.
+        position: usize,
+        /// What the parser expected there.
+        expected: String,
+    },
+
+    /// The kernel module speaks another netmap API version.
+    #[error(
+        "netmap API version mismatch: the kernel module speaks {kernel}, this crate speaks {ours}; \
+         install a netmap module of API {ours}"
+    )]
+    ApiVersionMismatch {
+        /// The version the kernel reported.
+        kernel: u32,
+        /// The version this crate was written for.
+        ours: u32,
+    },
+
+    /// `libnetmap.so` could not be used.
+    #[error(
+        "libnetmap at `{path}` is unusable{}: {reason}; set NETMAP_LIBRARY to a working \
+         libnetmap.so or unset it to use /dev/netmap directly",
+        symbol.as_ref().map(|s| format!(" (symbol `{s}`)")).unwrap_or_default()
+    )]
+    Library {
+        /// The path or soname tried.
+        path: String,
+        /// The missing or failing symbol, if one is to blame.
+        symbol: Option<String>,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A system call failed.
+    #[error("{op} failed: {source}; check the port and the system log (dmesg) for details")]
+    Io {
+        /// The request that failed, such as `NIOCCTRL(REGISTER) on netmap:eth0`.
+        op: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A TX ring has no free slot.
+    #[error("TX ring {ring} is full; call sync() and retry, or wait for the port to be writable")]
+    RingFull {
+        /// The ring id.
+        ring: u16,
+    },
+
+    /// A packet does not fit in the buffers it may use.
+    #[error(
+        "packet of {len} bytes is too large: at most {max} bytes fit; \
+         split it, or send it as a multi-slot packet"
+    )]
+    PacketTooLarge {
+        /// The packet's length.
+        len: usize,
+        /// The largest length that fits.
+        max: usize,
+    },
+
+    /// A ring index past the rings the port has.
+    #[error("ring index {index} is out of range: the port has {count} {dir} rings; use 0..{count}")]
+    RingIndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// How many rings there are.
+        count: usize,
+        /// `"TX"` or `"RX"`.
+        dir: &'static str,
+    },
+
+    /// A handle to this ring is already alive.
+    #[error(
+        "{dir} ring {index} already has a live handle; drop it first, \
+         or open one port per ring for thread-per-ring designs"
+    )]
+    RingInUse {
+        /// The ring index.
+        index: usize,
+        /// `"TX"` or `"RX"`.
+        dir: &'static str,
+    },
+
+    /// Buffers can only be swapped between ports that share one memory region.
+    #[error(
+        "cannot swap buffers between ports in different memory regions ({a} and {b}); \
+         copy the packet instead, or open both ports in one region (same parent, `@conf:memid`)"
+    )]
+    MemoryMismatch {
+        /// One region.
+        a: String,
+        /// The other region.
+        b: String,
+    },
+
+    /// The kernel (or the peer) corrupted the ring or rejected its state.
+    #[error("ring {ring} is in an inconsistent state: {what}; reopen the port")]
+    RingCorrupt {
+        /// The ring id.
+        ring: u16,
+        /// What was seen.
+        what: String,
+    },
+
+    /// The backend cannot do what was asked.
+    #[error("{what} is not supported by the {backend} backend; {hint}")]
+    Unsupported {
+        /// The backend.
+        backend: BackendKind,
+        /// What was asked.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+}
+
+impl Error {
+    /// Wraps an `io::Error` from the request `op`.
+    pub(crate) fn io(op: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_spec_points_at_the_position() {
+        let e = Error::InvalidPortSpec {
+            spec: "netmap:eth0-x".into(),
+            position: 12,
+            expected: "a ring number".into(),
+        };
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "  netmap:eth0-x");
+        assert_eq!(lines[2].find('^'), Some(2 + 12));
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = Error::RingFull { ring: 3 };
+        assert!(e.to_string().contains("call sync()"));
+        let e = Error::ApiVersionMismatch { kernel: 13, ours: 14 };
+        assert!(e.to_string().contains("install a netmap module of API 14"));
+    }
+}

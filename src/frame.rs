@@ -1,0 +1,117 @@
+//! `Frame`: a received packet, viewed in place.
+
+use std::fmt;
+use std::ops::Deref;
+
+use crate::ffi::{netmap_slot, nm_next};
+use crate::port::RegionKey;
+use crate::ring::RingCore;
+
+/// A received packet: a read-only view of its bytes in the ring's buffer.
+///
+/// A frame borrows its [`RxRing`](crate::RxRing), so the ring cannot be
+/// synced (which would return the slot to the kernel) while the frame is
+/// alive:
+///
+/// ```compile_fail
+/// # use netmap_rs::prelude::*;
+/// # fn main() -> Result<(), Error> {
+/// let port = NetmapBuilder::new("emu:cf{1").build()?;
+/// let mut rx = port.rx_ring(0)?;
+/// let frame = rx.recv();
+/// rx.sync()?; // error: `rx` is still borrowed by `frame`
+/// drop(frame);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A multi-slot packet (`NS_MOREFRAG`) is one frame whose payload holds all
+/// its fragments in order.
+pub struct Frame<'a> {
+    data: &'a [u8],
+    slots: *mut netmap_slot,
+    first: u32,
+    nslots: u16,
+    num_slots: u32,
+    region: RegionKey,
+}
+
+impl<'a> Frame<'a> {
+    pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, region: RegionKey) -> Self {
+        Frame {
+            data,
+            slots: core.slot(0),
+            first,
+            nslots,
+            num_slots: core.num_slots(),
+            region,
+        }
+    }
+
+    /// The packet's bytes.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The packet's length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the packet has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// How many ring slots the packet spans (more than one for a multi-slot
+    /// packet).
+    pub fn slots(&self) -> usize {
+        self.nslots as usize
+    }
+
+    pub(crate) fn nslots(&self) -> usize {
+        self.nslots as usize
+    }
+
+    pub(crate) fn region(&self) -> RegionKey {
+        self.region
+    }
+
+    /// The `k`th slot of the packet.
+    pub(crate) fn slot(&self, k: usize) -> *mut netmap_slot {
+        let mut i = self.first;
+        for _ in 0..k {
+            i = nm_next(i, self.num_slots);
+        }
+        // SAFETY: `i < num_slots` and `slots` is the ring's slot array of
+        // `num_slots` entries.
+        unsafe { self.slots.add(i as usize) }
+    }
+}
+
+impl Deref for Frame<'_> {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.data
+    }
+}
+
+impl AsRef<[u8]> for Frame<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.data
+    }
+}
+
+impl fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("len", &self.data.len())
+            .field("slots", &self.nslots)
+            .finish()
+    }
+}

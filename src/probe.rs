@@ -1,0 +1,269 @@
+//! What this host offers, asked without failing.
+//!
+//! ```
+//! let report = netmap_rs::probe::probe_port("netmap:eth0");
+//! println!("{report}");
+//! // On a host without netmap the port gets no backend, and says why.
+//! if !report.device.is_available() {
+//!     assert!(report.port.as_ref().unwrap().backend.is_err());
+//! }
+//! ```
+
+use std::fmt;
+use std::io;
+
+use crate::backend::kernel::{self, ApiVersion};
+use crate::error::{BackendKind, Refusal};
+use crate::ffi;
+use crate::port;
+use crate::spec;
+
+/// What `/dev/netmap` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// It opens.
+    Available,
+    /// It does not exist: the netmap module is not loaded.
+    Absent,
+    /// It exists but this process may not open it.
+    PermissionDenied,
+    /// Another error.
+    Error(String),
+}
+
+impl DeviceStatus {
+    /// Whether `/dev/netmap` opens.
+    pub fn is_available(&self) -> bool {
+        *self == DeviceStatus::Available
+    }
+}
+
+/// What the kernel module says of API versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelApi {
+    /// The module could not be asked (no device).
+    NotAsked,
+    /// The module speaks this crate's version.
+    Matches(u16),
+    /// The module speaks another version.
+    Mismatch {
+        /// The module's.
+        kernel: u16,
+        /// This crate's.
+        ours: u16,
+    },
+    /// The module refused every version tried.
+    Unknown,
+}
+
+/// What became of `libnetmap.so`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibraryStatus {
+    /// Loaded with every required symbol.
+    Loaded {
+        /// The path or soname that loaded.
+        path: String,
+        /// Optional entry points it lacks (their features are off).
+        missing_optional: Vec<String>,
+    },
+    /// Not loaded, and why (each name tried).
+    Unusable(String),
+}
+
+/// Whether AF_PACKET sockets can be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfPacketStatus {
+    /// A raw packet socket opened.
+    Usable,
+    /// It needs `CAP_NET_RAW`, which this process lacks.
+    NoCapability,
+    /// Another error.
+    Error(String),
+}
+
+/// Which backend a given port name would get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortProbe {
+    /// The name asked about.
+    pub name: String,
+    /// The backend `build()` would pick, or why the name gets none.
+    pub backend: Result<BackendKind, String>,
+    /// Why each other backend was passed over.
+    pub refused: Vec<Refusal>,
+}
+
+/// A report of what this host offers. See [`probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// `/dev/netmap`.
+    pub device: DeviceStatus,
+    /// The module's API version, when it can be learnt.
+    pub kernel_api: KernelApi,
+    /// The API version this crate speaks.
+    pub our_api: u16,
+    /// `libnetmap.so`.
+    pub library: LibraryStatus,
+    /// AF_PACKET sockets.
+    pub af_packet: AfPacketStatus,
+    /// The port asked about, if any.
+    pub port: Option<PortProbe>,
+}
+
+/// Reports what this host offers. Never fails and never panics.
+pub fn probe() -> Probe {
+    let (device, kernel_api) = match port::kernel_status() {
+        Ok(()) => (DeviceStatus::Available, api()),
+        Err(e) => (device_status(&e), KernelApi::NotAsked),
+    };
+    let library = match crate::backend::libnetmap::load() {
+        Ok(lib) => LibraryStatus::Loaded {
+            path: lib.path.clone(),
+            missing_optional: lib.missing_optional.iter().map(|s| s.to_string()).collect(),
+        },
+        Err(e) => LibraryStatus::Unusable(e.to_string()),
+    };
+    Probe {
+        device,
+        kernel_api,
+        our_api: ffi::NETMAP_API,
+        library,
+        af_packet: af_packet_status(),
+        port: None,
+    }
+}
+
+/// Like [`probe`], and also says which backend `name` would get and why the
+/// others were refused.
+pub fn probe_port(name: &str) -> Probe {
+    let mut p = probe();
+    let port = match spec::parse(name) {
+        Ok(spec) => {
+            let (choice, refused) = port::choose(&spec, None);
+            PortProbe {
+                name: spec.text.clone(),
+                backend: choice.map(|c| c.backend).map_err(|e| e.to_string()),
+                refused,
+            }
+        }
+        Err(e) => PortProbe {
+            name: name.to_owned(),
+            backend: Err(e.to_string()),
+            refused: Vec::new(),
+        },
+    };
+    p.port = Some(port);
+    p
+}
+
+fn device_status(e: &io::Error) -> DeviceStatus {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => DeviceStatus::Absent,
+        Some(libc::EACCES) | Some(libc::EPERM) => DeviceStatus::PermissionDenied,
+        _ => DeviceStatus::Error(e.to_string()),
+    }
+}
+
+fn api() -> KernelApi {
+    match kernel::api_version(&crate::backend::devnetmap::DevNetmap::system()) {
+        Ok(ApiVersion::Ours) => KernelApi::Matches(ffi::NETMAP_API),
+        Ok(ApiVersion::Other(kernel)) => KernelApi::Mismatch {
+            kernel,
+            ours: ffi::NETMAP_API,
+        },
+        Ok(ApiVersion::Unknown) | Err(_) => KernelApi::Unknown,
+    }
+}
+
+fn af_packet_status() -> AfPacketStatus {
+    // SAFETY: `socket` has no memory preconditions; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just opened here and is closed once.
+        unsafe { libc::close(fd) };
+        return AfPacketStatus::Usable;
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketStatus::NoCapability,
+        _ => AfPacketStatus::Error(e.to_string()),
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "netmap-rs probe (this crate speaks netmap API {})",
+            self.our_api
+        )?;
+        let dev = ffi::NETMAP_DEVICE_NAME;
+        match &self.device {
+            DeviceStatus::Available => writeln!(f, "  kernel module: {dev} opens")?,
+            DeviceStatus::Absent => writeln!(f, "  kernel module: not loaded ({dev} does not exist)")?,
+            DeviceStatus::PermissionDenied => {
+                writeln!(f, "  kernel module: loaded, but {dev}: permission denied")?
+            }
+            DeviceStatus::Error(e) => writeln!(f, "  kernel module: {dev}: {e}")?,
+        }
+        match self.kernel_api {
+            KernelApi::NotAsked => {}
+            KernelApi::Matches(v) => writeln!(f, "  kernel API: {v} (matches)")?,
+            KernelApi::Mismatch { kernel, ours } => {
+                writeln!(f, "  kernel API: {kernel} (this crate needs {ours})")?
+            }
+            KernelApi::Unknown => writeln!(f, "  kernel API: unknown (every version tried was refused)")?,
+        }
+        match &self.library {
+            LibraryStatus::Loaded {
+                path,
+                missing_optional,
+            } if missing_optional.is_empty() => writeln!(f, "  libnetmap: {path} (every symbol present)")?,
+            LibraryStatus::Loaded {
+                path,
+                missing_optional,
+            } => writeln!(
+                f,
+                "  libnetmap: {path} (missing optional: {})",
+                missing_optional.join(", ")
+            )?,
+            LibraryStatus::Unusable(why) => writeln!(f, "  libnetmap: unusable: {why}")?,
+        }
+        match &self.af_packet {
+            AfPacketStatus::Usable => writeln!(f, "  AF_PACKET: usable")?,
+            AfPacketStatus::NoCapability => writeln!(f, "  AF_PACKET: needs CAP_NET_RAW")?,
+            AfPacketStatus::Error(e) => writeln!(f, "  AF_PACKET: {e}")?,
+        }
+        writeln!(f, "  embedded kernel: always available for `emu:` names")?;
+        if let Some(p) = &self.port {
+            match &p.backend {
+                Ok(b) => writeln!(f, "port {}: would open with {b}", p.name)?,
+                Err(_) if !p.refused.is_empty() => writeln!(f, "port {}: no backend can open it", p.name)?,
+                Err(e) => writeln!(f, "port {}: cannot open: {e}", p.name)?,
+            }
+            for r in &p.refused {
+                writeln!(f, "  not {}: {}", r.backend, r.reason)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_never_fails_and_reports_emu_choice() {
+        let p = probe_port("emu:probe{1");
+        assert_eq!(p.port.as_ref().unwrap().backend, Ok(BackendKind::Emulated));
+        let text = p.to_string();
+        assert!(text.contains("would open with embedded"), "{text}");
+    }
+
+    #[test]
+    fn probe_reports_a_bad_name() {
+        let p = probe_port("netmap:eth0-");
+        let port = p.port.unwrap();
+        assert!(port.backend.unwrap_err().contains("invalid port name"));
+    }
+}

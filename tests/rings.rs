@@ -1,0 +1,354 @@
+//! The ring API end to end on the embedded kernel: every operation, errors,
+//! wraparound, multi-slot packets, buffer swap, thread-per-ring.
+
+use std::thread;
+
+use netmap_rs::prelude::*;
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+/// Packet `seq` of `len` bytes: seq (8) | checksum of the rest (4) | filler.
+fn make_packet(buf: &mut Vec<u8>, seq: u64, len: usize) {
+    buf.clear();
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    let mut x = seq as u32 | 1;
+    buf.extend((12..len).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    }));
+    let sum = fnv1a(&buf[12..]);
+    buf[8..12].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a packet made by `make_packet`; returns its sequence number.
+fn check_packet(p: &[u8]) -> u64 {
+    assert!(p.len() >= 12, "runt packet of {} bytes", p.len());
+    let seq = u64::from_le_bytes(p[..8].try_into().unwrap());
+    let sum = u32::from_le_bytes(p[8..12].try_into().unwrap());
+    assert_eq!(sum, fnv1a(&p[12..]), "packet {seq} corrupted");
+    seq
+}
+
+fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
+    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
+        .num_slots(slots)
+        .build()
+        .unwrap();
+    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
+    (a, b)
+}
+
+#[test]
+fn send_sync_recv_roundtrip() {
+    let (a, b) = pair("basic", 256);
+    assert_eq!((a.num_tx_rings(), a.num_rx_rings()), (1, 1));
+    assert_eq!(a.backend(), BackendKind::Emulated);
+    assert!(!a.is_host_if());
+    let mut tx = a.tx_ring(0).unwrap();
+    assert_eq!(tx.space(), 255, "a TX ring starts with num_slots - 1 free slots");
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    assert_eq!(tx.space(), 253);
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    assert!(rx.recv().is_none(), "nothing before a sync");
+    assert_eq!(rx.sync().unwrap(), 2);
+    assert_eq!(rx.recv().unwrap().payload(), b"one");
+    let f = rx.recv().unwrap();
+    assert_eq!(&*f, b"two");
+    assert_eq!(f.len(), 3);
+    assert!(rx.recv().is_none());
+    // Releasing the RX slots gives the TX side its room back.
+    rx.sync().unwrap();
+    tx.sync().unwrap();
+    assert_eq!(tx.space(), 255);
+}
+
+#[test]
+fn full_ring_and_too_large_packets_are_errors() {
+    let (a, _b) = pair("full", 8);
+    let mut tx = a.tx_ring(0).unwrap();
+    for _ in 0..7 {
+        tx.send(&[1; 60]).unwrap();
+    }
+    assert!(matches!(tx.send(&[1; 60]), Err(Error::RingFull { .. })));
+    // A packet that would need more free slots than there are.
+    let mut tx2 = {
+        drop(tx);
+        a.tx_ring(0).unwrap()
+    };
+    assert!(matches!(tx2.send(&[0; 3000]), Err(Error::RingFull { .. })));
+    let max = tx2.max_packet();
+    match tx2.send(&vec![0; max + 1]) {
+        Err(Error::PacketTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!("expected PacketTooLarge, got {other:?}"),
+    }
+    let mut batch = tx2.batch();
+    assert!(matches!(batch.push(2049), Err(Error::PacketTooLarge { .. })));
+}
+
+#[test]
+fn bad_names_missing_peers_and_ring_indices_are_errors() {
+    assert!(matches!(
+        NetmapBuilder::new("emu:x{").build(),
+        Err(Error::InvalidPortSpec { .. })
+    ));
+    assert!(matches!(
+        NetmapBuilder::new("netmap:eth0-").build(),
+        Err(Error::InvalidPortSpec { .. })
+    ));
+    match NetmapBuilder::new("emu:nopeer}1").build() {
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "emu:nopeer}1"),
+        other => panic!("expected InterfaceNotFound, got {other:?}"),
+    }
+    let (a, _b) = pair("idx", 64);
+    match a.tx_ring(1) {
+        Err(Error::RingIndexOutOfRange { index, count, dir }) => {
+            assert_eq!((index, count, dir), (1, 1, "TX"))
+        }
+        other => panic!("expected RingIndexOutOfRange, got {other:?}"),
+    }
+    assert!(matches!(a.rx_ring(7), Err(Error::RingIndexOutOfRange { .. })));
+    let _rx = a.rx_ring(0).unwrap();
+    assert!(matches!(a.rx_ring(0), Err(Error::RingInUse { .. })));
+    assert!(matches!(
+        NetmapBuilder::new("emu:idx{1").build(),
+        Err(Error::Busy { .. })
+    ));
+}
+
+#[test]
+fn in_place_batches_publish_on_commit_and_discard_on_drop() {
+    let (a, b) = pair("batch", 64);
+    let mut tx = a.tx_ring(0).unwrap();
+    {
+        let mut batch = tx.batch();
+        batch.push(10).unwrap().fill(0xee);
+        // dropped uncommitted: discarded
+    }
+    assert_eq!(tx.space(), 63);
+    let mut batch = tx.batch();
+    for n in 0..5u8 {
+        let buf = batch.push(100 + n as usize).unwrap();
+        buf.fill(n);
+    }
+    assert_eq!(batch.len(), 5);
+    assert_eq!(batch.commit(), 5);
+    tx.sync().unwrap();
+
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    // Frames of one batch live side by side.
+    let frames: Vec<Frame<'_>> = rx.iter().collect();
+    assert_eq!(frames.len(), 5);
+    for (n, f) in frames.iter().enumerate() {
+        assert_eq!(f.len(), 100 + n);
+        assert!(f.iter().all(|&x| x == n as u8));
+    }
+}
+
+#[test]
+fn multi_slot_packets_cross_as_one() {
+    let (a, b) = pair("frags", 16);
+    let mut tx = a.tx_ring(0).unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    let mut pkt = Vec::new();
+    for (seq, len) in [(0u64, 2049usize), (1, 60), (2, 6000), (3, 2048), (4, 4096)] {
+        make_packet(&mut pkt, seq, len);
+        tx.send(&pkt).unwrap();
+    }
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let got: Vec<(u64, usize, usize)> = rx
+        .iter()
+        .map(|f| (check_packet(&f), f.len(), f.slots()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0, 2049, 2), (1, 60, 1), (2, 6000, 3), (3, 2048, 1), (4, 4096, 2)]
+    );
+}
+
+/// Moves `count` packets of random sizes (with multi-slot ones mixed in)
+/// from `a` to `b` in two threads; checks order and contents.
+fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {
+    let sender = thread::spawn(move || {
+        let mut rng = Rng(seed);
+        let mut tx = a.tx_ring(0).unwrap();
+        let mut pkt = Vec::new();
+        for seq in 0..count {
+            let len = if seq % 97 == 0 {
+                rng.range(2049, 9000)
+            } else {
+                rng.range(60, 2048)
+            };
+            make_packet(&mut pkt, seq, len);
+            loop {
+                match tx.send(&pkt) {
+                    Ok(()) => break,
+                    Err(Error::RingFull { .. }) => {
+                        tx.sync().unwrap();
+                        if tx.space() == 0 {
+                            a.poll_writable(Some(std::time::Duration::from_millis(50)))
+                                .unwrap();
+                        }
+                    }
+                    Err(e) => panic!("send failed: {e}"),
+                }
+            }
+            if seq % 16 == 15 {
+                tx.sync().unwrap();
+            }
+        }
+        tx.sync().unwrap();
+        drop(tx);
+        a
+    });
+    let mut rx = b.rx_ring(0).unwrap();
+    let mut expect = 0u64;
+    let mut rng = Rng(seed);
+    while expect < count {
+        if rx.sync().unwrap() == 0 {
+            b.poll(Some(std::time::Duration::from_millis(50))).unwrap();
+            continue;
+        }
+        for f in rx.iter() {
+            let seq = check_packet(&f);
+            assert_eq!(seq, expect, "lost, duplicated or reordered");
+            let len = if seq % 97 == 0 {
+                rng.range(2049, 9000)
+            } else {
+                rng.range(60, 2048)
+            };
+            assert_eq!(f.len(), len, "packet {seq} has the wrong length");
+            expect += 1;
+        }
+    }
+    let _a = sender.join().unwrap();
+    rx.sync().unwrap();
+    assert!(rx.recv().is_none(), "a packet beyond the last was received");
+}
+
+#[test]
+fn a_million_packets_through_64_slots_in_two_threads() {
+    let (a, b) = pair("million", 64);
+    stream(a, b, 1_000_000, 0x5eed);
+}
+
+#[test]
+fn thread_per_ring_four_ports() {
+    let masters = NetmapBuilder::new("emu:tpr{1")
+        .num_tx_rings(4)
+        .num_rx_rings(4)
+        .num_slots(128)
+        .build_per_ring()
+        .unwrap();
+    let slaves = NetmapBuilder::new("emu:tpr}1").build_per_ring().unwrap();
+    assert_eq!((masters.len(), slaves.len()), (4, 4));
+    let threads: Vec<_> = masters
+        .into_iter()
+        .zip(slaves)
+        .enumerate()
+        .map(|(i, (m, s))| {
+            assert_eq!(m.tx_ring_ids(), i as u16..i as u16 + 1);
+            assert_eq!(s.rx_ring_ids(), i as u16..i as u16 + 1);
+            thread::spawn(move || stream(m, s, 50_000, i as u64 + 1))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn zero_copy_forwarding_between_pipes_of_one_parent() {
+    // Two pipes of parent "fwd" share one memory region.
+    let a_tx = NetmapBuilder::new("emu:fwd{1").build().unwrap();
+    let a_rx = NetmapBuilder::new("emu:fwd}1").build().unwrap();
+    let b_tx = NetmapBuilder::new("emu:fwd{2").build().unwrap();
+    let b_rx = NetmapBuilder::new("emu:fwd}2").build().unwrap();
+    assert_eq!(a_rx.mem_id(), b_tx.mem_id());
+
+    let mut pkt = Vec::new();
+    let mut tx = a_tx.tx_ring(0).unwrap();
+    for seq in 0..300u64 {
+        make_packet(
+            &mut pkt,
+            seq,
+            if seq % 10 == 0 { 3000 } else { 60 + seq as usize },
+        );
+        tx.send(&pkt).unwrap();
+        if seq % 50 == 49 {
+            tx.sync().unwrap();
+        }
+    }
+    tx.sync().unwrap();
+
+    let mut rx = a_rx.rx_ring(0).unwrap();
+    let mut fwd = b_tx.tx_ring(0).unwrap();
+    let mut out = b_rx.rx_ring(0).unwrap();
+    let mut next = 0u64;
+    while next < 300 {
+        rx.sync().unwrap();
+        while let Some(f) = rx.recv() {
+            fwd.forward(f).unwrap();
+        }
+        fwd.sync().unwrap();
+        out.sync().unwrap();
+        for f in out.iter() {
+            assert_eq!(check_packet(&f), next);
+            next += 1;
+        }
+        tx.sync().unwrap();
+    }
+
+    // A port of another parent lives in another region.
+    let c_tx = NetmapBuilder::new("emu:other{1").build().unwrap();
+    let mut c = c_tx.tx_ring(0).unwrap();
+    tx.send(b"x").unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let f = rx.recv().unwrap();
+    assert!(matches!(c.forward(f), Err(Error::MemoryMismatch { .. })));
+}
+
+#[test]
+fn ports_are_send_and_rings_stay_home() {
+    fn is_send<T: Send>() {}
+    is_send::<Netmap>();
+}
+
+#[test]
+fn reopening_after_close_works_many_times() {
+    for _ in 0..2000 {
+        let (a, b) = pair("reopen", 32);
+        let mut tx = a.tx_ring(0).unwrap();
+        tx.send(b"ping").unwrap();
+        tx.sync().unwrap();
+        let mut rx = b.rx_ring(0).unwrap();
+        rx.sync().unwrap();
+        assert_eq!(rx.recv().unwrap().payload(), b"ping");
+    }
+}

@@ -1,0 +1,879 @@
+//! The port-name parser: every form of the grammar, every error position, and
+//! property tests (never panics; the normalized text parses back to the same
+//! spec).
+
+use netmap_rs::spec::{
+    parse, Conf, ExtmemOpt, OffsetOpt, PipeRole, PipeSpec, PortKind, PortSpec, RingSelect,
+};
+use netmap_rs::Error;
+use proptest::prelude::*;
+
+const X: u64 = 0x800; // NR_EXCLUSIVE
+const Z: u64 = 0x400; // NR_ZCOPY_MON
+const T_MON: u64 = 0x100; // NR_MONITOR_TX
+const R_MON: u64 = 0x200; // NR_MONITOR_RX
+const R_ONLY: u64 = 0x2000; // NR_RX_RINGS_ONLY
+const T_ONLY: u64 = 0x4000; // NR_TX_RINGS_ONLY
+
+/// The spec of a plain `netmap:` port with nothing but a name.
+fn base(text: &str, nr_name: &str) -> PortSpec {
+    PortSpec {
+        text: text.into(),
+        kind: PortKind::Netmap,
+        nr_name: nr_name.into(),
+        ifname: nr_name.into(),
+        pipe: None,
+        rings: RingSelect::AllNic,
+        flags: 0,
+        mem_id: 0,
+        conf: Conf::default(),
+        offset: None,
+        extmem: None,
+    }
+}
+
+fn vale(bridge: &str) -> PortKind {
+    PortKind::Vale {
+        bridge: bridge.into(),
+    }
+}
+
+fn pipe(role: PipeRole, id: &str) -> Option<PipeSpec> {
+    Some(PipeSpec { role, id: id.into() })
+}
+
+fn extmem(file: &str) -> ExtmemOpt {
+    ExtmemOpt {
+        file: file.into(),
+        if_num: None,
+        if_size: None,
+        ring_num: None,
+        ring_size: None,
+        buf_num: None,
+        buf_size: None,
+    }
+}
+
+fn offset(initial: u64, bits: u64) -> Option<OffsetOpt> {
+    Some(OffsetOpt {
+        initial,
+        maxoff: initial,
+        bits,
+        mingap: 0,
+    })
+}
+
+/// Every form of the grammar, with the whole expected `PortSpec`.
+fn good_names() -> Vec<(&'static str, PortSpec)> {
+    let n = "netmap:eth0";
+    vec![
+        // Prefixes.
+        ("netmap:eth0", base(n, "eth0")),
+        ("eth0", base(n, "eth0")),
+        (
+            "vale0:p1",
+            PortSpec {
+                kind: vale("vale0"),
+                ..base("vale0:p1", "vale0:p1")
+            },
+        ),
+        (
+            "valeA_b:port",
+            PortSpec {
+                kind: vale("valeA_b"),
+                ..base("valeA_b:port", "valeA_b:port")
+            },
+        ),
+        (
+            "vale:x",
+            PortSpec {
+                kind: vale("vale"),
+                ..base("vale:x", "vale:x")
+            },
+        ),
+        (
+            "emu:foo",
+            PortSpec {
+                kind: PortKind::Emu,
+                ..base("emu:foo", "foo")
+            },
+        ),
+        (
+            "afpacket:eth0",
+            PortSpec {
+                kind: PortKind::AfPacket,
+                ..base("afpacket:eth0", "eth0")
+            },
+        ),
+        (
+            "afpacket:eth0-1/x",
+            PortSpec {
+                kind: PortKind::AfPacket,
+                rings: RingSelect::OneNic(1),
+                flags: X,
+                ..base("afpacket:eth0-1/x", "eth0")
+            },
+        ),
+        // A `:` inside the port name of a `netmap:` name is netmap's business.
+        ("netmap:a:b", base("netmap:a:b", "a:b")),
+        ("netmap:vale0:p", base("netmap:vale0:p", "vale0:p")),
+        // Any bytes but the separators are part of the name.
+        ("netmap:ét h0", base("netmap:ét h0", "ét h0")),
+        // Pipes, both roles, on every prefix that has them.
+        (
+            "eth0{1",
+            PortSpec {
+                ifname: "eth0".into(),
+                pipe: pipe(PipeRole::Master, "1"),
+                ..base("netmap:eth0{1", "eth0{1")
+            },
+        ),
+        (
+            "netmap:eth0}pipe_A9",
+            PortSpec {
+                ifname: "eth0".into(),
+                pipe: pipe(PipeRole::Slave, "pipe_A9"),
+                ..base("netmap:eth0}pipe_A9", "eth0}pipe_A9")
+            },
+        ),
+        (
+            "vale0:p{2",
+            PortSpec {
+                kind: vale("vale0"),
+                ifname: "vale0:p".into(),
+                pipe: pipe(PipeRole::Master, "2"),
+                ..base("vale0:p{2", "vale0:p{2")
+            },
+        ),
+        (
+            "valeA:p}2",
+            PortSpec {
+                kind: vale("valeA"),
+                ifname: "valeA:p".into(),
+                pipe: pipe(PipeRole::Slave, "2"),
+                ..base("valeA:p}2", "valeA:p}2")
+            },
+        ),
+        (
+            "emu:foo{1",
+            PortSpec {
+                kind: PortKind::Emu,
+                ifname: "foo".into(),
+                pipe: pipe(PipeRole::Master, "1"),
+                ..base("emu:foo{1", "foo{1")
+            },
+        ),
+        (
+            "emu:foo}1-0",
+            PortSpec {
+                kind: PortKind::Emu,
+                ifname: "foo".into(),
+                pipe: pipe(PipeRole::Slave, "1"),
+                rings: RingSelect::OneNic(0),
+                ..base("emu:foo}1-0", "foo}1")
+            },
+        ),
+        // Ring suffixes.
+        (
+            "eth0^",
+            PortSpec {
+                rings: RingSelect::Host,
+                ..base("netmap:eth0^", "eth0")
+            },
+        ),
+        (
+            "eth0^3",
+            PortSpec {
+                rings: RingSelect::OneHost(3),
+                ..base("netmap:eth0^3", "eth0")
+            },
+        ),
+        (
+            "eth0*",
+            PortSpec {
+                rings: RingSelect::NicAndHost,
+                ..base("netmap:eth0*", "eth0")
+            },
+        ),
+        (
+            "eth0-2",
+            PortSpec {
+                rings: RingSelect::OneNic(2),
+                ..base("netmap:eth0-2", "eth0")
+            },
+        ),
+        (
+            "eth0-4094",
+            PortSpec {
+                rings: RingSelect::OneNic(4094),
+                ..base("netmap:eth0-4094", "eth0")
+            },
+        ),
+        (
+            "eth0-007",
+            PortSpec {
+                rings: RingSelect::OneNic(7),
+                ..base("netmap:eth0-007", "eth0")
+            },
+        ),
+        // Each flag, then all of them.
+        (
+            "eth0/x",
+            PortSpec {
+                flags: X,
+                ..base("netmap:eth0/x", "eth0")
+            },
+        ),
+        (
+            "eth0/z",
+            PortSpec {
+                flags: Z,
+                ..base("netmap:eth0/z", "eth0")
+            },
+        ),
+        (
+            "eth0/t",
+            PortSpec {
+                flags: T_MON,
+                ..base("netmap:eth0/t", "eth0")
+            },
+        ),
+        (
+            "eth0/r",
+            PortSpec {
+                flags: R_MON,
+                ..base("netmap:eth0/r", "eth0")
+            },
+        ),
+        (
+            "eth0/R",
+            PortSpec {
+                flags: R_ONLY,
+                ..base("netmap:eth0/R", "eth0")
+            },
+        ),
+        (
+            "eth0/T",
+            PortSpec {
+                flags: T_ONLY,
+                ..base("netmap:eth0/T", "eth0")
+            },
+        ),
+        (
+            "eth0*/xztrRTx",
+            PortSpec {
+                rings: RingSelect::NicAndHost,
+                flags: X | Z | T_MON | R_MON | R_ONLY | T_ONLY,
+                ..base("netmap:eth0*/xztrRTx", "eth0")
+            },
+        ),
+        // Memory id, alone, repeated with the same value, before and after flags.
+        (
+            "eth0@2",
+            PortSpec {
+                mem_id: 2,
+                ..base("netmap:eth0@2", "eth0")
+            },
+        ),
+        (
+            "eth0@65535@65535",
+            PortSpec {
+                mem_id: 65535,
+                ..base("netmap:eth0@65535@65535", "eth0")
+            },
+        ),
+        (
+            "eth0-1/x@2",
+            PortSpec {
+                rings: RingSelect::OneNic(1),
+                flags: X,
+                mem_id: 2,
+                ..base("netmap:eth0-1/x@2", "eth0")
+            },
+        ),
+        (
+            "eth0^@3/R",
+            PortSpec {
+                rings: RingSelect::Host,
+                flags: R_ONLY,
+                mem_id: 3,
+                ..base("netmap:eth0^@3/R", "eth0")
+            },
+        ),
+        (
+            "eth0/x@2/T",
+            PortSpec {
+                flags: X | T_ONLY,
+                mem_id: 2,
+                ..base("netmap:eth0/x@2/T", "eth0")
+            },
+        ),
+        // As in libnetmap, an empty flag list is accepted before `@`.
+        (
+            "eth0/@4",
+            PortSpec {
+                mem_id: 4,
+                ..base("netmap:eth0/@4", "eth0")
+            },
+        ),
+        // @conf, every key.
+        (
+            "eth0@conf:rings=2",
+            PortSpec {
+                conf: Conf {
+                    tx_rings: Some(2),
+                    rx_rings: Some(2),
+                    ..Conf::default()
+                },
+                ..base("netmap:eth0@conf:rings=2", "eth0")
+            },
+        ),
+        (
+            "eth0@conf:host_rings=1,slots=1024",
+            PortSpec {
+                conf: Conf {
+                    host_tx_rings: Some(1),
+                    host_rx_rings: Some(1),
+                    tx_slots: Some(1024),
+                    rx_slots: Some(1024),
+                    ..Conf::default()
+                },
+                ..base("netmap:eth0@conf:host_rings=1,slots=1024", "eth0")
+            },
+        ),
+        (
+            "vale0:v@conf:tx_rings=1,rx_rings=2,host_tx_rings=3,host_rx_rings=4,tx_slots=5,rx_slots=4294967295",
+            PortSpec {
+                kind: vale("vale0"),
+                conf: Conf {
+                    tx_rings: Some(1),
+                    rx_rings: Some(2),
+                    host_tx_rings: Some(3),
+                    host_rx_rings: Some(4),
+                    tx_slots: Some(5),
+                    rx_slots: Some(u32::MAX),
+                },
+                ..base(
+                    "vale0:v@conf:tx_rings=1,rx_rings=2,host_tx_rings=3,host_rx_rings=4,tx_slots=5,rx_slots=4294967295",
+                    "vale0:v",
+                )
+            },
+        ),
+        // Specific keys beat the shorthands; `-` reads as `_` in keys.
+        (
+            "eth0@conf:tx-rings=4,rings=2,host-tx-rings=0",
+            PortSpec {
+                conf: Conf {
+                    tx_rings: Some(4),
+                    rx_rings: Some(2),
+                    host_tx_rings: Some(0),
+                    ..Conf::default()
+                },
+                ..base("netmap:eth0@conf:tx-rings=4,rings=2,host-tx-rings=0", "eth0")
+            },
+        ),
+        // conf may repeat: the later wins.
+        (
+            "eth0@conf:rings=2@conf:rx_rings=3",
+            PortSpec {
+                conf: Conf {
+                    tx_rings: Some(2),
+                    rx_rings: Some(3),
+                    ..Conf::default()
+                },
+                ..base("netmap:eth0@conf:rings=2@conf:rx_rings=3", "eth0")
+            },
+        ),
+        ("eth0@conf:", base("netmap:eth0@conf:", "eth0")),
+        // @offset: default key, keys.
+        (
+            "eth0@offset=64",
+            PortSpec {
+                offset: offset(64, 0),
+                ..base("netmap:eth0@offset=64", "eth0")
+            },
+        ),
+        (
+            "eth0@offset:initial=128,bits=10",
+            PortSpec {
+                offset: offset(128, 10),
+                ..base("netmap:eth0@offset:initial=128,bits=10", "eth0")
+            },
+        ),
+        (
+            "eth0@offset:bits=1,initial=18446744073709551615",
+            PortSpec {
+                offset: offset(u64::MAX, 1),
+                ..base("netmap:eth0@offset:bits=1,initial=18446744073709551615", "eth0")
+            },
+        ),
+        // @extmem: default key, every key.
+        (
+            "eth0@extmem=/dev/shm/nm",
+            PortSpec {
+                extmem: Some(extmem("/dev/shm/nm")),
+                ..base("netmap:eth0@extmem=/dev/shm/nm", "eth0")
+            },
+        ),
+        // As in libnetmap, `NAME=` gives the whole rest to the default key.
+        (
+            "eth0@extmem=/a,b=c:d",
+            PortSpec {
+                extmem: Some(extmem("/a,b=c:d")),
+                ..base("netmap:eth0@extmem=/a,b=c:d", "eth0")
+            },
+        ),
+        (
+            "eth0@extmem:file=/f,if_num=1,if_size=2,ring_num=3,ring_size=4,buf_num=5,buf_size=4294967295",
+            PortSpec {
+                extmem: Some(ExtmemOpt {
+                    if_num: Some(1),
+                    if_size: Some(2),
+                    ring_num: Some(3),
+                    ring_size: Some(4),
+                    buf_num: Some(5),
+                    buf_size: Some(4_294_967_295),
+                    ..extmem("/f")
+                }),
+                ..base(
+                    "netmap:eth0@extmem:file=/f,if_num=1,if_size=2,ring_num=3,ring_size=4,buf_num=5,buf_size=4294967295",
+                    "eth0",
+                )
+            },
+        ),
+        (
+            "eth0@extmem:buf-num=9,file=x",
+            PortSpec {
+                extmem: Some(ExtmemOpt {
+                    buf_num: Some(9),
+                    ..extmem("x")
+                }),
+                ..base("netmap:eth0@extmem:buf-num=9,file=x", "eth0")
+            },
+        ),
+        // Everything at once, in the order nmreq_register_decode takes.
+        (
+            "netmap:eth0{p-1/xz@2@conf:rings=2@offset=8@extmem:file=/m",
+            PortSpec {
+                ifname: "eth0".into(),
+                pipe: pipe(PipeRole::Master, "p"),
+                rings: RingSelect::OneNic(1),
+                flags: X | Z,
+                mem_id: 2,
+                conf: Conf {
+                    tx_rings: Some(2),
+                    rx_rings: Some(2),
+                    ..Conf::default()
+                },
+                offset: offset(8, 0),
+                extmem: Some(extmem("/m")),
+                ..base(
+                    "netmap:eth0{p-1/xz@2@conf:rings=2@offset=8@extmem:file=/m",
+                    "eth0{p",
+                )
+            },
+        ),
+        (
+            "eth0-1/x@2@conf:rings=2",
+            PortSpec {
+                rings: RingSelect::OneNic(1),
+                flags: X,
+                mem_id: 2,
+                conf: Conf {
+                    tx_rings: Some(2),
+                    rx_rings: Some(2),
+                    ..Conf::default()
+                },
+                ..base("netmap:eth0-1/x@2@conf:rings=2", "eth0")
+            },
+        ),
+        // Options straight after flags (no memory id).
+        (
+            "emu:a}b^0/t@extmem:file=f@conf:slots=8",
+            PortSpec {
+                kind: PortKind::Emu,
+                ifname: "a".into(),
+                pipe: pipe(PipeRole::Slave, "b"),
+                rings: RingSelect::OneHost(0),
+                flags: T_MON,
+                conf: Conf {
+                    tx_slots: Some(8),
+                    rx_slots: Some(8),
+                    ..Conf::default()
+                },
+                extmem: Some(extmem("f")),
+                ..base("emu:a}b^0/t@extmem:file=f@conf:slots=8", "a}b")
+            },
+        ),
+    ]
+}
+
+#[test]
+fn every_form_parses_to_the_expected_spec() {
+    for (name, want) in good_names() {
+        let got = parse(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name}");
+        // FromStr and Display agree with parse and text.
+        assert_eq!(name.parse::<PortSpec>().unwrap(), want, "{name}");
+        assert_eq!(got.to_string(), want.text, "{name}");
+        assert_eq!(parse(&got.text).unwrap(), got, "{name} round trip");
+    }
+}
+
+#[test]
+fn longest_names() {
+    let name63 = "e".repeat(63);
+    let s = parse(&name63).unwrap();
+    assert_eq!(s.nr_name, name63);
+    let vale = format!("vale0:{}", "p".repeat(57));
+    assert_eq!(parse(&vale).unwrap().nr_name.len(), 63);
+    let pipe = format!("{}{{{}", "a".repeat(30), "1".repeat(32));
+    assert_eq!(parse(&pipe).unwrap().nr_name.len(), 63);
+}
+
+#[test]
+fn helpers() {
+    let s = parse("vale0:p}1^2").unwrap();
+    assert!(s.is_vale() && s.is_pipe() && s.is_host());
+    assert!(parse("eth0^").unwrap().is_host());
+    assert!(!parse("eth0*").unwrap().is_host());
+    assert!(!parse("eth0-1").unwrap().is_host());
+    assert!(parse("netmap:vale_x:p").unwrap().is_vale());
+    assert!(!parse("netmap:valentine").unwrap().is_vale());
+    assert!(!parse("emu:vale0:p").unwrap().is_vale());
+    assert!(!parse("eth0").unwrap().is_pipe());
+
+    let modes = [
+        (RingSelect::AllNic, 1, 0),
+        (RingSelect::Host, 2, 0),
+        (RingSelect::NicAndHost, 3, 0),
+        (RingSelect::OneNic(7), 4, 7),
+        (RingSelect::OneHost(9), 8, 9),
+    ];
+    for (r, mode, id) in modes {
+        assert_eq!(r.nr_mode(), mode, "{r:?}");
+        assert_eq!(r.nr_ringid(), id, "{r:?}");
+    }
+}
+
+/// Bad names: the byte position of the fault and a word the expectation must
+/// contain.
+const BAD_NAMES: &[(&str, usize, &str)] = &[
+    // Prefixes.
+    ("foo:eth0", 0, "prefixes"),
+    ("netmapx:eth0", 0, "prefixes"),
+    (":eth0", 0, "prefixes"),
+    ("Netmap:eth0", 0, "prefixes"),
+    ("eth0-1:x", 0, "prefixes"),
+    ("vale-0:p", 4, "VALE switch name"),
+    ("vale0.1:p", 5, "VALE switch name"),
+    // The port name.
+    ("", 0, "port name"),
+    ("netmap:", 7, "port name"),
+    ("vale0:", 6, "port name"),
+    ("emu:-1", 4, "port name"),
+    ("^", 0, "port name"),
+    ("@conf:rings=1", 0, "port name"),
+    ("eth\u{0}0", 3, "NUL"),
+    // Pipes.
+    ("eth0{", 5, "pipe id"),
+    ("netmap:eth0}-1", 12, "pipe id"),
+    ("eth0{a.b", 6, "pipe id"),
+    ("eth0{1{2", 6, "pipe id"),
+    ("eth0{1}2", 6, "pipe id"),
+    ("{1", 0, "port name before `{`"),
+    ("vale0:}1", 6, "port name before `}`"),
+    // afpacket refusals.
+    ("afpacket:eth0{1", 13, "pipe"),
+    ("afpacket:eth0^", 13, "host rings"),
+    ("afpacket:eth0*/x", 13, "host rings"),
+    ("afpacket:vale0:p", 14, "VALE"),
+    // Ring suffixes.
+    ("eth0-", 5, "ring number after `-`"),
+    ("eth0-x", 5, "ring number after `-`"),
+    ("netmap:eth0-x", 12, "ring number after `-`"),
+    ("eth0-4095", 5, "below 4095"),
+    ("eth0-99999999999999999999999", 5, "below 4095"),
+    ("eth0^4095", 5, "below 4095"),
+    ("eth0-1-2", 6, "`/`"),
+    ("eth0*^", 5, "`/`"),
+    ("eth0^1x", 6, "`/`"),
+    ("eth0-2x", 6, "`/`"),
+    ("eth0@2:x", 6, "`/`"),
+    // Flags.
+    ("eth0/", 5, "flags x z t r R T"),
+    ("eth0/q", 5, "flags x z t r R T"),
+    ("eth0/xX", 6, "flags x z t r R T"),
+    ("eth0/x/z", 6, "flags x z t r R T"),
+    ("eth0/x-1", 6, "flags x z t r R T"),
+    // Memory id.
+    ("eth0@", 5, "memory id"),
+    ("eth0@0", 5, "memory id from 1"),
+    ("eth0@65536", 5, "memory id from 1"),
+    ("eth0@1@2", 7, "memory id given before (1)"),
+    ("eth0/x@", 7, "memory id"),
+    // Options.
+    ("eth0@@conf:", 5, "options conf, extmem, offset"),
+    ("eth0@conf:rings=1@", 18, "options conf, extmem, offset"),
+    ("eth0@foo:x=1", 5, "options conf, extmem, offset"),
+    ("eth0@Conf:rings=1", 5, "options conf, extmem, offset"),
+    ("eth0@share:eth1", 5, "`@N`"),
+    ("eth0@conf", 9, "`:` after option `conf`"),
+    ("eth0@conf=2", 9, "no default key"),
+    ("eth0@extmem", 11, "`=` or `:`"),
+    ("eth0@offset", 11, "`=` or `:`"),
+    ("eth0@extmem=", 12, "value after `extmem=`"),
+    ("eth0@offset=", 12, "value after `offset=`"),
+    ("eth0@conf:ring=2", 10, "keys rings, host_rings"),
+    ("eth0@conf:rings", 15, "`=` after option key `rings`"),
+    ("eth0@conf:slots,rings=1", 15, "`=` after option key `slots`"),
+    ("eth0@conf:rings=", 16, "value after `rings=`"),
+    ("eth0@conf:rings=,slots=1", 16, "value after `rings=`"),
+    ("eth0@conf:rings=1,", 18, "keys"),
+    ("eth0@conf:rings=1,,slots=2", 18, "keys"),
+    ("eth0@conf:,rings=1", 10, "keys"),
+    ("eth0@conf:=1", 10, "keys"),
+    ("eth0@conf:rings=1,rings=2", 18, "`rings` was already given"),
+    (
+        "eth0@conf:tx_rings=1,tx-rings=1",
+        21,
+        "`tx_rings` was already given",
+    ),
+    ("eth0@conf:rings=x", 16, "decimal number"),
+    ("eth0@conf:rings=1x", 17, "decimal number"),
+    ("eth0@conf:rings=-1", 16, "decimal number"),
+    ("eth0@conf:rings=+1", 16, "decimal number"),
+    ("eth0@conf:rings= 1", 16, "decimal number"),
+    ("eth0@conf:slots=1K", 17, "decimal number"),
+    ("eth0@conf:rings=65536", 16, "at most 65535"),
+    ("eth0@conf:host_rings=70000", 21, "at most 65535"),
+    ("eth0@conf:slots=4294967296", 16, "at most 4294967295"),
+    (
+        "eth0@conf:rx_slots=99999999999999999999999",
+        19,
+        "at most 4294967295",
+    ),
+    ("eth0@offset=1x", 13, "decimal number"),
+    ("eth0@offset=64,bits=3", 14, "decimal number"),
+    (
+        "eth0@offset:initial=18446744073709551616",
+        20,
+        "at most 18446744073709551615",
+    ),
+    ("eth0@offset:bits=2", 18, "key `initial`"),
+    ("eth0@offset:", 12, "key `initial`"),
+    ("eth0@offset:initial=1,maxoff=2", 22, "keys initial, bits"),
+    ("eth0@offset=1@offset=2", 14, "`offset` was already given"),
+    ("eth0@extmem:", 12, "key `file`"),
+    ("eth0@extmem:buf_num=1@conf:", 21, "key `file`"),
+    ("eth0@extmem:file=", 17, "value after `file=`"),
+    ("eth0@extmem:file=a,buf_num=4294967296", 27, "at most 4294967295"),
+    ("eth0@extmem:file=a,nope=1", 19, "keys file, if_num"),
+    ("eth0@extmem=a@extmem=b", 14, "`extmem` was already given"),
+    ("eth0@conf:rings=1@offset", 24, "`=` or `:`"),
+];
+
+#[test]
+fn bad_names_point_at_the_fault() {
+    for &(name, want_pos, want_words) in BAD_NAMES {
+        match parse(name) {
+            Err(Error::InvalidPortSpec {
+                spec,
+                position,
+                expected,
+            }) => {
+                assert_eq!(spec, name, "{name:?}: spec is the name as given");
+                assert_eq!(position, want_pos, "{name:?}: position ({expected})");
+                assert!(
+                    expected.contains(want_words),
+                    "{name:?}: expected {expected:?} should mention {want_words:?}"
+                );
+            }
+            other => panic!("{name:?} should fail, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn too_long_names_point_at_the_64th_byte() {
+    let cases = [
+        ("e".repeat(64), 63, "at most 63 bytes"),
+        (format!("netmap:{}", "e".repeat(80)), 7 + 63, "at most 63 bytes"),
+        (format!("emu:{}-1", "e".repeat(64)), 4 + 63, "at most 63 bytes"),
+        (format!("vale0:{}", "p".repeat(58)), 63, "`vale0:` included"),
+        (format!("a{{{}", "1".repeat(63)), 63, "at most 63 bytes"),
+    ];
+    for (name, want_pos, want_words) in cases {
+        match parse(&name) {
+            Err(Error::InvalidPortSpec {
+                position, expected, ..
+            }) => {
+                assert_eq!(position, want_pos, "{name}");
+                assert!(expected.contains(want_words), "{name}: {expected}");
+            }
+            other => panic!("{name} should fail, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn error_messages_show_the_name_and_the_caret() {
+    let e = parse("eth0/q").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("`eth0/q` at byte 5"), "{text}");
+    assert!(text.contains("one of the flags x z t r R T"), "{text}");
+}
+
+/// Pieces of the grammar, joined at random: most results are wrong in some
+/// way, many are right.
+fn grammar_soup() -> impl Strategy<Value = String> {
+    let tokens = prop::sample::select(vec![
+        "netmap:",
+        "vale0:",
+        "vale:",
+        "valeA_1:",
+        "emu:",
+        "afpacket:",
+        "eth0",
+        "p",
+        "é",
+        ":",
+        "{",
+        "}",
+        "1",
+        "0",
+        "4095",
+        "65535",
+        "65536",
+        "99999999999999999999",
+        "-",
+        "^",
+        "*",
+        "/",
+        "x",
+        "z",
+        "t",
+        "r",
+        "R",
+        "T",
+        "@",
+        "conf",
+        "conf:",
+        "extmem",
+        "extmem:",
+        "extmem=",
+        "offset",
+        "offset:",
+        "offset=",
+        "share:",
+        "rings",
+        "host_rings",
+        "host-rings",
+        "slots",
+        "tx_rings",
+        "rx_slots",
+        "file",
+        "if_num",
+        "buf_size",
+        "initial",
+        "bits",
+        "=",
+        ",",
+        "\0",
+        " ",
+    ]);
+    prop::collection::vec(tokens, 0..16).prop_map(|v| v.concat())
+}
+
+/// Names built from the grammar: always valid.
+fn valid_name() -> impl Strategy<Value = String> {
+    let prefix = prop::sample::select(vec!["", "netmap:", "vale0:", "valeB:", "emu:"]);
+    let port = "[a-z][a-z0-9]{0,10}";
+    let pipe = prop::option::of(("[{}]", "[A-Za-z0-9_]{1,8}")).prop_map(|p| match p {
+        Some((c, id)) => format!("{c}{id}"),
+        None => String::new(),
+    });
+    let rings = prop_oneof![
+        Just(String::new()),
+        Just("^".to_string()),
+        Just("*".to_string()),
+        (0u16..4095).prop_map(|n| format!("-{n}")),
+        (0u16..4095).prop_map(|n| format!("^{n}")),
+    ];
+    let flags = prop::option::of("[xztrRT]{1,6}").prop_map(|f| match f {
+        Some(f) => format!("/{f}"),
+        None => String::new(),
+    });
+    let mem = prop::option::of(1u16..).prop_map(|m| m.map(|m| format!("@{m}")).unwrap_or_default());
+    let option = prop_oneof![
+        (any::<u16>(), any::<u32>()).prop_map(|(r, s)| format!("@conf:rings={r},slots={s}")),
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| format!("@conf:tx-rings={a},host_rx_rings={b}")),
+        any::<u64>().prop_map(|i| format!("@offset={i}")),
+        (any::<u64>(), any::<u64>()).prop_map(|(i, b)| format!("@offset:bits={b},initial={i}")),
+        "[a-z/]{1,12}".prop_map(|f| format!("@extmem={f}")),
+        ("[a-z/]{1,12}", any::<u32>()).prop_map(|(f, n)| format!("@extmem:buf_num={n},file={f}")),
+    ];
+    let options = prop::collection::vec(option, 0..3);
+    (prefix, port, pipe, rings, flags, mem, options).prop_map(
+        |(prefix, port, pipe, rings, flags, mem, options)| {
+            let mut options = options;
+            // extmem and offset may appear once each.
+            let mut seen = (false, false);
+            options.retain(|o| {
+                let slot = if o.starts_with("@extmem") {
+                    &mut seen.0
+                } else if o.starts_with("@offset") {
+                    &mut seen.1
+                } else {
+                    return true;
+                };
+                !std::mem::replace(slot, true)
+            });
+            format!("{prefix}{port}{pipe}{rings}{flags}{mem}{}", options.concat())
+        },
+    )
+}
+
+/// What every result must satisfy.
+fn check(name: &str) -> Result<(), TestCaseError> {
+    match parse(name) {
+        Ok(spec) => {
+            prop_assert_eq!(parse(&spec.text).ok(), Some(spec.clone()));
+            prop_assert!(spec.text.ends_with(name));
+            prop_assert!(!spec.nr_name.is_empty() && spec.nr_name.len() < 64);
+            prop_assert!(spec.nr_name.starts_with(&spec.ifname));
+        }
+        Err(Error::InvalidPortSpec {
+            spec,
+            position,
+            expected,
+        }) => {
+            prop_assert_eq!(spec, name);
+            prop_assert!(position <= name.len(), "{} > {}", position, name.len());
+            prop_assert!(!expected.is_empty());
+        }
+        Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn never_panics_on_any_string(name in any::<String>()) {
+        check(&name)?;
+    }
+
+    #[test]
+    fn never_panics_on_grammar_soup(name in grammar_soup()) {
+        check(&name)?;
+    }
+
+    #[test]
+    fn valid_names_parse_and_round_trip(name in valid_name()) {
+        let spec = parse(&name);
+        prop_assert!(spec.is_ok(), "{}: {:?}", name, spec);
+        check(&name)?;
+    }
+}
