@@ -29,7 +29,10 @@ use crate::ring::RingCore;
 /// its fragments in order.
 pub struct Frame<'a> {
     data: &'a [u8],
+    /// The ring's slot array.
     slots: *mut netmap_slot,
+    /// The packet's first slot.
+    slot: *mut netmap_slot,
     first: u32,
     nslots: u16,
     num_slots: u32,
@@ -37,10 +40,12 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
+    #[inline]
     pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, region: RegionKey) -> Self {
         Frame {
             data,
             slots: core.slot(0),
+            slot: core.slot(first),
             first,
             nslots,
             num_slots: core.num_slots(),
@@ -68,20 +73,27 @@ impl<'a> Frame<'a> {
 
     /// How many ring slots the packet spans (more than one for a multi-slot
     /// packet).
+    #[inline]
     pub fn slots(&self) -> usize {
         self.nslots as usize
     }
 
+    #[inline]
     pub(crate) fn nslots(&self) -> usize {
         self.nslots as usize
     }
 
+    #[inline]
     pub(crate) fn region(&self) -> RegionKey {
         self.region
     }
 
     /// The `k`th slot of the packet.
+    #[inline]
     pub(crate) fn slot(&self, k: usize) -> *mut netmap_slot {
+        if k == 0 {
+            return self.slot;
+        }
         let mut i = self.first;
         for _ in 0..k {
             i = nm_next(i, self.num_slots);
@@ -102,6 +114,7 @@ impl Deref for Frame<'_> {
 }
 
 impl AsRef<[u8]> for Frame<'_> {
+    #[inline]
     fn as_ref(&self) -> &[u8] {
         self.data
     }

@@ -10,10 +10,13 @@
 //! need not be a power of two.
 //!
 //! Received slots are handed back to the kernel lazily: the shared `head`
-//! moves past a slot only at the next `recv`/`iter`/`sync`, which take
-//! `&mut self` and so cannot run while a [`Frame`] of that slot is alive. A
-//! poll of the port (by [`Netmap::poll`](crate::Netmap::poll) or an event
-//! loop) therefore never returns a slot that user code still reads.
+//! moves past a slot only when `recv` finds the ring drained, at the next
+//! `iter` or `sync`, or when the ring handle drops. All of these take the
+//! ring by `&mut` (or by value), so none can run while a [`Frame`] of that
+//! slot is alive, and a poll of the port (by
+//! [`Netmap::poll`](crate::Netmap::poll) or an event loop) never returns to
+//! the kernel a slot that user code still reads. It also keeps the receive
+//! loop free of stores to the shared ring.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -29,6 +32,7 @@ use crate::port::{Netmap, RegionKey};
 /// The part of a ring that both directions share: cached constants of the
 /// ring, the user's copies of `head` and `tail`, and raw access to slots and
 /// buffers.
+#[derive(Clone)]
 pub(crate) struct RingCore {
     ring: NonNull<netmap_ring>,
     slots: NonNull<netmap_slot>,
@@ -138,6 +142,7 @@ impl RingCore {
         })
     }
 
+    #[inline]
     fn shared(&self, field: RingField) -> &AtomicU32 {
         // SAFETY: `ring` points at a live ring header (constructor contract);
         // `ring_field` yields an aligned u32 inside it, shared with the
@@ -159,6 +164,7 @@ impl RingCore {
     }
 
     /// Reloads `tail` after a sync. Written by the kernel.
+    #[inline]
     pub(crate) fn reload_tail(&mut self) -> Result<()> {
         let tail = self.shared(RingField::Tail).load(Ordering::Acquire);
         if tail >= self.num_slots {
@@ -225,31 +231,38 @@ impl RingCore {
         Some((unsafe { buf.add(off) }, bs - off))
     }
 
+    #[inline]
     pub(crate) fn buf_size(&self) -> usize {
         self.buf_size as usize
     }
 
+    #[inline]
     pub(crate) fn num_slots(&self) -> u32 {
         self.num_slots
     }
 
+    #[inline]
     pub(crate) fn head(&self) -> u32 {
         self.head
     }
 
+    #[inline]
     pub(crate) fn set_head(&mut self, head: u32) {
         debug_assert!(head < self.num_slots);
         self.head = head;
     }
 
+    #[inline]
     pub(crate) fn tail(&self) -> u32 {
         self.tail
     }
 
+    #[inline]
     pub(crate) fn id(&self) -> u16 {
         self.id
     }
 
+    #[cold]
     fn corrupt_slot(&self, i: u32, idx: u32) -> Error {
         Error::RingCorrupt {
             ring: self.id,
@@ -269,6 +282,7 @@ enum RingField {
 ///
 /// # Safety
 /// `r` must point at a readable ring header.
+#[inline]
 unsafe fn ring_field(r: *mut netmap_ring, f: RingField) -> *const AtomicU32 {
     // SAFETY: the caller guarantees `r` points at a ring header; the fields
     // are u32s at 4-byte aligned offsets, the layout AtomicU32 requires.
@@ -321,6 +335,28 @@ pub(crate) unsafe fn write_slot_buf(s: *mut netmap_slot, idx: u32) {
     unsafe { ptr::addr_of_mut!((*s).buf_idx).write(idx) }
 }
 
+/// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
+/// buffer into `rs`, flagging both `NS_BUF_CHANGED`.
+///
+/// # Safety
+/// Both slots must be owned by the user.
+#[inline]
+unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) {
+    // SAFETY: the caller owns both slots; they are distinct (one RX, one TX).
+    unsafe {
+        let (ridx, rlen, rflags) = read_slot(rs);
+        let (tidx, _, _) = read_slot(ts);
+        write_slot_buf(ts, ridx);
+        write_slot(ts, rlen, NS_BUF_CHANGED | (rflags & NS_MOREFRAG));
+        write_slot_buf(rs, tidx);
+        write_slot(rs, 0, NS_BUF_CHANGED);
+        if offsets {
+            // The packets' offsets travel with the buffers.
+            ptr::swap(ptr::addr_of_mut!((*rs).ptr), ptr::addr_of_mut!((*ts).ptr));
+        }
+    }
+}
+
 /// A transmit ring of an open port.
 ///
 /// Packets are staged with [`send`](TxRing::send) (a copy into the next free
@@ -334,6 +370,7 @@ pub struct TxRing<'a> {
     core: RingCore,
     port: &'a Netmap,
     index: usize,
+    region: RegionKey,
 }
 
 impl fmt::Debug for TxRing<'_> {
@@ -346,8 +383,14 @@ impl fmt::Debug for TxRing<'_> {
 }
 
 impl<'a> TxRing<'a> {
+    #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
-        TxRing { core, port, index }
+        TxRing {
+            core,
+            region: port.region_key(),
+            port,
+            index,
+        }
     }
 
     /// Free slots: how many single-slot packets can be staged before a sync.
@@ -357,22 +400,26 @@ impl<'a> TxRing<'a> {
     }
 
     /// Total slots in the ring.
+    #[inline]
     pub fn num_slots(&self) -> usize {
         self.core.num_slots() as usize
     }
 
     /// Bytes one slot's buffer holds.
+    #[inline]
     pub fn buf_size(&self) -> usize {
         self.core.buf_size()
     }
 
     /// The kernel's id of this ring.
+    #[inline]
     pub fn id(&self) -> u16 {
         self.core.id()
     }
 
     /// The largest packet [`send`](TxRing::send) accepts: it spans at most
     /// `NETMAP_MAX_FRAGS` slots.
+    #[inline]
     pub fn max_packet(&self) -> usize {
         self.core.buf_size() * NETMAP_MAX_FRAGS as usize
     }
@@ -503,6 +550,7 @@ impl<'a> TxRing<'a> {
     /// # Ok(())
     /// # }
     /// ```
+    #[inline]
     pub fn batch(&mut self) -> TxBatch<'_, 'a> {
         let head = self.core.head();
         TxBatch {
@@ -517,37 +565,134 @@ impl<'a> TxRing<'a> {
     /// sides are marked `NS_BUF_CHANGED`.
     ///
     /// Both ports must share one memory region ([`Error::MemoryMismatch`]
-    /// otherwise: copy with [`send`](TxRing::send) instead).
+    /// otherwise: copy with [`send`](TxRing::send) instead). On
+    /// [`Error::RingFull`] the frame is dropped like any frame read: check
+    /// [`space`](TxRing::space) first to keep it.
+    #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
-        let mine = self.port.region_key();
-        if frame.region() != mine {
+        if frame.region() != self.region {
+            return Err(self.mismatch(&frame));
+        }
+        if frame.nslots() == 1 {
+            if self.core.space() == 0 {
+                return Err(Error::RingFull { ring: self.core.id() });
+            }
+            let i = self.core.head();
+            // SAFETY: the frame's slot is owned by the user while the frame
+            // lives (we hold it by value); slot `i` = head is in [head, tail).
+            // Both buffers belong to one region (checked above), and every
+            // buffer index is range-checked again when it is used.
+            unsafe { swap_slots(frame.slot(0), self.core.slot(i), true) };
+            self.core.set_head(self.core.next(i));
+            self.core.publish();
+            return Ok(());
+        }
+        self.forward_multi(frame)
+    }
+
+    /// Forwards every packet waiting in `rx` that fits in this ring,
+    /// without copying: the batch form of [`forward`](TxRing::forward),
+    /// which publishes both rings once. Multi-slot packets move whole or
+    /// wait. Returns how many slots moved.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// // Two pipes of one parent share a memory region.
+    /// let (a, b) = (NetmapBuilder::new("emu:fa{1").build()?, NetmapBuilder::new("emu:fa}1").build()?);
+    /// let (c, d) = (NetmapBuilder::new("emu:fa{2").build()?, NetmapBuilder::new("emu:fa}2").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send(b"through")?;
+    /// tx.sync()?;
+    /// let (mut rx, mut fwd) = (b.rx_ring(0)?, c.tx_ring(0)?);
+    /// rx.sync()?;
+    /// assert_eq!(fwd.forward_from(&mut rx)?, 1);
+    /// fwd.sync()?;
+    /// let mut out = d.rx_ring(0)?;
+    /// out.sync()?;
+    /// assert_eq!(out.recv().unwrap().payload(), b"through");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn forward_from(&mut self, rx: &mut RxRing<'_>) -> Result<usize> {
+        if rx.region != self.region {
             return Err(Error::MemoryMismatch {
-                a: frame.region().to_string(),
-                b: mine.to_string(),
+                a: rx.region.to_string(),
+                b: self.region.to_string(),
             });
         }
+        let (src, dst) = (&mut rx.core, &mut self.core);
+        let offsets = src.offset_mask | dst.offset_mask != 0;
+        let (mut ri, mut ti) = (src.head(), dst.head());
+        let (mut avail, mut room) = (src.space(), dst.space());
+        let mut moved = 0usize;
+        while avail > 0 && room > 0 {
+            // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
+            let (_, _, flags) = unsafe { read_slot(src.slot(ri)) };
+            if flags & NS_MOREFRAG != 0 {
+                // A chain moves whole: count it first.
+                let mut n = 1;
+                let mut j = ri;
+                loop {
+                    // SAFETY: `j` stays among the `avail` user-owned slots.
+                    let (_, _, f) = unsafe { read_slot(src.slot(j)) };
+                    if f & NS_MOREFRAG == 0 || n == NETMAP_MAX_FRAGS {
+                        break;
+                    }
+                    if n == avail {
+                        n = u32::MAX; // incomplete: wait for the rest
+                        break;
+                    }
+                    j = src.next(j);
+                    n += 1;
+                }
+                if n > avail || n > room {
+                    break;
+                }
+                for _ in 0..n {
+                    // SAFETY: both slots are user-owned (counted above).
+                    unsafe { swap_slots(src.slot(ri), dst.slot(ti), offsets) };
+                    ri = src.next(ri);
+                    ti = dst.next(ti);
+                }
+                avail -= n;
+                room -= n;
+                moved += n as usize;
+                continue;
+            }
+            // SAFETY: `ri` is a user-owned RX slot, `ti` a user-owned TX slot.
+            unsafe { swap_slots(src.slot(ri), dst.slot(ti), offsets) };
+            ri = src.next(ri);
+            ti = dst.next(ti);
+            avail -= 1;
+            room -= 1;
+            moved += 1;
+        }
+        src.set_head(ri);
+        src.publish();
+        dst.set_head(ti);
+        dst.publish();
+        Ok(moved)
+    }
+
+    #[cold]
+    fn mismatch(&self, frame: &Frame<'_>) -> Error {
+        Error::MemoryMismatch {
+            a: frame.region().to_string(),
+            b: self.region.to_string(),
+        }
+    }
+
+    #[cold]
+    fn forward_multi(&mut self, frame: Frame<'_>) -> Result<()> {
         let n = frame.nslots();
         if (self.core.space() as usize) < n {
             return Err(Error::RingFull { ring: self.core.id() });
         }
         let mut i = self.core.head();
         for k in 0..n {
-            let rs = frame.slot(k);
-            let ts = self.core.slot(i);
-            // SAFETY: `rs` is a slot of the frame, owned by the user while
-            // the frame lives (we hold it by value); `ts` is in [head, tail).
-            // Both buffers were range-checked against the same region when
-            // the frame was made and will be again when reused.
-            unsafe {
-                let (ridx, rlen, rflags) = read_slot(rs);
-                let (tidx, _, _) = read_slot(ts);
-                write_slot_buf(ts, ridx);
-                write_slot(ts, rlen, NS_BUF_CHANGED | (rflags & NS_MOREFRAG));
-                write_slot_buf(rs, tidx);
-                write_slot(rs, 0, NS_BUF_CHANGED);
-                // The offsets (if any) travel with the buffers.
-                ptr::swap(ptr::addr_of_mut!((*rs).ptr), ptr::addr_of_mut!((*ts).ptr));
-            }
+            // SAFETY: as in `forward`, for each slot of the packet.
+            unsafe { swap_slots(frame.slot(k), self.core.slot(i), true) };
             i = self.core.next(i);
         }
         self.core.set_head(i);
@@ -557,6 +702,7 @@ impl<'a> TxRing<'a> {
 
     /// Hands staged packets to the kernel (`NIOCTXSYNC` on the port) and
     /// learns which slots it has freed.
+    #[inline]
     pub fn sync(&mut self) -> Result<()> {
         self.core.publish();
         self.port.sync(SyncDir::Tx)?;
@@ -565,6 +711,7 @@ impl<'a> TxRing<'a> {
 }
 
 impl Drop for TxRing<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.port.release_ring(SyncDir::Tx, self.index);
     }
@@ -626,21 +773,25 @@ impl TxBatch<'_, '_> {
     }
 
     /// How many packets are staged.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count
     }
 
     /// Whether nothing is staged.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Free slots left.
+    #[inline]
     pub fn space(&self) -> usize {
         ffi::nm_space(self.head, self.ring.core.tail(), self.ring.core.num_slots()) as usize
     }
 
     /// Publishes every staged packet to the next sync; returns how many.
+    #[inline]
     pub fn commit(self) -> usize {
         self.ring.core.set_head(self.head);
         self.ring.core.publish();
@@ -657,6 +808,7 @@ pub struct RxRing<'a> {
     core: RingCore,
     port: &'a Netmap,
     index: usize,
+    region: RegionKey,
     /// Room to assemble multi-slot packets: the packet starting at slot `s`
     /// goes at `s * buf_size`, so packets of one batch never overlap.
     scratch: Scratch,
@@ -672,9 +824,11 @@ impl fmt::Debug for RxRing<'_> {
 }
 
 impl<'a> RxRing<'a> {
+    #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
         RxRing {
             core,
+            region: port.region_key(),
             port,
             index,
             scratch: Scratch::default(),
@@ -688,21 +842,25 @@ impl<'a> RxRing<'a> {
     }
 
     /// Whether no received packet is waiting (as of the last sync).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.core.space() == 0
     }
 
     /// Total slots in the ring.
+    #[inline]
     pub fn num_slots(&self) -> usize {
         self.core.num_slots() as usize
     }
 
     /// Bytes one slot's buffer holds.
+    #[inline]
     pub fn buf_size(&self) -> usize {
         self.core.buf_size()
     }
 
     /// The kernel's id of this ring.
+    #[inline]
     pub fn id(&self) -> u16 {
         self.core.id()
     }
@@ -713,8 +871,13 @@ impl<'a> RxRing<'a> {
     /// afterwards.
     #[inline]
     pub fn recv(&mut self) -> Option<Frame<'_>> {
-        self.core.publish();
-        let region = self.port.region_key();
+        if self.core.space() == 0 {
+            // Every frame handed out is gone (`&mut self`): give their slots
+            // back now, so that a poll of the port can reuse them.
+            self.core.publish();
+            return None;
+        }
+        let region = self.region;
         // SAFETY: `&mut self` ends every earlier frame; the frame returned
         // borrows `self`.
         unsafe { next_frame(&mut self.core, &mut self.scratch, region) }
@@ -723,12 +886,14 @@ impl<'a> RxRing<'a> {
     /// Every packet received as of the last sync, as frames that may be
     /// kept side by side (for example to forward them all). The slots return
     /// to the kernel at the next `recv`, `iter` or `sync`.
+    #[inline]
     pub fn iter(&mut self) -> RxIter<'_> {
         self.core.publish();
         RxIter {
+            local: self.core.clone(),
             core: &mut self.core,
             scratch: &mut self.scratch,
-            region: self.port.region_key(),
+            region: self.region,
             _frames: PhantomData,
         }
     }
@@ -736,6 +901,7 @@ impl<'a> RxRing<'a> {
     /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
     /// port) and learns of newly received packets; returns how many slots
     /// now hold unread data.
+    #[inline]
     pub fn sync(&mut self) -> Result<usize> {
         self.core.publish();
         self.port.sync(SyncDir::Rx)?;
@@ -745,6 +911,7 @@ impl<'a> RxRing<'a> {
 }
 
 impl Drop for RxRing<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Frames are gone; give their slots back at the next sync.
         self.core.publish();
@@ -755,6 +922,9 @@ impl Drop for RxRing<'_> {
 /// Frames available in an [`RxRing`], from [`RxRing::iter`]; frames it yields
 /// may live side by side until the ring is used again.
 pub struct RxIter<'r> {
+    /// A copy the loop works on (so its fields live in registers); its
+    /// `head` goes back to `core` when the iterator drops.
+    local: RingCore,
     core: &'r mut RingCore,
     scratch: &'r mut Scratch,
     region: RegionKey,
@@ -778,11 +948,19 @@ impl<'r> Iterator for RxIter<'r> {
         // forward, and the shared head is not published until the ring is
         // borrowed mutably again, after every frame of 'r is gone), and
         // multi-slot frames are assembled into disjoint parts of the scratch.
-        unsafe { next_frame(self.core, self.scratch, self.region) }
+        unsafe { next_frame(&mut self.local, self.scratch, self.region) }
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.core.space() as usize))
+        (0, Some(self.local.space() as usize))
+    }
+}
+
+impl Drop for RxIter<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.set_head(self.local.head());
     }
 }
 
@@ -821,17 +999,26 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: Reg
         let _ = s;
         return Some(Frame::new(data, core, i, 1, region));
     }
+    // The cold path works on a copy, so that `core` never escapes this
+    // function and its fields can stay in registers in the receive loop.
     // SAFETY: forwarded contract.
-    unsafe { next_multi(core, scratch, region, space) }
+    let (frame, head) = unsafe { next_multi(core.clone(), scratch, region, space)? };
+    core.set_head(head);
+    Some(frame)
 }
 
+/// The multi-slot case of [`next_frame`]; returns the frame and the new head.
+///
+/// # Safety
+/// As for [`next_frame`].
 #[cold]
+#[inline(never)]
 unsafe fn next_multi<'f>(
-    core: &mut RingCore,
+    core: RingCore,
     scratch: &mut Scratch,
     region: RegionKey,
     space: u32,
-) -> Option<Frame<'f>> {
+) -> Option<(Frame<'f>, u32)> {
     let first = core.head();
     let bs = core.buf_size();
     // Count the fragments; a chain not yet complete within [head, tail)
@@ -877,12 +1064,11 @@ unsafe fn next_multi<'f>(
         }
         i = core.next(i);
     }
-    core.set_head(i);
     // SAFETY: the assembled bytes lie in the scratch, which the frame
     // borrows (through the ring) for 'f; no later write touches this range
     // while the frame lives (see above).
     let data = unsafe { std::slice::from_raw_parts(base.add(start), total) };
-    Some(Frame::new(data, core, first, n as u16, region))
+    Some((Frame::new(data, &core, first, n as u16, region), i))
 }
 
 #[cfg(test)]
