@@ -13,7 +13,7 @@ use crate::ring::RingCore;
 /// synced (which would return the slot to the kernel) while the frame is
 /// alive:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0499
 /// # use netmap_rs::prelude::*;
 /// # fn main() -> Result<(), Error> {
 /// let port = NetmapBuilder::new("emu:cf{1").build()?;

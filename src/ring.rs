@@ -365,7 +365,27 @@ unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) 
 /// them to the kernel and learns which slots it has freed.
 ///
 /// A `TxRing` borrows its [`Netmap`], is not `Send`, and is the only live
-/// handle to its ring.
+/// handle to its ring. Ring handles stay on the thread that holds the port:
+///
+/// ```compile_fail,E0277
+/// # use netmap_rs::prelude::*;
+/// # fn main() -> Result<(), Error> {
+/// let port = NetmapBuilder::new("emu:home{1").build()?;
+/// let tx = port.tx_ring(0)?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(tx)); // error: `TxRing` cannot be sent between threads
+/// });
+/// # Ok(())
+/// # }
+/// ```
+///
+/// and a port cannot be shared between threads either (it is `Send`, not
+/// `Sync`; open one port per ring instead):
+///
+/// ```compile_fail,E0277
+/// fn shared<T: Sync>() {}
+/// shared::<netmap_rs::Netmap>(); // error: `Netmap` is not `Sync`
+/// ```
 pub struct TxRing<'a> {
     core: RingCore,
     port: &'a Netmap,
