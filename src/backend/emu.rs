@@ -955,8 +955,12 @@ impl Pipe {
         if released {
             let pk = &mut st.krings[p];
             pk.pipe_tail = prev(head, n);
-            if let Some(o) = &pk.owner {
-                o.writable();
+            // A writable edge only where the owner's last txsync left the
+            // ring full: an owner that saw room is not waiting for more.
+            if pk.rcur == pk.hwtail {
+                if let Some(o) = &pk.owner {
+                    o.writable();
+                }
             }
             self.wake(st);
         }
@@ -1004,12 +1008,17 @@ impl Drop for Pipe {
 ///   after which no bound RX ring has unseen packets reads the counter back
 ///   to 0. Binding a ring that already holds packets writes 1.
 /// * **writable**: a peer RX sync that frees room in a TX ring of this handle
-///   produces an `EPOLLOUT` edge without changing readability: if the counter
-///   is non-zero it is read and 1 written back (the write also wakes
-///   `EPOLLIN` waiters, but they are rightly readable then); if it is zero,
-///   1 is written and read back at once, so an epoll that harvests after the
-///   read reports only `EPOLLOUT` (a readable report is possible only for a
-///   waiter that harvests between the two calls).
+///   whose last txsync left it full (`cur` at `tail`: the user is waiting for
+///   room, as a mio handler waits for `WRITABLE`) produces an `EPOLLOUT` edge
+///   without changing readability. If the counter is non-zero it is read and
+///   1 written back (the write also wakes `EPOLLIN` waiters, but they are
+///   rightly readable then); if it is zero, 1 is written and read back at
+///   once, so an epoll that harvests after the read reports only `EPOLLOUT`
+///   (a readable report is possible only for a waiter that harvests between
+///   the two calls). A ring that still had room gets no edge: its user is
+///   not waiting, and every edge opens that window for a spurious readable
+///   report (in a ping-pong, where the TX ring never fills, an edge on every
+///   release made up to a few in a hundred polls find nothing).
 ///
 /// The fd reports `POLLOUT` at all times, so only its edges carry the TX
 /// meaning: a level-triggered caller should use [`KernelFd::poll`], which
