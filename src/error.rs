@@ -69,7 +69,8 @@ pub enum Error {
     /// No backend can open this port on this host.
     #[error(
         "netmap is not available for `{port}` ({reasons}); load the netmap kernel module \
-         (`modprobe netmap`), point NETMAP_LIBRARY at libnetmap.so, or use an `emu:` port"
+         (`modprobe netmap`), point NETMAP_LIBRARY at libnetmap.so, use an `emu:` port, \
+         or, for a real interface, allow the AF_PACKET fallback (`Fallback::AfPacket`)"
     )]
     Unavailable {
         /// The port that was asked for.
@@ -95,6 +96,14 @@ pub enum Error {
     )]
     InterfaceNotFound {
         /// The name that was not found.
+        name: String,
+    },
+
+    /// The interface exists but is administratively down, so no packet can
+    /// move on it (reported by the AF_PACKET backend).
+    #[error("interface `{name}` is down; bring it up with `ip link set {name} up`")]
+    InterfaceDown {
+        /// The interface.
         name: String,
     },
 
@@ -135,11 +144,11 @@ pub enum Error {
         ours: u32,
     },
 
-    /// `libnetmap.so` could not be used.
+    /// `libnetmap.so` could not be used, or refused a request.
     #[error(
-        "libnetmap at `{path}` is unusable{}: {reason}; set NETMAP_LIBRARY to a working \
-         libnetmap.so or unset it to use /dev/netmap directly",
-        symbol.as_ref().map(|s| format!(" (symbol `{s}`)")).unwrap_or_default()
+        "libnetmap (`{path}`){}: {reason}; fix the request, point NETMAP_LIBRARY at a working \
+         libnetmap.so, or use /dev/netmap directly with `.backend(BackendKind::Kernel)`",
+        symbol.as_ref().map(|s| format!(", symbol `{s}`")).unwrap_or_default()
     )]
     Library {
         /// The path or soname tried.

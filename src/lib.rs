@@ -44,14 +44,18 @@ pub use netmap_ffi_decls as ffi;
 mod backend;
 pub mod error;
 mod frame;
+#[cfg(feature = "mio")]
+mod mio;
 mod port;
 pub mod probe;
 mod ring;
 pub mod spec;
 
+#[cfg(feature = "mio")]
+pub use crate::mio::LocalPort;
 pub use error::{BackendKind, Error, Refusal, Refusals, Result};
 pub use frame::Frame;
-pub use port::{Netmap, NetmapBuilder};
+pub use port::{Fallback, Netmap, NetmapBuilder};
 pub use probe::{probe, Probe};
 pub use ring::{RxIter, RxRing, TxBatch, TxRing};
 
@@ -64,6 +68,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::error::{BackendKind, Error, Result};
     pub use crate::frame::Frame;
+    #[cfg(feature = "mio")]
+    pub use crate::mio::LocalPort;
     pub use crate::port::{Netmap, NetmapBuilder};
     pub use crate::ring::{RxRing, TxRing};
 }

@@ -8,8 +8,10 @@ use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+use crate::backend::afpacket::{self, AfPacket};
 use crate::backend::devnetmap::DevNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
+use crate::backend::libnetmap::{self, LibNetmap};
 use crate::backend::{emu, Kernel, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi;
@@ -29,8 +31,40 @@ impl fmt::Display for RegionKey {
         match self.domain {
             MemDomain::Kernel => write!(f, "kernel memory region {}", self.mem_id),
             MemDomain::Emulated => write!(f, "embedded memory region {}", self.mem_id),
+            MemDomain::AfPacket => write!(
+                f,
+                "the AF_PACKET rings of one port (id {}; their frames cannot move to another port)",
+                self.mem_id
+            ),
         }
     }
+}
+
+/// Whether [`NetmapBuilder::build`] may fall back to another way of moving
+/// packets when netmap cannot serve a port.
+///
+/// The fallback is never taken unless asked for: a program that wants netmap
+/// and gets AF_PACKET sees other performance and semantics, so it must say
+/// that it accepts them.
+///
+/// ```
+/// use netmap_rs::{Fallback, NetmapBuilder};
+///
+/// // On a host without netmap this opens eth0 through AF_PACKET sockets;
+/// // `port.backend()` and `port.refusals()` say so, and why.
+/// let builder = NetmapBuilder::new("netmap:eth0").fallback(Fallback::AfPacket);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Fallback {
+    /// Netmap or nothing (the default).
+    #[default]
+    None,
+    /// When no netmap backend can open a real interface's port (`netmap:eth0`,
+    /// `eth0`, `eth0-N`), open it with Linux `AF_PACKET` sockets and their
+    /// `PACKET_MMAP` rings instead, with the same API. Pipes, host rings
+    /// (`^`, `*`), VALE ports and monitors are netmap-only and still fail.
+    AfPacket,
 }
 
 /// Opens a netmap port.
@@ -38,7 +72,10 @@ impl fmt::Display for RegionKey {
 /// The name follows libnetmap's port-name grammar (see [`spec`](crate::spec)):
 /// `netmap:eth0`, `eth0` (the `netmap:` prefix is added), `eth0^` (host
 /// rings), `eth0-2` (one ring pair), `vale0:p1`, pipes `eth0{1` / `eth0}1`,
-/// and `emu:NAME{ID` / `emu:NAME}ID` for pipes of the embedded kernel.
+/// `emu:NAME{ID` / `emu:NAME}ID` for pipes of the embedded kernel, and
+/// `afpacket:eth0` for an interface through Linux `AF_PACKET` sockets
+/// (always; [`fallback`](NetmapBuilder::fallback) allows them for netmap
+/// names when netmap is unavailable).
 ///
 /// ```
 /// use netmap_rs::NetmapBuilder;
@@ -58,6 +95,15 @@ pub struct NetmapBuilder {
     spec: Result<PortSpec, Error>,
     extras: RegisterExtras,
     backend: Option<BackendKind>,
+    how: How,
+}
+
+/// What a build may do beyond the name: options that are not part of
+/// netmap's register request.
+#[derive(Debug, Clone, Copy, Default)]
+struct How {
+    fallback: Fallback,
+    promisc: bool,
 }
 
 impl NetmapBuilder {
@@ -68,6 +114,7 @@ impl NetmapBuilder {
             spec: spec::parse(name),
             extras: RegisterExtras::default(),
             backend: None,
+            how: How::default(),
         }
     }
 
@@ -116,8 +163,87 @@ impl NetmapBuilder {
     }
 
     /// Forces a backend instead of choosing one.
+    ///
+    /// [`BackendKind::AfPacket`] opens a real interface through AF_PACKET
+    /// even where netmap is available. [`BackendKind::Kernel`] drives
+    /// `/dev/netmap` directly even where libnetmap is loaded.
+    ///
+    /// Unforced, a netmap name opens through `libnetmap.so` when it loaded
+    /// with every required entry point (`NETMAP_LIBRARY` names a custom
+    /// one; [`probe()`](crate::probe()) says which loaded, or why none),
+    /// else through `/dev/netmap`. An error from libnetmap (no such port,
+    /// busy, refused option) is returned, not retried on `/dev/netmap`; its
+    /// message, which libnetmap would print on stderr, is in the error's
+    /// text. libnetmap's context is process-global: this crate serializes
+    /// every call it makes into the library with a lock of its own, so ports
+    /// may be opened and closed from many threads at once.
     pub fn backend(mut self, backend: BackendKind) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Allows (with [`Fallback::AfPacket`]) or forbids (with
+    /// [`Fallback::None`], the default) a fallback when no netmap backend can
+    /// serve the port: a real interface's port then opens through Linux
+    /// `AF_PACKET` sockets. [`Netmap::backend`] says
+    /// [`BackendKind::AfPacket`] and [`Netmap::refusals`] why netmap was
+    /// passed over. A forced [`backend`](NetmapBuilder::backend) is never
+    /// replaced by a fallback.
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.how.fallback = fallback;
+        self
+    }
+
+    /// Puts the interface in promiscuous mode while the port is open
+    /// (AF_PACKET ports only; off by default). netmap ports leave the
+    /// interface's mode alone: set it with `ip link set IF promisc on`.
+    pub fn promiscuous(mut self, on: bool) -> Self {
+        self.how.promisc = on;
+        self
+    }
+
+    /// Asks for per-slot buffer offsets (`NETMAP_REQ_OPT_OFFSETS`): every
+    /// slot starts with offset `initial`, user code keeps offsets at most
+    /// `maxoff`, they are stored in the low `bits` bits of the slot's `ptr`,
+    /// and `mingap` bytes stay free after each packet. The same request as an
+    /// `@offset:` option in the name, with every field settable.
+    ///
+    /// Ports open with offsets only through libnetmap, whose `nmport_offset`
+    /// makes the request: a libnetmap that does not export it gives
+    /// [`Error::Library`] naming `nmport_offset`; the `/dev/netmap` and
+    /// embedded backends give [`Error::Unsupported`].
+    pub fn offsets(mut self, initial: u64, maxoff: u64, bits: u64, mingap: u64) -> Self {
+        if let Ok(spec) = &mut self.spec {
+            spec.offset = Some(spec::OffsetOpt {
+                initial,
+                maxoff,
+                bits,
+                mingap,
+            });
+        }
+        self
+    }
+
+    /// Backs the port with external memory: the file at `path` (typically on
+    /// hugetlbfs), mapped whole, shared and writable, for as long as the
+    /// port is open, as an `@extmem:` option in the name would.
+    ///
+    /// Ports open with external memory only through libnetmap, whose
+    /// `nmport_extmem` receives the mapping: a libnetmap that does not
+    /// export it gives [`Error::Library`] naming `nmport_extmem`; the
+    /// `/dev/netmap` and embedded backends give [`Error::Unsupported`].
+    pub fn extmem(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        if let Ok(spec) = &mut self.spec {
+            spec.extmem = Some(spec::ExtmemOpt {
+                file: path.as_ref().to_string_lossy().into_owned(),
+                if_num: None,
+                if_size: None,
+                ring_num: None,
+                ring_size: None,
+                buf_num: None,
+                buf_size: None,
+            });
+        }
         self
     }
 
@@ -127,9 +253,13 @@ impl NetmapBuilder {
     /// [`Error::Unavailable`] when no backend can serve it (with each one's
     /// reason), [`Error::InterfaceNotFound`], [`Error::PermissionDenied`],
     /// [`Error::Busy`], [`Error::ApiVersionMismatch`], [`Error::Io`].
+    ///
+    /// On the AF_PACKET backend: [`Error::InterfaceNotFound`],
+    /// [`Error::InterfaceDown`], and [`Error::PermissionDenied`] naming
+    /// `CAP_NET_RAW`.
     pub fn build(self) -> Result<Netmap> {
         let spec = self.spec?;
-        open_spec(spec, self.extras, self.backend)
+        open_spec(spec, self.extras, self.backend, self.how)
     }
 
     /// Opens one port per ring (of the rings the name selects), for
@@ -154,7 +284,7 @@ impl NetmapBuilder {
     pub fn build_per_ring(self) -> Result<Vec<Netmap>> {
         let spec = self.spec?;
         let (nic, host) = {
-            let all = open_spec(spec.clone(), self.extras, self.backend)?;
+            let all = open_spec(spec.clone(), self.extras, self.backend, self.how)?;
             let nic = all.port.reg.nr_tx_rings.max(all.port.reg.nr_rx_rings);
             // SAFETY: `nifp` points at the port's live netmap_if; the
             // count is constant after registration.
@@ -175,38 +305,80 @@ impl NetmapBuilder {
             .map(|rings| {
                 let mut s = spec.clone();
                 s.rings = rings;
-                open_spec(s, self.extras, self.backend)
+                open_spec(s, self.extras, self.backend, self.how)
             })
             .collect()
     }
 }
 
 /// Picks the backend for `spec` and opens it.
-fn open_spec(spec: PortSpec, extras: RegisterExtras, forced: Option<BackendKind>) -> Result<Netmap> {
-    let choice = choose(&spec, forced).0?;
-    let port = kernel::open(choice.kernel, &spec, extras)?;
-    Netmap::new(port, spec, choice.backend, choice.kernel.domain())
+fn open_spec(
+    spec: PortSpec,
+    extras: RegisterExtras,
+    forced: Option<BackendKind>,
+    how: How,
+) -> Result<Netmap> {
+    let (choice, refused) = choose(&spec, forced, how.fallback);
+    let choice = choice?;
+    let (port, domain) = match &choice.via {
+        Via::Kernel(_) if choice.backend == BackendKind::AfPacket => {
+            afpacket::preflight(&spec)?;
+            let kernel = AfPacket { promisc: how.promisc };
+            (kernel::open(&kernel, &spec, extras)?, kernel.domain())
+        }
+        Via::Kernel(k) => (kernel::open(*k, &spec, extras)?, k.domain()),
+        // libnetmap drives the real kernel (or brings its own `ioctl`).
+        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, MemDomain::Kernel),
+    };
+    Netmap::new(port, spec, choice.backend, domain, refused)
 }
 
 pub(crate) struct Choice {
-    kernel: &'static dyn Kernel,
+    via: Via,
     pub(crate) backend: BackendKind,
+}
+
+/// How a chosen backend opens ports.
+enum Via {
+    /// `kernel::open` over this kernel.
+    Kernel(&'static dyn Kernel),
+    /// `nmport_prepare` + `nmport_open_desc` of this libnetmap.
+    Libnetmap(std::sync::Arc<LibNetmap>),
 }
 
 static DEV_NETMAP: std::sync::LazyLock<DevNetmap> = std::sync::LazyLock::new(DevNetmap::system);
 
+/// The AF_PACKET kernel as `choose` names it; `open_spec` opens a configured
+/// one (promiscuous or not).
+static AF_PACKET: AfPacket = AfPacket { promisc: false };
+
 /// Which backend `build()` would use for `spec` (or why none can), and why
 /// each backend it passed over was refused.
-pub(crate) fn choose(spec: &PortSpec, forced: Option<BackendKind>) -> (Result<Choice>, Vec<Refusal>) {
+///
+/// AF_PACKET serves `afpacket:` names always, other names of real
+/// interfaces when forced, or when no netmap backend can and `fallback`
+/// allows it; never otherwise, and then the refusals say whether it could
+/// have served the port.
+pub(crate) fn choose(
+    spec: &PortSpec,
+    forced: Option<BackendKind>,
+    fallback: Fallback,
+) -> (Result<Choice>, Vec<Refusal>) {
     let refusal = |backend, reason: &str| Refusal {
         backend,
         reason: reason.into(),
     };
+    let afpacket = || Choice {
+        via: Via::Kernel(&AF_PACKET),
+        backend: BackendKind::AfPacket,
+    };
+    // Whether AF_PACKET may replace netmap here, if netmap cannot serve.
+    let may_fall_back = forced.is_none() && fallback == Fallback::AfPacket && afpacket::serves(spec).is_ok();
     let mut refused = Vec::new();
     match (&spec.kind, forced) {
         (PortKind::Emu, None | Some(BackendKind::Emulated)) => {
             let choice = Choice {
-                kernel: emu::emu(),
+                via: Via::Kernel(emu::emu()),
                 backend: BackendKind::Emulated,
             };
             return (Ok(choice), refused);
@@ -215,14 +387,24 @@ pub(crate) fn choose(spec: &PortSpec, forced: Option<BackendKind>) -> (Result<Ch
             refused.push(refusal(other, "`emu:` names exist only in the embedded kernel"));
             return (Err(unavailable(spec, &refused)), refused);
         }
-        (PortKind::AfPacket, _) | (_, Some(BackendKind::AfPacket)) => {
-            let e = Error::Unsupported {
-                backend: BackendKind::AfPacket,
-                what: format!("opening {}", spec.text),
-                hint: "this version has no AF_PACKET backend yet; use a netmap port".into(),
+        (PortKind::AfPacket, None | Some(BackendKind::AfPacket)) => return (Ok(afpacket()), refused),
+        (PortKind::AfPacket, Some(other)) => {
+            refused.push(refusal(other, "`afpacket:` names are served only by AF_PACKET"));
+            return (Err(unavailable(spec, &refused)), refused);
+        }
+        (_, Some(BackendKind::AfPacket)) => {
+            return match afpacket::serves(spec) {
+                Ok(()) => (Ok(afpacket()), refused),
+                Err(why) => {
+                    refused.push(refusal(BackendKind::AfPacket, &why));
+                    let e = Error::Unsupported {
+                        backend: BackendKind::AfPacket,
+                        what: format!("opening {}", spec.text),
+                        hint: format!("{why}; load the netmap kernel module for them"),
+                    };
+                    (Err(e), refused)
+                }
             };
-            refused.push(refusal(BackendKind::AfPacket, "not built in this version"));
-            return (Err(e), refused);
         }
         _ => {}
     }
@@ -231,28 +413,58 @@ pub(crate) fn choose(spec: &PortSpec, forced: Option<BackendKind>) -> (Result<Ch
         return (Err(unavailable(spec, &refused)), refused);
     }
     if forced.is_none() || forced == Some(BackendKind::Libnetmap) {
-        let reason = match crate::backend::libnetmap::load() {
-            Ok(lib) => format!(
-                "{} loaded, but this version opens ports through /dev/netmap",
-                lib.path
-            ),
-            Err(e) => e.to_string(),
-        };
-        refused.push(refusal(BackendKind::Libnetmap, &reason));
-        if forced == Some(BackendKind::Libnetmap) {
-            return (Err(unavailable(spec, &refused)), refused);
+        // libnetmap first: where the site has it, it decides the port-name
+        // grammar and the ABI details. An error opening through it is
+        // returned as is, not retried on /dev/netmap.
+        match libnetmap::load() {
+            // A libnetmap over the kernel cannot open ports without
+            // /dev/netmap; where the fallback is allowed, say so and go on.
+            Ok(lib) if may_fall_back && lib.own_io.is_empty() && kernel_status().is_err() => {
+                refused.push(refusal(
+                    BackendKind::Libnetmap,
+                    &format!("{} loaded, but it needs {}", lib.path, ffi::NETMAP_DEVICE_NAME),
+                ));
+            }
+            Ok(lib) => {
+                let choice = Choice {
+                    via: Via::Libnetmap(lib.clone()),
+                    backend: BackendKind::Libnetmap,
+                };
+                return (Ok(choice), refused);
+            }
+            Err(e) => {
+                refused.push(refusal(BackendKind::Libnetmap, &e.to_string()));
+                if forced == Some(BackendKind::Libnetmap) {
+                    return (Err(e.into()), refused);
+                }
+            }
         }
     }
     match kernel_status() {
         Ok(()) => {
             let choice = Choice {
-                kernel: &*DEV_NETMAP,
+                via: Via::Kernel(&*DEV_NETMAP),
                 backend: BackendKind::Kernel,
             };
             (Ok(choice), refused)
         }
         Err(e) => {
             refused.push(refusal(BackendKind::Kernel, &kernel_refusal(&e)));
+            if may_fall_back {
+                return (Ok(afpacket()), refused);
+            }
+            match afpacket::serves(spec) {
+                Ok(()) if forced.is_none() => refused.push(refusal(
+                    BackendKind::AfPacket,
+                    &format!(
+                        "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
+                         `afpacket:{}`, would use it",
+                        spec.ifname
+                    ),
+                )),
+                Ok(()) => {}
+                Err(why) => refused.push(refusal(BackendKind::AfPacket, &why)),
+            }
             let err = if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
                 Error::PermissionDenied {
                     what: format!("opening {} ({e})", ffi::NETMAP_DEVICE_NAME),
@@ -302,6 +514,8 @@ pub struct Netmap {
     spec: PortSpec,
     backend: BackendKind,
     region: RegionKey,
+    /// Why the backends before `backend` were passed over.
+    refused: Vec<Refusal>,
     live_tx: Box<[Cell<bool>]>,
     live_rx: Box<[Cell<bool>]>,
     /// Not `Sync`: two threads syncing one descriptor would race on its rings.
@@ -327,7 +541,13 @@ impl fmt::Debug for Netmap {
 }
 
 impl Netmap {
-    fn new(port: KernelPort, spec: PortSpec, backend: BackendKind, domain: MemDomain) -> Result<Self> {
+    fn new(
+        port: KernelPort,
+        spec: PortSpec,
+        backend: BackendKind,
+        domain: MemDomain,
+        refused: Vec<Refusal>,
+    ) -> Result<Self> {
         let region = RegionKey {
             domain,
             mem_id: port.reg.nr_mem_id,
@@ -340,6 +560,7 @@ impl Netmap {
             spec,
             backend,
             region,
+            refused,
             _not_sync: PhantomData,
         })
     }
@@ -362,6 +583,23 @@ impl Netmap {
     /// The backend that opened this port.
     pub fn backend(&self) -> BackendKind {
         self.backend
+    }
+
+    /// Why each backend tried before [`backend`](Netmap::backend) was passed
+    /// over. For a port that fell back to AF_PACKET this says why netmap
+    /// could not serve it (for example that `/dev/netmap` does not exist).
+    pub fn refusals(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    /// Whether this port runs on the AF_PACKET fallback
+    /// ([`Fallback::AfPacket`]) because netmap could not serve its netmap
+    /// name; `false` for `afpacket:` names and forced backends, which asked
+    /// for AF_PACKET.
+    pub fn is_fallback(&self) -> bool {
+        self.backend == BackendKind::AfPacket
+            && self.spec.kind != PortKind::AfPacket
+            && self.refused.iter().any(|r| r.backend == BackendKind::Kernel)
     }
 
     /// The port's name, as parsed.
@@ -399,6 +637,82 @@ impl Netmap {
     /// ownership rules; it is valid while `self` lives.
     pub fn raw_if(&self) -> std::ptr::NonNull<ffi::netmap_if> {
         self.port.nifp
+    }
+
+    /// The port's mapped memory region (the `mem` and `nr_memsize` that C
+    /// code given [`raw_if`](Netmap::raw_if) may also need): the
+    /// `netmap_if`, the rings and the buffers lie inside it. The same rules
+    /// as for `raw_if` apply; it is valid while `self` lives.
+    pub fn raw_region(&self) -> std::ptr::NonNull<[u8]> {
+        std::ptr::NonNull::slice_from_raw_parts(self.port.map.base(), self.port.map.len())
+    }
+
+    /// Copies one packet into the first TX ring with room, as libnetmap's
+    /// `nmport_inject` does (on ports opened through libnetmap it *is*
+    /// `nmport_inject`): a convenience for occasional packets, such as a
+    /// control frame on a port whose rings are driven elsewhere. It does not
+    /// sync; the packet leaves at the port's next TX sync (or poll).
+    ///
+    /// Rings with a live [`TxRing`] handle are skipped; on a libnetmap port,
+    /// where the library picks the ring, no TX ring handle may be alive.
+    ///
+    /// Errors: [`Error::RingFull`] when no ring has room (sync and retry),
+    /// [`Error::RingInUse`] when a handle is in the way,
+    /// [`Error::PacketTooLarge`], [`Error::RingIndexOutOfRange`] for a port
+    /// without TX rings.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let a = NetmapBuilder::new("emu:inject{1").build()?;
+    /// let b = NetmapBuilder::new("emu:inject}1").build()?;
+    /// a.inject(b"hello")?;
+    /// a.txsync()?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// rx.sync()?;
+    /// assert_eq!(rx.recv().map(|f| f.payload().to_vec()), Some(b"hello".to_vec()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inject(&self, packet: &[u8]) -> Result<()> {
+        let full = Error::RingFull {
+            ring: self.port.tx.start,
+        };
+        if self.live_tx.is_empty() {
+            return Err(Error::RingIndexOutOfRange {
+                index: 0,
+                count: 0,
+                dir: "TX",
+            });
+        }
+        if self.backend == BackendKind::Libnetmap {
+            if let Some(index) = self.live_tx.iter().position(Cell::get) {
+                return Err(Error::RingInUse { index, dir: "TX" });
+            }
+        }
+        match self.port.fd.inject(packet) {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(full),
+            None => {}
+        }
+        let mut in_use = None;
+        for index in 0..self.live_tx.len() {
+            let mut ring = match self.tx_ring(index) {
+                Err(e @ Error::RingInUse { .. }) => {
+                    in_use = Some(e);
+                    continue;
+                }
+                other => other?,
+            };
+            match ring.send(packet) {
+                Err(Error::RingFull { .. }) => continue,
+                other => return other,
+            }
+        }
+        match in_use {
+            Some(e) if self.live_tx.iter().all(Cell::get) => Err(e),
+            _ => Err(full),
+        }
     }
 
     /// `NIOCTXSYNC`: syncs every TX ring of the port. Ring handles learn the

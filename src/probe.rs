@@ -12,10 +12,11 @@
 use std::fmt;
 use std::io;
 
+use crate::backend::afpacket::{self, IfState};
 use crate::backend::kernel::{self, ApiVersion};
 use crate::error::{BackendKind, Refusal};
 use crate::ffi;
-use crate::port;
+use crate::port::{self, Fallback};
 use crate::spec;
 
 /// What `/dev/netmap` says.
@@ -63,8 +64,14 @@ pub enum LibraryStatus {
     Loaded {
         /// The path or soname that loaded.
         path: String,
+        /// The libnetmap entry points it exports (of those this crate knows).
+        symbols: Vec<String>,
         /// Optional entry points it lacks (their features are off).
         missing_optional: Vec<String>,
+        /// Which of `ioctl` and `poll` it defines itself, so that its ports
+        /// are synced and polled through them (a libnetmap built over
+        /// another netmap implementation); empty for one over the kernel.
+        own_io: Vec<String>,
     },
     /// Not loaded, and why (each name tried).
     Unusable(String),
@@ -86,10 +93,18 @@ pub enum AfPacketStatus {
 pub struct PortProbe {
     /// The name asked about.
     pub name: String,
+    /// The fallback the answer assumes ([`probe_port`]: none).
+    pub fallback: Fallback,
     /// The backend `build()` would pick, or why the name gets none.
     pub backend: Result<BackendKind, String>,
     /// Why each other backend was passed over.
     pub refused: Vec<Refusal>,
+    /// When the fallback was not allowed but would change the answer: what
+    /// `build()` would do with [`Fallback::AfPacket`].
+    pub with_fallback: Option<Result<BackendKind, String>>,
+    /// For a name AF_PACKET can serve: whether its interface exists here and
+    /// is up, in words.
+    pub interface: Option<String>,
 }
 
 /// A report of what this host offers. See [`probe`].
@@ -118,7 +133,9 @@ pub fn probe() -> Probe {
     let library = match crate::backend::libnetmap::load() {
         Ok(lib) => LibraryStatus::Loaded {
             path: lib.path.clone(),
+            symbols: lib.symbols.iter().map(|s| s.to_string()).collect(),
             missing_optional: lib.missing_optional.iter().map(|s| s.to_string()).collect(),
+            own_io: lib.own_io.iter().map(|s| s.to_string()).collect(),
         },
         Err(e) => LibraryStatus::Unusable(e.to_string()),
     };
@@ -133,22 +150,69 @@ pub fn probe() -> Probe {
 }
 
 /// Like [`probe`], and also says which backend `name` would get and why the
-/// others were refused.
+/// others were refused (with no fallback allowed, as
+/// [`NetmapBuilder::new(name).build()`](crate::NetmapBuilder) would), and
+/// what allowing the AF_PACKET fallback would change.
 pub fn probe_port(name: &str) -> Probe {
+    probe_port_with(name, Fallback::None)
+}
+
+/// Like [`probe_port`], for a build that allows `fallback`: it says whether
+/// the port would fall back to AF_PACKET, and why netmap could not serve it.
+///
+/// ```
+/// use netmap_rs::{probe::probe_port_with, BackendKind, Fallback};
+///
+/// let report = probe_port_with("netmap:eth0", Fallback::AfPacket);
+/// let port = report.port.as_ref().unwrap();
+/// let no_library = matches!(report.library, netmap_rs::probe::LibraryStatus::Unusable(_));
+/// if !report.device.is_available() && no_library {
+///     // No netmap here: the port falls back, and `refused` says why.
+///     assert_eq!(port.backend, Ok(BackendKind::AfPacket));
+///     assert!(port.refused.iter().any(|r| r.backend == BackendKind::Kernel));
+/// }
+/// ```
+pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
     let mut p = probe();
     let port = match spec::parse(name) {
         Ok(spec) => {
-            let (choice, refused) = port::choose(&spec, None);
+            let (choice, refused) = port::choose(&spec, None, fallback);
+            let backend = choice.map(|c| c.backend).map_err(|e| e.to_string());
+            let with_fallback = match fallback {
+                Fallback::None if afpacket::serves(&spec).is_ok() => {
+                    let alt = port::choose(&spec, None, Fallback::AfPacket)
+                        .0
+                        .map(|c| c.backend)
+                        .map_err(|e| e.to_string());
+                    (alt != backend).then_some(alt)
+                }
+                _ => None,
+            };
+            let interface = afpacket::serves(&spec).is_ok().then(|| {
+                let name = &spec.ifname;
+                match afpacket::interface_state(name) {
+                    Ok(IfState::Up) => format!("{name} exists and is up"),
+                    Ok(IfState::Down) => format!("{name} is down (`ip link set {name} up`)"),
+                    Ok(IfState::Missing) => format!("no interface {name} in this network namespace"),
+                    Err(e) => format!("{name}: {e}"),
+                }
+            });
             PortProbe {
                 name: spec.text.clone(),
-                backend: choice.map(|c| c.backend).map_err(|e| e.to_string()),
+                fallback,
+                backend,
                 refused,
+                with_fallback,
+                interface,
             }
         }
         Err(e) => PortProbe {
             name: name.to_owned(),
+            fallback,
             backend: Err(e.to_string()),
             refused: Vec::new(),
+            with_fallback: None,
+            interface: None,
         },
     };
     p.port = Some(port);
@@ -175,17 +239,12 @@ fn api() -> KernelApi {
 }
 
 fn af_packet_status() -> AfPacketStatus {
-    // SAFETY: `socket` has no memory preconditions; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd >= 0 {
-        // SAFETY: `fd` was just opened here and is closed once.
-        unsafe { libc::close(fd) };
-        return AfPacketStatus::Usable;
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketStatus::NoCapability,
-        _ => AfPacketStatus::Error(e.to_string()),
+    match afpacket::socket_status() {
+        Ok(()) => AfPacketStatus::Usable,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+            AfPacketStatus::NoCapability
+        }
+        Err(e) => AfPacketStatus::Error(e.to_string()),
     }
 }
 
@@ -216,32 +275,62 @@ impl fmt::Display for Probe {
         match &self.library {
             LibraryStatus::Loaded {
                 path,
+                symbols,
                 missing_optional,
-            } if missing_optional.is_empty() => writeln!(f, "  libnetmap: {path} (every symbol present)")?,
-            LibraryStatus::Loaded {
-                path,
-                missing_optional,
-            } => writeln!(
-                f,
-                "  libnetmap: {path} (missing optional: {})",
-                missing_optional.join(", ")
-            )?,
+                own_io,
+            } => {
+                if missing_optional.is_empty() {
+                    writeln!(f, "  libnetmap: {path} (every symbol present)")?;
+                } else {
+                    writeln!(
+                        f,
+                        "  libnetmap: {path} (missing optional: {})",
+                        missing_optional.join(", ")
+                    )?;
+                }
+                writeln!(f, "    exports: {}", symbols.join(", "))?;
+                if !own_io.is_empty() {
+                    writeln!(
+                        f,
+                        "    defines its own {}: its ports sync and poll through them",
+                        own_io.join(" and ")
+                    )?;
+                }
+            }
             LibraryStatus::Unusable(why) => writeln!(f, "  libnetmap: unusable: {why}")?,
         }
         match &self.af_packet {
-            AfPacketStatus::Usable => writeln!(f, "  AF_PACKET: usable")?,
+            AfPacketStatus::Usable => writeln!(
+                f,
+                "  AF_PACKET: usable (the fallback for real interfaces, when allowed)"
+            )?,
             AfPacketStatus::NoCapability => writeln!(f, "  AF_PACKET: needs CAP_NET_RAW")?,
             AfPacketStatus::Error(e) => writeln!(f, "  AF_PACKET: {e}")?,
         }
         writeln!(f, "  embedded kernel: always available for `emu:` names")?;
         if let Some(p) = &self.port {
+            let fell_back = p.backend == Ok(BackendKind::AfPacket)
+                && p.refused.iter().any(|r| r.backend == BackendKind::Kernel);
             match &p.backend {
+                Ok(b) if fell_back => writeln!(
+                    f,
+                    "port {}: would open with {b}, the fallback allowed, because netmap cannot:",
+                    p.name
+                )?,
                 Ok(b) => writeln!(f, "port {}: would open with {b}", p.name)?,
                 Err(_) if !p.refused.is_empty() => writeln!(f, "port {}: no backend can open it", p.name)?,
                 Err(e) => writeln!(f, "port {}: cannot open: {e}", p.name)?,
             }
             for r in &p.refused {
                 writeln!(f, "  not {}: {}", r.backend, r.reason)?;
+            }
+            match &p.with_fallback {
+                Some(Ok(b)) => writeln!(f, "  with Fallback::AfPacket: would open with {b}")?,
+                Some(Err(e)) => writeln!(f, "  with Fallback::AfPacket: cannot open: {e}")?,
+                None => {}
+            }
+            if let Some(i) = &p.interface {
+                writeln!(f, "  interface: {i}")?;
             }
         }
         Ok(())

@@ -187,6 +187,7 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
     match kernel.domain() {
         crate::backend::MemDomain::Kernel => ffi::NETMAP_DEVICE_NAME,
         crate::backend::MemDomain::Emulated => "the embedded netmap device",
+        crate::backend::MemDomain::AfPacket => "an AF_PACKET socket",
     }
 }
 

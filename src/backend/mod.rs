@@ -2,7 +2,8 @@
 //!
 //! [`kernel`] does the work of libnetmap's `nmport_open` in Rust over the small
 //! [`Kernel`]/[`KernelFd`] traits below; [`devnetmap`] is the real kernel behind
-//! `/dev/netmap` and [`emu`] the embedded user-space one. [`libnetmap`] drives
+//! `/dev/netmap`, [`emu`] the embedded user-space one and [`afpacket`] Linux
+//! `PACKET_MMAP` rings laid out as a netmap port. [`libnetmap`] drives
 //! `libnetmap.so` instead, when it is present.
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use crate::ffi::nmreq_header;
 
+pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
 pub(crate) mod kernel;
@@ -35,6 +37,9 @@ pub(crate) enum MemDomain {
     Kernel,
     /// The embedded kernel of this process.
     Emulated,
+    /// The `PACKET_MMAP` rings of one AF_PACKET port: every such port has a
+    /// memory id of its own, so buffers never move between two of them.
+    AfPacket,
 }
 
 /// A netmap control device: `open("/dev/netmap")` and friends.
@@ -74,6 +79,14 @@ pub(crate) trait KernelFd: Send + fmt::Debug {
 
     /// The file descriptor that an event loop waits on.
     fn as_fd(&self) -> BorrowedFd<'_>;
+
+    /// Copies one packet into a TX ring of the backend's choosing, without a
+    /// sync, if the backend has its own way to (libnetmap's `nmport_inject`):
+    /// `Some(true)` when queued, `Some(false)` when no ring had room. `None`
+    /// (the default): the caller copies it through a ring handle.
+    fn inject(&self, _packet: &[u8]) -> Option<bool> {
+        None
+    }
 }
 
 /// Who releases a mapping.

@@ -1,0 +1,806 @@
+//! The AF_PACKET backend on real kernel networking: a veth pair in a network
+//! namespace that each test creates and always deletes (see
+//! `support/netns.rs`). Without root the tests print why they skip.
+//!
+//! Ports are opened on the test thread, which `Netns::enter` has moved into
+//! the namespace; helper threads get ports moved to them.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use netmap_rs::prelude::*;
+use netmap_rs::{Fallback, NetmapBuilder as Builder};
+
+use netns::{Netns, A, B};
+
+/// How long any one wait may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+/// An EtherType from the IEEE's local experimental range: the receiving
+/// host stack has no handler for it and drops it at once.
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+const HDR: usize = 14;
+
+/// The length of test frame `seq`: 60 to 1514 bytes, a function of `seq`.
+fn frame_len(seq: u64) -> usize {
+    60 + (Rng(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).next() % 1455) as usize
+}
+
+/// Frame `seq`: broadcast | src | EtherType | seq (8) | fnv1a of the rest
+/// (4) | filler.
+fn make_frame(buf: &mut Vec<u8>, seq: u64) {
+    let len = frame_len(seq);
+    buf.clear();
+    buf.extend_from_slice(&[0xff; 6]);
+    buf.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    buf.extend_from_slice(&ETHERTYPE);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    let mut r = Rng(seq | 1);
+    buf.extend((HDR + 12..len).map(|_| r.next() as u8));
+    let sum = fnv1a(&buf[HDR + 12..]);
+    buf[HDR + 8..HDR + 12].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a frame made by `make_frame`; returns its sequence number.
+fn check_frame(p: &[u8]) -> Result<u64, String> {
+    if p.len() < HDR + 12 || p[12..14] != ETHERTYPE {
+        return Err(format!("a foreign frame of {} bytes", p.len()));
+    }
+    let seq = u64::from_le_bytes(p[HDR..HDR + 8].try_into().unwrap());
+    let sum = u32::from_le_bytes(p[HDR + 8..HDR + 12].try_into().unwrap());
+    if p.len() != frame_len(seq) {
+        return Err(format!(
+            "frame {seq} is {} bytes, sent {}",
+            p.len(),
+            frame_len(seq)
+        ));
+    }
+    if sum != fnv1a(&p[HDR + 12..]) {
+        return Err(format!("frame {seq} corrupted"));
+    }
+    Ok(seq)
+}
+
+fn open(name: &str) -> Netmap {
+    Builder::new(name)
+        .build()
+        .unwrap_or_else(|e| panic!("open {name}: {e}"))
+}
+
+/// Sends `data` on `tx`, syncing (and waiting) while the ring is full.
+fn send_wait(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) {
+    let t0 = Instant::now();
+    loop {
+        match tx.send(data) {
+            Ok(()) => return,
+            Err(Error::RingFull { .. }) => {
+                tx.sync().unwrap();
+                if tx.space() == 0 {
+                    port.poll_writable(Some(Duration::from_millis(50))).unwrap();
+                }
+                assert!(t0.elapsed() < PATIENCE, "TX ring stayed full");
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+#[test]
+fn frames_cross_the_veth_pair_intact() {
+    let Some(ns) = Netns::new("frames_cross_the_veth_pair_intact") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let tx_port = open(&format!("afpacket:{A}"));
+    let rx_port = open(&format!("afpacket:{B}"));
+    assert_eq!(tx_port.backend(), BackendKind::AfPacket);
+    assert!(!tx_port.is_fallback(), "an afpacket: name asked for AF_PACKET");
+    let (_, rx_slots) = rx_port.num_slots();
+
+    const COUNT: u64 = 100_000;
+    // Flow control: keep fewer frames in flight than the RX ring holds, so
+    // a slow receiver cannot make the kernel drop (see the loss note below).
+    let window = u64::from(rx_slots) / 2;
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (received, done) = (Arc::clone(&received), Arc::clone(&done));
+        thread::spawn(move || -> Result<(Netmap, u64, u64, u64), String> {
+            let port = rx_port;
+            let mut rx = port.rx_ring(0).map_err(|e| e.to_string())?;
+            let (mut next, mut got, mut lost) = (0u64, 0u64, 0u64);
+            let mut last = Instant::now();
+            while next < COUNT {
+                rx.sync().map_err(|e| e.to_string())?;
+                let mut any = false;
+                for frame in rx.iter() {
+                    let seq = check_frame(frame.payload())?;
+                    if seq < next {
+                        return Err(format!("frame {seq} duplicated or reordered (expected {next})"));
+                    }
+                    lost += seq - next;
+                    next = seq + 1;
+                    got += 1;
+                    any = true;
+                }
+                received.store(next, Ordering::Release);
+                if any {
+                    last = Instant::now();
+                } else {
+                    if done.load(Ordering::Acquire) && last.elapsed() > Duration::from_secs(1) {
+                        break;
+                    }
+                    if last.elapsed() > PATIENCE {
+                        return Err(format!("stalled after {got} frames"));
+                    }
+                    port.poll(Some(Duration::from_millis(50)))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            drop(rx);
+            Ok((port, got, lost, next))
+        })
+    };
+
+    let mut tx = tx_port.tx_ring(0).unwrap();
+    let mut buf = Vec::new();
+    let t0 = Instant::now();
+    for seq in 0..COUNT {
+        while seq >= received.load(Ordering::Acquire) + window {
+            tx.sync().unwrap();
+            std::hint::spin_loop();
+            assert!(
+                t0.elapsed() < PATIENCE * 2,
+                "the receiver stopped at {}",
+                received.load(Ordering::Relaxed)
+            );
+        }
+        make_frame(&mut buf, seq);
+        send_wait(&tx_port, &mut tx, &buf);
+        if seq % 64 == 63 {
+            tx.sync().unwrap();
+        }
+    }
+    tx.sync().unwrap();
+    done.store(true, Ordering::Release);
+    let (rx_port, got, lost, next) = receiver.join().expect("receiver panicked").unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let (seen, dropped) = kernel_stats(&rx_port);
+    eprintln!(
+        "{got} of {COUNT} frames of 60..=1514 bytes crossed {A} -> {B} intact in {secs:.2}s \
+         ({:.0} frames/s); lost {} (gaps {lost}, tail {}); the kernel saw {seen} and dropped {dropped}",
+        got as f64 / secs,
+        COUNT - got,
+        COUNT - next
+    );
+    // Every loss is one the kernel counted as "RX ring full": with the
+    // window below the ring size there is none, since veth hands each frame
+    // to the receiving socket synchronously, in the sender's system call.
+    assert_eq!(COUNT - got, u64::from(dropped), "losses the kernel did not count");
+    assert_eq!(got, COUNT, "lost {} frames", COUNT - got);
+
+    // Now overrun the ring on purpose: send while nobody receives. The
+    // kernel fills all of the ring's frames and drops the rest, and counts
+    // them; nothing else is lost.
+    const BURST: u64 = 5000;
+    let mut rx = rx_port.rx_ring(0).unwrap();
+    // Hand the last frames read back to the kernel (a sync does), so that
+    // the whole ring is free.
+    assert_eq!(rx.sync().unwrap(), 0);
+    for seq in COUNT..COUNT + BURST {
+        make_frame(&mut buf, seq);
+        send_wait(&tx_port, &mut tx, &buf);
+    }
+    tx.sync().unwrap();
+    let mut got = 0u64;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(300) {
+        rx.sync().unwrap();
+        for f in rx.iter() {
+            check_frame(f.payload()).unwrap();
+            got += 1;
+        }
+    }
+    let (seen, dropped) = kernel_stats(&rx_port);
+    eprintln!(
+        "overrun: {BURST} sent, {got} received, {dropped} dropped by the kernel (ring full), {seen} seen"
+    );
+    assert_eq!(got, u64::from(rx_slots), "a full ring's worth arrives");
+    assert_eq!(
+        got + u64::from(dropped),
+        BURST,
+        "every loss is a counted ring-full drop"
+    );
+}
+
+/// The kernel's `PACKET_STATISTICS` of a one-ring AF_PACKET port (whose
+/// descriptor is its socket): packets seen and dropped since the last call.
+fn kernel_stats(port: &Netmap) -> (u32, u32) {
+    let mut st = [0u32; 2];
+    let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+    // SAFETY: PACKET_STATISTICS fills a `struct tpacket_stats` (two u32s);
+    // `st` is one, live and writable, and `len` says its size.
+    let r = unsafe {
+        libc::getsockopt(
+            port.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            st.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "PACKET_STATISTICS: {}", std::io::Error::last_os_error());
+    (st[0], st[1])
+}
+
+/// An IPv4/UDP frame of flow `flow` (its source port), to a unicast MAC
+/// that is not the receiver's: the receiving host stack drops it at once.
+fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
+    let total: u16 = 20 + 8 + 8;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 1, 0, 1]);
+    let sum = {
+        let mut s: u32 = f[HDR..HDR + 20]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    };
+    f[HDR + 10..HDR + 12].copy_from_slice(&sum.to_be_bytes());
+    let sport = 10_000 + flow;
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&4789u16.to_be_bytes());
+    f.extend_from_slice(&16u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&u32::from(flow).to_le_bytes());
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.resize(60, 0);
+    f
+}
+
+fn flow_of(p: &[u8]) -> Option<u16> {
+    (p.len() >= 50 && p[12..14] == [0x08, 0x00]).then(|| u16::from_le_bytes([p[42], p[43]]))
+}
+
+/// Sends `flows` UDP flows of `per_flow` frames from `tx_port`, draining
+/// `rx` (port, ring index) pairs after each burst; returns, per ring, the
+/// flows seen there and how many frames it got.
+fn spread(tx_port: &Netmap, rx: &[(&Netmap, usize)], flows: u16, per_flow: u32) -> Vec<(Vec<u16>, u64)> {
+    let mut tx = tx_port.tx_ring(0).unwrap();
+    let mut rings: Vec<_> = rx.iter().map(|(p, i)| p.rx_ring(*i).unwrap()).collect();
+    let mut seen: Vec<(Vec<u16>, u64)> = vec![(Vec::new(), 0); rings.len()];
+    let drain = |rings: &mut Vec<RxRing<'_>>, seen: &mut Vec<(Vec<u16>, u64)>| {
+        for (k, r) in rings.iter_mut().enumerate() {
+            r.sync().unwrap();
+            while let Some(f) = r.recv() {
+                if let Some(flow) = flow_of(f.payload()) {
+                    if !seen[k].0.contains(&flow) {
+                        seen[k].0.push(flow);
+                    }
+                    seen[k].1 += 1;
+                }
+            }
+        }
+    };
+    let total = u64::from(flows) * u64::from(per_flow);
+    for seq in 0..per_flow {
+        for flow in 0..flows {
+            send_wait(tx_port, &mut tx, &udp_frame(flow, seq));
+        }
+        tx.sync().unwrap();
+        drain(&mut rings, &mut seen);
+    }
+    let t0 = Instant::now();
+    while seen.iter().map(|s| s.1).sum::<u64>() < total && t0.elapsed() < PATIENCE {
+        thread::sleep(Duration::from_millis(5));
+        drain(&mut rings, &mut seen);
+    }
+    seen
+}
+
+fn check_spread(seen: &[(Vec<u16>, u64)], flows: u16, per_flow: u32) {
+    let total: u64 = seen.iter().map(|s| s.1).sum();
+    assert_eq!(
+        total,
+        u64::from(flows) * u64::from(per_flow),
+        "frames lost: {seen:?}"
+    );
+    for flow in 0..flows {
+        let rings = seen.iter().filter(|s| s.0.contains(&flow)).count();
+        assert_eq!(rings, 1, "flow {flow} was split over {rings} rings");
+    }
+    let used = seen.iter().filter(|s| s.1 > 0).count();
+    eprintln!(
+        "fanout: {flows} flows over {} rings: {:?} frames per ring",
+        seen.len(),
+        seen.iter().map(|s| s.1).collect::<Vec<_>>()
+    );
+    assert!(used > 1, "every flow landed in one ring: {seen:?}");
+}
+
+#[test]
+fn fanout_spreads_flows_over_rings() {
+    let Some(ns) = Netns::new("fanout_spreads_flows_over_rings") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let tx_port = Builder::new(&format!("afpacket:{A}/T")).build().unwrap();
+    assert_eq!(tx_port.num_rx_rings(), 0, "/T: TX rings only");
+
+    // One port with four RX rings: four sockets in one fanout group.
+    let rx_port = Builder::new(&format!("afpacket:{B}"))
+        .num_rx_rings(4)
+        .build()
+        .unwrap();
+    assert_eq!((rx_port.num_rx_rings(), rx_port.num_tx_rings()), (4, 4));
+    // Its descriptor, an epoll set of the four sockets, turns readable for
+    // event loops when any ring makes progress: packets in an RX ring, or
+    // room in a TX ring (which a fresh port has, so it is readable once at
+    // registration).
+    {
+        use mio::unix::SourceFd;
+        use mio::{Events, Interest, Poll, Token};
+        let mut poll = Poll::new().unwrap();
+        let fd = rx_port.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), Token(7), Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_millis(0))).unwrap();
+        assert!(
+            events.iter().all(|e| e.is_readable() && !e.is_writable()),
+            "{events:?}"
+        );
+        poll.poll(&mut events, Some(Duration::from_millis(0))).unwrap();
+        assert!(
+            events.is_empty(),
+            "edge-triggered: one report per change: {events:?}"
+        );
+        let mut tx = tx_port.tx_ring(0).unwrap();
+        for flow in 0..8 {
+            tx.send(&udp_frame(flow, 0)).unwrap();
+        }
+        tx.sync().unwrap();
+        poll.poll(&mut events, Some(PATIENCE)).unwrap();
+        assert!(
+            events.iter().any(|e| e.token() == Token(7) && e.is_readable()),
+            "{events:?}"
+        );
+        let mut got = 0;
+        for i in 0..4 {
+            let mut r = rx_port.rx_ring(i).unwrap();
+            r.sync().unwrap();
+            got += r.iter().count();
+        }
+        assert_eq!(got, 8);
+    }
+    let rings: Vec<_> = (0..4).map(|i| (&rx_port, i)).collect();
+    let seen = spread(&tx_port, &rings, 64, 20);
+    check_spread(&seen, 64, 20);
+    drop(rx_port);
+
+    // One port per ring, as thread-per-ring programs open them: they join
+    // one group too, and a ring cannot be bound twice.
+    let ports = Builder::new(&format!("afpacket:{B}"))
+        .num_rx_rings(3)
+        .build_per_ring()
+        .unwrap();
+    assert_eq!(ports.len(), 3);
+    for (i, p) in ports.iter().enumerate() {
+        assert_eq!(p.rx_ring_ids(), i as u16..i as u16 + 1);
+    }
+    let again = Builder::new(&format!("afpacket:{B}-1")).num_rx_rings(3).build();
+    assert!(matches!(again, Err(Error::Busy { .. })), "{again:?}");
+    let other_shape = Builder::new(&format!("afpacket:{B}-0")).num_rx_rings(2).build();
+    assert!(matches!(other_shape, Err(Error::Busy { .. })), "{other_shape:?}");
+    let rings: Vec<_> = ports.iter().map(|p| (p, 0)).collect();
+    let seen = spread(&tx_port, &rings, 64, 20);
+    check_spread(&seen, 64, 20);
+}
+
+#[test]
+fn mio_readiness_drives_a_ping_pong() {
+    use mio::{Events, Interest, Poll, Token};
+
+    let Some(ns) = Netns::new("mio_readiness_drives_a_ping_pong") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let mut a = open(&format!("afpacket:{A}"));
+    let mut b = open(&format!("afpacket:{B}"));
+    let mut poll = Poll::new().unwrap();
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    // A `Netmap` is a mio event source whatever its backend; on a one-ring
+    // AF_PACKET port the source is the socket.
+    poll.registry().register(&mut a, Token(0), interest).unwrap();
+    poll.registry().register(&mut b, Token(1), interest).unwrap();
+
+    let (mut atx, mut arx) = (a.tx_ring(0).unwrap(), a.rx_ring(0).unwrap());
+    let (mut btx, mut brx) = (b.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
+    const ROUNDS: u64 = 2000;
+    let mut buf = Vec::new();
+    let mut events = Events::with_capacity(8);
+    let (mut pings, mut pongs, mut wakeups) = (0u64, 0u64, 0u64);
+    make_frame(&mut buf, 0);
+    atx.send(&buf).unwrap();
+    atx.sync().unwrap();
+    let t0 = Instant::now();
+    while pongs < ROUNDS {
+        assert!(t0.elapsed() < PATIENCE, "stalled after {pongs} round trips");
+        poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
+        for ev in events.iter() {
+            wakeups += 1;
+            if !ev.is_readable() {
+                continue;
+            }
+            // Edge-triggered: drain everything before waiting again.
+            if ev.token() == Token(1) {
+                brx.sync().unwrap();
+                while let Some(f) = brx.recv() {
+                    let seq = check_frame(f.payload()).unwrap();
+                    assert_eq!(seq, pings, "B got ping {seq}");
+                    pings += 1;
+                    btx.send(f.payload()).unwrap();
+                }
+                btx.sync().unwrap();
+            } else {
+                arx.sync().unwrap();
+                let mut next = None;
+                while let Some(f) = arx.recv() {
+                    let seq = check_frame(f.payload()).unwrap();
+                    assert_eq!(seq, pongs, "A got pong {seq}");
+                    pongs += 1;
+                    next = Some(seq + 1);
+                }
+                if let Some(seq) = next.filter(|&s| s < ROUNDS) {
+                    make_frame(&mut buf, seq);
+                    atx.send(&buf).unwrap();
+                    atx.sync().unwrap();
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "mio ping-pong: {ROUNDS} round trips over {A} <-> {B} in {secs:.3}s ({:.1} us each), {wakeups} events",
+        secs * 1e6 / ROUNDS as f64
+    );
+    assert_eq!(pings, ROUNDS);
+}
+
+#[test]
+fn forward_on_one_port_copies_and_across_ports_refuses() {
+    let Some(ns) = Netns::new("forward_on_one_port_copies_and_across_ports_refuses") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let a = open(&format!("afpacket:{A}"));
+    let b = open(&format!("afpacket:{B}"));
+    let c = open(&format!("afpacket:{B}"));
+    assert_ne!(
+        b.mem_id(),
+        c.mem_id(),
+        "every AF_PACKET port has memory of its own"
+    );
+
+    const N: u64 = 300;
+    let mut atx = a.tx_ring(0).unwrap();
+    let mut buf = Vec::new();
+    for seq in 0..N {
+        make_frame(&mut buf, seq);
+        send_wait(&a, &mut atx, &buf);
+    }
+    atx.sync().unwrap();
+
+    // B forwards what it gets back out of its own TX ring (to A).
+    {
+        let mut brx = b.rx_ring(0).unwrap();
+        let mut btx = b.tx_ring(0).unwrap();
+        let mut ctx = c.tx_ring(0).unwrap();
+        let mut forwarded = 0;
+        let t0 = Instant::now();
+        while forwarded < N {
+            assert!(t0.elapsed() < PATIENCE);
+            brx.sync().unwrap();
+            if forwarded == 0 {
+                let f = brx.recv().expect("a frame arrived");
+                match ctx.forward(f) {
+                    Err(Error::MemoryMismatch { a, b }) => {
+                        assert!(a.contains("AF_PACKET") && b.contains("AF_PACKET"), "{a} / {b}");
+                    }
+                    other => panic!("forward across AF_PACKET ports: {other:?}"),
+                }
+                // The refused frame was consumed; B forwards the rest. Send
+                // it again so that A still gets all N.
+                make_frame(&mut buf, 0);
+                send_wait(&b, &mut btx, &buf);
+                forwarded += 1;
+            }
+            // One frame at a time, alternating which ring syncs first: RX
+            // first makes the backend copy when the RX slot is released, TX
+            // first when the TX slot is sent.
+            let Some(f) = brx.recv() else {
+                b.poll(Some(Duration::from_millis(50))).unwrap();
+                continue;
+            };
+            btx.forward(f).unwrap();
+            if forwarded % 2 == 0 {
+                brx.sync().unwrap();
+                btx.sync().unwrap();
+            } else {
+                btx.sync().unwrap();
+                brx.sync().unwrap();
+            }
+            forwarded += 1;
+        }
+    }
+    let mut arx = a.rx_ring(0).unwrap();
+    let mut seqs = Vec::new();
+    let t0 = Instant::now();
+    while (seqs.len() as u64) < N && t0.elapsed() < PATIENCE {
+        arx.sync().unwrap();
+        while let Some(f) = arx.recv() {
+            seqs.push(check_frame(f.payload()).unwrap());
+        }
+        if (seqs.len() as u64) < N {
+            a.poll(Some(Duration::from_millis(50))).unwrap();
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..N).collect::<Vec<_>>(),
+        "every forwarded frame came back intact"
+    );
+}
+
+#[test]
+fn errors_name_what_to_do() {
+    let Some(ns) = Netns::new("errors_name_what_to_do") else {
+        return;
+    };
+    let _inside = ns.enter();
+    match Builder::new("afpacket:nmrsnone0").build() {
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        other => panic!("unknown interface: {other:?}"),
+    }
+    ns.ip(&["link", "set", A, "down"]).unwrap();
+    match Builder::new(&format!("afpacket:{A}")).build() {
+        Err(e @ Error::InterfaceDown { .. }) => {
+            assert!(e.to_string().contains(&format!("ip link set {A} up")), "{e}");
+        }
+        other => panic!("interface down: {other:?}"),
+    }
+    ns.ip(&["link", "set", A, "up"]).unwrap();
+    match Builder::new(&format!("afpacket:{A}-3")).num_rx_rings(2).build() {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("ring pair 3"), "{e}"),
+        other => panic!("ring out of range: {other:?}"),
+    }
+
+    // Without CAP_NET_RAW (dropped from this thread's effective set only:
+    // capabilities are per thread) the error names the capability.
+    let inner = thread::spawn(|| {
+        drop_effective_cap(CAP_NET_RAW);
+        Builder::new(&format!("afpacket:{A}")).build().map(drop)
+    });
+    match inner.join().unwrap() {
+        Err(e @ Error::PermissionDenied { .. }) => assert!(e.to_string().contains("CAP_NET_RAW"), "{e}"),
+        other => panic!("without CAP_NET_RAW: {other:?}"),
+    }
+
+    // Frames larger than an AF_PACKET frame cannot chain: the sync says so.
+    let a = open(&format!("afpacket:{A}"));
+    let mut tx = a.tx_ring(0).unwrap();
+    tx.send(&vec![0xab; 4000]).unwrap();
+    match tx.sync() {
+        Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EMSGSIZE)),
+        other => panic!("oversized frame: {other:?}"),
+    }
+    tx.send(&[0x55; 60]).unwrap();
+    tx.sync().unwrap();
+}
+
+const CAP_NET_RAW: u32 = 13;
+
+/// Drops `cap` from the calling thread's effective capabilities.
+fn drop_effective_cap(cap: u32) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const V3: u32 = 0x2008_0522;
+    let mut hdr = Header { version: V3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset take a header and an array of two data structs
+    // for version 3, both live for the calls.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()), 0);
+        data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
+    }
+}
+
+#[test]
+fn netmap_names_fall_back_only_when_allowed() {
+    let Some(ns) = Netns::new("netmap_names_fall_back_only_when_allowed") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let report = netmap_rs::probe::probe_port_with(&format!("netmap:{A}"), Fallback::AfPacket);
+    if report.device.is_available() {
+        eprintln!("skipping the fallback checks: this host has netmap ({report})");
+        return;
+    }
+    // Not allowed: an error that says AF_PACKET could serve it.
+    let e = Builder::new(&format!("netmap:{A}")).build().unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::Unavailable { .. }), "{text}");
+    assert!(text.contains("AF_PACKET: not allowed"), "{text}");
+
+    // Allowed: it opens on AF_PACKET, and says why.
+    let a = Builder::new(&format!("netmap:{A}"))
+        .fallback(Fallback::AfPacket)
+        .build()
+        .unwrap();
+    let b = Builder::new(B).fallback(Fallback::AfPacket).build().unwrap();
+    assert_eq!(a.backend(), BackendKind::AfPacket);
+    assert!(a.is_fallback() && b.is_fallback());
+    let why = a
+        .refusals()
+        .iter()
+        .find(|r| r.backend == BackendKind::Kernel)
+        .unwrap();
+    assert!(why.reason.contains("/dev/netmap"), "{why}");
+    let text = report.to_string();
+    assert!(
+        text.contains("would open with AF_PACKET, the fallback allowed"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{A} exists and is up")), "{text}");
+    let plain = netmap_rs::probe::probe_port(&format!("netmap:{A}")).to_string();
+    assert!(
+        plain.contains("with Fallback::AfPacket: would open with AF_PACKET"),
+        "{plain}"
+    );
+
+    let mut tx = a.tx_ring(0).unwrap();
+    let mut buf = Vec::new();
+    make_frame(&mut buf, 7);
+    tx.send(&buf).unwrap();
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    assert!(b.poll(Some(PATIENCE)).unwrap());
+    rx.sync().unwrap();
+    assert_eq!(check_frame(rx.recv().unwrap().payload()), Ok(7));
+
+    // Netmap-only names still fail, and say why.
+    for (name, what) in [
+        (format!("netmap:{A}^"), "host rings"),
+        (format!("netmap:{A}{{1"), "pipes"),
+        ("vale0:p1".to_owned(), "VALE"),
+    ] {
+        let e = Builder::new(&name)
+            .fallback(Fallback::AfPacket)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains(what), "{name}: {e}");
+    }
+    // A forced backend is never replaced.
+    let e = Builder::new(&format!("netmap:{A}"))
+        .backend(BackendKind::Kernel)
+        .fallback(Fallback::AfPacket)
+        .build();
+    assert!(e.is_err());
+}
+
+/// The choice rules, which need no root: AF_PACKET is taken only when
+/// allowed, only for real interfaces, and probe says so.
+#[test]
+fn fallback_rules_hold_without_root() {
+    let p = netmap_rs::probe::probe();
+    let netmap_here =
+        p.device.is_available() || matches!(p.library, netmap_rs::probe::LibraryStatus::Loaded { .. });
+    for (name, what) in [
+        ("netmap:nmrsnone0^", "host rings"),
+        ("netmap:nmrsnone0*", "host rings"),
+        ("netmap:nmrsnone0{1", "pipes"),
+        ("vale0:nmrs", "VALE"),
+        ("netmap:nmrsnone0/t", "monitor"),
+    ] {
+        let forced = Builder::new(name)
+            .backend(BackendKind::AfPacket)
+            .build()
+            .unwrap_err();
+        assert!(forced.to_string().contains(what), "{name} forced: {forced}");
+        if !netmap_here {
+            let e = Builder::new(name)
+                .fallback(Fallback::AfPacket)
+                .build()
+                .unwrap_err();
+            assert!(e.to_string().contains(what), "{name}: {e}");
+        }
+    }
+    // An `afpacket:` name never goes anywhere else.
+    let e = Builder::new("afpacket:nmrsnone0")
+        .backend(BackendKind::Kernel)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("served only by AF_PACKET"), "{e}");
+    // A missing interface is reported as such, before any privilege is needed.
+    match Builder::new("afpacket:nmrsnone0").build() {
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        other => panic!("{other:?}"),
+    }
+    if netmap_here {
+        return;
+    }
+    let report = netmap_rs::probe::probe_port_with("netmap:nmrsnone0", Fallback::AfPacket);
+    let port = report.port.as_ref().unwrap();
+    assert_eq!(port.backend, Ok(BackendKind::AfPacket));
+    assert!(port.refused.iter().any(|r| r.backend == BackendKind::Kernel));
+    let text = report.to_string();
+    assert!(
+        text.contains("the fallback allowed, because netmap cannot"),
+        "{text}"
+    );
+    assert!(text.contains("no interface nmrsnone0"), "{text}");
+    let plain = netmap_rs::probe::probe_port("netmap:nmrsnone0");
+    assert!(plain.port.as_ref().unwrap().backend.is_err());
+    match Builder::new("netmap:nmrsnone0")
+        .fallback(Fallback::AfPacket)
+        .build()
+    {
+        Err(Error::InterfaceNotFound { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
