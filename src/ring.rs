@@ -177,6 +177,12 @@ impl RingCore {
         Ok(())
     }
 
+    /// Whether `[head, tail)` is empty.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
     /// Slots in `[head, tail)`.
     #[inline]
     pub(crate) fn space(&self) -> u32 {
@@ -357,6 +363,67 @@ unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) 
     }
 }
 
+/// Swaps as many packets as fit from the user-owned RX slots of `src` to
+/// the free TX slots of `dst`, advancing both heads (unpublished); returns
+/// the slots moved. Multi-slot packets move whole or wait.
+#[inline]
+fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> usize {
+    let (mut ri, mut ti) = (src.head(), dst.head());
+    let (mut avail, mut room) = (src.space(), dst.space());
+    let mut moved = 0usize;
+    while avail > 0 && room > 0 {
+        let rs = src.slot(ri);
+        // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
+        let (_, _, flags) = unsafe { read_slot(rs) };
+        if flags & NS_MOREFRAG == 0 {
+            // SAFETY: `ri` is a user-owned RX slot, `ti` a free TX slot.
+            unsafe { swap_slots(rs, dst.slot(ti), OFFSETS) };
+            ri = src.next(ri);
+            ti = dst.next(ti);
+            avail -= 1;
+            room -= 1;
+            moved += 1;
+            continue;
+        }
+        let n = match chain_len(src, ri, avail) {
+            Some(n) if n <= room => n,
+            _ => break, // incomplete, or no room: it waits
+        };
+        for _ in 0..n {
+            // SAFETY: the `n` slots from `ri` are user-owned RX slots (counted
+            // within `avail`), the `n` from `ti` free TX slots (`n <= room`).
+            unsafe { swap_slots(src.slot(ri), dst.slot(ti), OFFSETS) };
+            ri = src.next(ri);
+            ti = dst.next(ti);
+        }
+        avail -= n;
+        room -= n;
+        moved += n as usize;
+    }
+    src.set_head(ri);
+    dst.set_head(ti);
+    moved
+}
+
+/// The length of the multi-slot packet starting at user-owned slot `i`, or
+/// `None` if it does not end within the `avail` slots from there.
+#[cold]
+fn chain_len(core: &RingCore, mut i: u32, avail: u32) -> Option<u32> {
+    let mut n = 1;
+    loop {
+        // SAFETY: `i` stays among the `avail` user-owned slots.
+        let (_, _, f) = unsafe { read_slot(core.slot(i)) };
+        if f & NS_MOREFRAG == 0 || n == NETMAP_MAX_FRAGS {
+            return Some(n);
+        }
+        if n == avail {
+            return None;
+        }
+        i = core.next(i);
+        n += 1;
+    }
+}
+
 /// A transmit ring of an open port.
 ///
 /// Packets are staged with [`send`](TxRing::send) (a copy into the next free
@@ -464,7 +531,7 @@ impl<'a> TxRing<'a> {
     /// ```
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        if self.core.space() == 0 {
+        if self.core.is_empty() {
             return Err(self.too_large_or_full(data.len()));
         }
         let i = self.core.head();
@@ -594,7 +661,7 @@ impl<'a> TxRing<'a> {
             return Err(self.mismatch(&frame));
         }
         if frame.nslots() == 1 {
-            if self.core.space() == 0 {
+            if self.core.is_empty() {
                 return Err(Error::RingFull { ring: self.core.id() });
             }
             let i = self.core.head();
@@ -642,55 +709,14 @@ impl<'a> TxRing<'a> {
             });
         }
         let (src, dst) = (&mut rx.core, &mut self.core);
-        let offsets = src.offset_mask | dst.offset_mask != 0;
-        let (mut ri, mut ti) = (src.head(), dst.head());
-        let (mut avail, mut room) = (src.space(), dst.space());
-        let mut moved = 0usize;
-        while avail > 0 && room > 0 {
-            // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
-            let (_, _, flags) = unsafe { read_slot(src.slot(ri)) };
-            if flags & NS_MOREFRAG != 0 {
-                // A chain moves whole: count it first.
-                let mut n = 1;
-                let mut j = ri;
-                loop {
-                    // SAFETY: `j` stays among the `avail` user-owned slots.
-                    let (_, _, f) = unsafe { read_slot(src.slot(j)) };
-                    if f & NS_MOREFRAG == 0 || n == NETMAP_MAX_FRAGS {
-                        break;
-                    }
-                    if n == avail {
-                        n = u32::MAX; // incomplete: wait for the rest
-                        break;
-                    }
-                    j = src.next(j);
-                    n += 1;
-                }
-                if n > avail || n > room {
-                    break;
-                }
-                for _ in 0..n {
-                    // SAFETY: both slots are user-owned (counted above).
-                    unsafe { swap_slots(src.slot(ri), dst.slot(ti), offsets) };
-                    ri = src.next(ri);
-                    ti = dst.next(ti);
-                }
-                avail -= n;
-                room -= n;
-                moved += n as usize;
-                continue;
-            }
-            // SAFETY: `ri` is a user-owned RX slot, `ti` a user-owned TX slot.
-            unsafe { swap_slots(src.slot(ri), dst.slot(ti), offsets) };
-            ri = src.next(ri);
-            ti = dst.next(ti);
-            avail -= 1;
-            room -= 1;
-            moved += 1;
-        }
-        src.set_head(ri);
+        // Two copies of the loop, so the per-slot work has no branch on
+        // whether offsets travel with the buffers.
+        let moved = if src.offset_mask | dst.offset_mask != 0 {
+            move_slots::<true>(src, dst)
+        } else {
+            move_slots::<false>(src, dst)
+        };
         src.publish();
-        dst.set_head(ti);
         dst.publish();
         Ok(moved)
     }
@@ -891,7 +917,7 @@ impl<'a> RxRing<'a> {
     /// afterwards.
     #[inline]
     pub fn recv(&mut self) -> Option<Frame<'_>> {
-        if self.core.space() == 0 {
+        if self.core.is_empty() {
             // Every frame handed out is gone (`&mut self`): give their slots
             // back now, so that a poll of the port can reuse them.
             self.core.publish();
@@ -999,11 +1025,10 @@ pub(crate) struct Scratch {
 /// dropped, or cover other slots.
 #[inline]
 unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: RegionKey) -> Option<Frame<'f>> {
-    let space = core.space();
-    if space == 0 {
+    let i = core.head();
+    if i == core.tail() {
         return None;
     }
-    let i = core.head();
     let s = core.slot(i);
     // SAFETY: slot `i` = head is in [head, tail), owned by the user.
     let (idx, len, flags) = unsafe { read_slot(s) };
@@ -1022,7 +1047,7 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: Reg
     // The cold path works on a copy, so that `core` never escapes this
     // function and its fields can stay in registers in the receive loop.
     // SAFETY: forwarded contract.
-    let (frame, head) = unsafe { next_multi(core.clone(), scratch, region, space)? };
+    let (frame, head) = unsafe { next_multi(core.clone(), scratch, region, core.space())? };
     core.set_head(head);
     Some(frame)
 }

@@ -352,3 +352,48 @@ fn reopening_after_close_works_many_times() {
         assert_eq!(rx.recv().unwrap().payload(), b"ping");
     }
 }
+
+#[test]
+fn batch_forwarding_moves_whole_packets_and_waits_for_room() {
+    let a_tx = NetmapBuilder::new("emu:bfwd{1").num_slots(64).build().unwrap();
+    let a_rx = NetmapBuilder::new("emu:bfwd}1").build().unwrap();
+    let b_tx = NetmapBuilder::new("emu:bfwd{2").num_slots(16).build().unwrap();
+    let b_rx = NetmapBuilder::new("emu:bfwd}2").build().unwrap();
+    let mut tx = a_tx.tx_ring(0).unwrap();
+    let mut rx = a_rx.rx_ring(0).unwrap();
+    let mut fwd = b_tx.tx_ring(0).unwrap();
+    let mut out = b_rx.rx_ring(0).unwrap();
+    let mut pkt = Vec::new();
+    let total = 500u64;
+    let (mut sent, mut next) = (0u64, 0u64);
+    while next < total {
+        while sent < total {
+            // Every fifth packet spans three slots.
+            make_packet(&mut pkt, sent, if sent % 5 == 0 { 5000 } else { 100 });
+            if tx.send(&pkt).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        tx.sync().unwrap();
+        rx.sync().unwrap();
+        // A 16-slot TX ring fills long before the RX ring empties.
+        fwd.forward_from(&mut rx).unwrap();
+        assert!(fwd.space() < 3 || rx.is_empty(), "stopped with room to spare");
+        fwd.sync().unwrap();
+        out.sync().unwrap();
+        for f in out.iter() {
+            assert_eq!(check_packet(&f), next);
+            assert_eq!(f.len(), if next % 5 == 0 { 5000 } else { 100 });
+            next += 1;
+        }
+        fwd.sync().unwrap();
+    }
+
+    let other = NetmapBuilder::new("emu:bfwd_other{1").build().unwrap();
+    let mut o = other.tx_ring(0).unwrap();
+    assert!(matches!(
+        o.forward_from(&mut rx),
+        Err(Error::MemoryMismatch { .. })
+    ));
+}
