@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example ping_pong                 # embedded pipe (or a kernel pipe)
-//! cargo run --release --example ping_pong -- A B [-n COUNT] [-s SIZE]
+//! cargo run --release --example ping_pong -- A B [-n COUNT] [-s SIZE] [--fallback]
 //! ```
 //!
 //! With no ports named it opens a pipe pair: `vale0:nmrs{1`/`vale0:nmrs}1`
@@ -15,17 +15,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use netmap_rs::prelude::*;
+use netmap_rs::Fallback;
 
 struct Args {
     a: String,
     b: String,
     count: u64,
     size: usize,
+    fallback: Fallback,
 }
 
 fn usage(why: &str) -> ExitCode {
     eprintln!("ping_pong: {why}");
-    eprintln!("usage: ping_pong [PORT_A PORT_B] [-n COUNT] [-s SIZE]");
+    eprintln!("usage: ping_pong [PORT_A PORT_B] [-n COUNT] [-s SIZE] [--fallback]");
+    eprintln!("  --fallback  use AF_PACKET for real interfaces where netmap is unavailable");
     ExitCode::from(2)
 }
 
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
     let mut ports = Vec::new();
     let mut count = 100_000u64;
     let mut size = 64usize;
+    let mut fallback = Fallback::None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&n| (16..=65535).contains(&n))
                     .ok_or("-s takes a size from 16 to 65535 bytes")?
             }
+            "--fallback" => fallback = Fallback::AfPacket,
             "-h" | "--help" => return Err("help".into()),
             p if p.starts_with('-') => return Err(format!("unknown option {p}")),
             p => ports.push(p.to_owned()),
@@ -63,7 +68,13 @@ fn parse_args() -> Result<Args, String> {
         2 => (ports[0].clone(), ports[1].clone()),
         _ => return Err("name two ports, or none".into()),
     };
-    Ok(Args { a, b, count, size })
+    Ok(Args {
+        a,
+        b,
+        count,
+        size,
+        fallback,
+    })
 }
 
 /// Waits for the next packet on `rx` and hands it to `f`: busy-polls the
@@ -149,7 +160,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(why) => return usage(&why),
     };
-    let open = |name: &str| NetmapBuilder::new(name).build();
+    let open = |name: &str| NetmapBuilder::new(name).fallback(args.fallback).build();
     let (a, b) = match open(&args.a).and_then(|a| Ok((a, open(&args.b)?))) {
         Ok(p) => p,
         Err(e) => {

@@ -249,10 +249,20 @@ impl LoadFailure {
     }
 }
 
+impl LoadFailure {
+    /// Whether every name tried was simply absent.
+    fn all_not_found(&self) -> bool {
+        self.attempts.iter().all(|a| matches!(a.why, Why::NotFound(_)))
+    }
+}
+
 impl fmt::Display for LoadFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.from_env {
             write!(f, "{ENV_VAR} is set, so only it was tried: ")?;
+        } else if self.attempts.len() > 1 && self.all_not_found() {
+            let names: Vec<&str> = self.attempts.iter().map(|a| a.name.as_str()).collect();
+            return write!(f, "not installed (none of {} found)", names.join(", "));
         }
         for (i, a) in self.attempts.iter().enumerate() {
             if i > 0 {
@@ -1239,13 +1249,6 @@ mod tests {
                 why,
             }],
         })
-    }
-
-    impl LoadFailure {
-        /// Whether every name tried was simply absent.
-        fn all_not_found(&self) -> bool {
-            self.attempts.iter().all(|a| matches!(a.why, Why::NotFound(_)))
-        }
     }
 
     fn expect_err(r: Result<LibNetmap, LoadFailure>) -> LoadFailure {
