@@ -158,11 +158,12 @@ use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Kernel, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Result};
+use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_register, NETMAP_API, NETMAP_MAX_FRAGS,
     NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT,
@@ -318,40 +319,6 @@ const DEFAULT_SLOTS: u32 = 1024;
 const DEFAULT_RING_BYTES: usize = 16 << 20;
 /// Most slots per ring.
 const MAX_SLOTS: u32 = 32768;
-
-fn errno(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
-
-fn next(i: u32, n: u32) -> u32 {
-    if i + 1 == n {
-        0
-    } else {
-        i + 1
-    }
-}
-
-fn prev(i: u32, n: u32) -> u32 {
-    if i == 0 {
-        n - 1
-    } else {
-        i - 1
-    }
-}
-
-/// Whether `x` lies in `[lo, hi]`, the interval wrapping at the ring's end.
-fn within(x: u32, lo: u32, hi: u32) -> bool {
-    if lo <= hi {
-        lo <= x && x <= hi
-    } else {
-        x >= lo || x <= hi
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section leaves the registry consistent at every step.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no memory preconditions.

@@ -76,7 +76,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, 
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backend::{Kernel, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_option, nmreq_port_info_get, nmreq_register,
     timeval, NETMAP_API, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX,
@@ -132,43 +133,6 @@ const SLOT_PTR: usize = offset_of!(netmap_slot, ptr);
 const _: () = assert!(RING_TS % 8 == 0 && SLOT_PTR % 8 == 0 && SLOT_SIZE % 8 == 0);
 // `RingPtr::stamp` writes `ts` as two 8-byte words.
 const _: () = assert!(size_of::<timeval>() == 16 && offset_of!(timeval, tv_usec) == 8);
-
-fn errno(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
-
-/// `i + 1`, wrapping at `n`.
-fn next(i: u32, n: u32) -> u32 {
-    if i + 1 == n {
-        0
-    } else {
-        i + 1
-    }
-}
-
-/// `i - 1`, wrapping at `n`.
-fn prev(i: u32, n: u32) -> u32 {
-    if i == 0 {
-        n - 1
-    } else {
-        i - 1
-    }
-}
-
-/// Whether `x` lies in `[lo, hi]`, the interval wrapping at the ring's end.
-fn within(x: u32, lo: u32, hi: u32) -> bool {
-    if lo <= hi {
-        lo <= x && x <= hi
-    } else {
-        x >= lo || x <= hi
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its state consistent at each step that
-    // can panic (none should), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 // ---------------------------------------------------------------------------
 // The process-global kernel.

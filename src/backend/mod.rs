@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::ffi::nmreq_header;
 
@@ -19,6 +19,37 @@ pub(crate) mod devnetmap;
 pub(crate) mod emu;
 pub(crate) mod kernel;
 pub(crate) mod libnetmap;
+
+/// `i - 1`, wrapping at `n` (the kernel's `nm_prev`; `nm_next` is in `ffi`).
+pub(crate) fn nm_prev(i: u32, n: u32) -> u32 {
+    if i == 0 {
+        n - 1
+    } else {
+        i - 1
+    }
+}
+
+/// Whether ring index `x` lies in `[lo, hi]`, an interval that may wrap at
+/// the ring's end.
+pub(crate) fn within(x: u32, lo: u32, hi: u32) -> bool {
+    if lo <= hi {
+        lo <= x && x <= hi
+    } else {
+        x >= lo || x <= hi
+    }
+}
+
+/// An `io::Error` for the errno `code`, as a kernel would return it.
+pub(crate) fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Locks `m`. The backends' critical sections leave their state consistent
+/// at every step that could panic (none should), so a poisoned lock is
+/// still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Which rings a sync call touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
