@@ -440,6 +440,7 @@ fn fanout_spreads_flows_over_rings() {
     check_spread(&seen, 64, 20);
 }
 
+#[cfg(feature = "mio")]
 #[test]
 fn mio_readiness_drives_a_ping_pong() {
     use mio::{Events, Interest, Poll, Token};
