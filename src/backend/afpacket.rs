@@ -157,17 +157,18 @@ use std::mem::{offset_of, size_of};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::kring::{SharedRing, Slot, RING_HDR, SLOT_SIZE};
 use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Result};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
-    netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_register, NETMAP_API, NETMAP_MAX_FRAGS,
-    NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT,
-    NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON, NS_MOREFRAG,
+    netmap_if, netmap_ring, nmreq_header, nmreq_register, NETMAP_API, NETMAP_MAX_FRAGS, NETMAP_REQ_REGISTER,
+    NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC,
+    NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON, NS_MOREFRAG,
 };
 use crate::spec::{PortKind, PortSpec, RingSelect};
 
@@ -294,19 +295,10 @@ const _: () = assert!(size_of::<libc::sockaddr_ll>() == SOCKADDR_LL);
 const _: () = assert!(TX_BASE == 32);
 
 // netmap's layout, as the ring code reads it.
-const RING_HDR: usize = size_of::<netmap_ring>();
-const SLOT_SIZE: usize = size_of::<netmap_slot>();
 const IF_HDR: usize = size_of::<netmap_if>();
 const RING_ALIGN: usize = 256;
-const RING_HEAD: usize = offset_of!(netmap_ring, head);
-const RING_CUR: usize = offset_of!(netmap_ring, cur);
-const RING_TAIL: usize = offset_of!(netmap_ring, tail);
-const SLOT_BUF_IDX: usize = offset_of!(netmap_slot, buf_idx);
-const SLOT_LEN: usize = offset_of!(netmap_slot, len);
-const SLOT_FLAGS: usize = offset_of!(netmap_slot, flags);
-const SLOT_PTR: usize = offset_of!(netmap_slot, ptr);
-const _: () = assert!(RING_HDR == 256 && SLOT_SIZE == 16 && IF_HDR == 56);
-const _: () = assert!(SLOT_PTR % 8 == 0 && RING_HDR % RING_ALIGN == 0);
+const _: () = assert!(IF_HDR == 56);
+const _: () = assert!(RING_HDR % RING_ALIGN == 0);
 
 /// Smallest and largest frame (netmap buffer) size.
 const MIN_FRAME: usize = 2048;
@@ -919,15 +911,6 @@ impl Drop for Region {
 // ---------------------------------------------------------------------------
 // Rings.
 
-/// The values of one slot.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    buf_idx: u32,
-    len: u16,
-    flags: u16,
-    ptr: u64,
-}
-
 /// One ring's header and slots (in the anonymous part of the region) and
 /// its frames (in a socket's ring).
 ///
@@ -955,61 +938,12 @@ impl fmt::Debug for RingView {
 }
 
 impl RingView {
-    fn word(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `off` is the offset of a u32 field of the ring header,
-        // inside the region (type invariant), 4-aligned (rings are
-        // 256-aligned); the user accesses these words atomically too.
-        unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(off).cast()) }
-    }
-
-    /// `head` and `cur` as the user last stored them.
-    fn head_cur(&self) -> (u32, u32) {
-        // head first: the user stores cur before head.
-        let head = self.word(RING_HEAD).load(Ordering::Acquire);
-        let cur = self.word(RING_CUR).load(Ordering::Acquire);
-        (head, cur)
-    }
-
-    fn set_tail(&self, tail: u32) {
-        self.word(RING_TAIL).store(tail, Ordering::Release);
-    }
-
-    /// Resets the user's view to the kernel's.
-    fn reset(&self, hwcur: u32, tail: u32) {
-        self.word(RING_CUR).store(hwcur, Ordering::Release);
-        self.word(RING_HEAD).store(hwcur, Ordering::Release);
-        self.set_tail(tail);
-    }
-
-    fn slot_at(&self, k: u32, field: usize) -> *mut u8 {
-        debug_assert!(k < self.n);
-        // SAFETY: callers keep `k < n`, so slot `k` lies inside the ring
-        // (type invariant).
-        unsafe { self.ring.as_ptr().add(RING_HDR + k as usize * SLOT_SIZE + field) }
-    }
-
-    fn load(&self, k: u32) -> Slot {
-        // SAFETY: the fields of slot `k` (see `slot_at`), naturally aligned
-        // (16-byte slots after a 256-aligned header), accessed atomically;
-        // callers only read slots the kernel side owns during the sync.
-        unsafe {
-            Slot {
-                buf_idx: AtomicU32::from_ptr(self.slot_at(k, SLOT_BUF_IDX).cast()).load(Ordering::Relaxed),
-                len: AtomicU16::from_ptr(self.slot_at(k, SLOT_LEN).cast()).load(Ordering::Relaxed),
-                flags: AtomicU16::from_ptr(self.slot_at(k, SLOT_FLAGS).cast()).load(Ordering::Relaxed),
-                ptr: AtomicU64::from_ptr(self.slot_at(k, SLOT_PTR).cast()).load(Ordering::Relaxed),
-            }
-        }
-    }
-
-    fn store(&self, k: u32, s: Slot) {
-        // SAFETY: as in `load`.
-        unsafe {
-            AtomicU32::from_ptr(self.slot_at(k, SLOT_BUF_IDX).cast()).store(s.buf_idx, Ordering::Relaxed);
-            AtomicU16::from_ptr(self.slot_at(k, SLOT_LEN).cast()).store(s.len, Ordering::Relaxed);
-            AtomicU16::from_ptr(self.slot_at(k, SLOT_FLAGS).cast()).store(s.flags, Ordering::Relaxed);
-            AtomicU64::from_ptr(self.slot_at(k, SLOT_PTR).cast()).store(s.ptr, Ordering::Relaxed);
-        }
+    /// The ring header and slots, seen from the kernel side.
+    fn shared(&self) -> SharedRing<'_> {
+        // SAFETY: `ring` points at a ring header (256-aligned) and its `n`
+        // slots inside `_region`, which `self` keeps mapped while borrowed
+        // (type invariant); the backend keeps slot indices below `n`.
+        unsafe { SharedRing::new(self.ring) }
     }
 
     fn frame(&self, k: u32) -> *mut u8 {
@@ -1435,9 +1369,9 @@ fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16) {
             ptr::addr_of_mut!((*r).dir).write(dir);
             ptr::addr_of_mut!((*r).offset_mask).write(mask);
         }
-        v.reset(0, tail);
+        v.shared().reset(0, tail);
         for k in 0..v.n {
-            v.store(
+            v.shared().store(
                 k,
                 Slot {
                     buf_idx: v.first + k,
@@ -1509,15 +1443,15 @@ impl Port {
     fn rxsync(&self, rx: &RxState) -> io::Result<bool> {
         let v = &rx.v;
         let (hwcur, hwtail) = (rx.hwcur.get(), rx.hwtail.get());
-        let (head, cur) = v.head_cur();
+        let (head, cur) = v.shared().head_cur();
         if head >= v.n || !within(head, hwcur, hwtail) || !within(cur, head, hwtail) {
-            v.reset(hwcur, hwtail);
+            v.shared().reset(hwcur, hwtail);
             return Err(errno(libc::EINVAL));
         }
         // Give the released frames back.
         let mut j = hwcur;
         while j != head {
-            let s = v.load(j);
+            let s = v.shared().load(j);
             if s.buf_idx != v.first + j || s.ptr != 0 {
                 self.settle_swapped_rx(v, j, s);
             }
@@ -1537,7 +1471,7 @@ impl Port {
             // SAFETY: the frame has TP_STATUS_USER: the kernel is done with it.
             let h = unsafe { v.hdr(t) };
             let (off, len) = rx_packet(v, t, st, &h);
-            v.store(
+            v.shared().store(
                 t,
                 Slot {
                     buf_idx: v.first + t,
@@ -1549,7 +1483,7 @@ impl Port {
             t = next(t, v.n);
         }
         rx.hwtail.set(t);
-        v.set_tail(t);
+        v.shared().set_tail(t);
         Ok(cur != t)
     }
 
@@ -1561,8 +1495,8 @@ impl Port {
     fn settle_swapped_rx(&self, v: &RingView, j: u32, s: Slot) {
         let mine = v.first + j;
         if let Some((tx, k)) = self.tx_owner(s.buf_idx) {
-            let ts = tx.v.load(k);
-            let (head, _) = tx.v.head_cur();
+            let ts = tx.v.shared().load(k);
+            let (head, _) = tx.v.shared().head_cur();
             let waiting = head < tx.v.n && within(k, tx.hwcur.get(), head) && k != head;
             if ts.buf_idx == mine && waiting {
                 let off = (ts.ptr as usize) & (self.frame - 1);
@@ -1580,7 +1514,7 @@ impl Port {
                     }
                     _ => false,
                 };
-                tx.v.store(
+                tx.v.shared().store(
                     k,
                     Slot {
                         buf_idx: tx.v.first + k,
@@ -1593,7 +1527,7 @@ impl Port {
                 );
             }
         }
-        v.store(
+        v.shared().store(
             j,
             Slot {
                 buf_idx: mine,
@@ -1608,9 +1542,9 @@ impl Port {
         let v = &tx.v;
         let hwcur = tx.hwcur.get();
         let tail = prev(tx.pending.get(), v.n);
-        let (head, _) = v.head_cur();
+        let (head, _) = v.shared().head_cur();
         if head >= v.n || !within(head, hwcur, tail) {
-            v.reset(hwcur, tail);
+            v.shared().reset(hwcur, tail);
             return Err(errno(libc::EINVAL));
         }
         let mut failure = None;
@@ -1620,7 +1554,7 @@ impl Port {
             // The packet: slots s..=e (a NS_MOREFRAG chain).
             let mut e = s;
             let mut n = 1;
-            while v.load(e).flags & NS_MOREFRAG != 0 && n < NETMAP_MAX_FRAGS {
+            while v.shared().load(e).flags & NS_MOREFRAG != 0 && n < NETMAP_MAX_FRAGS {
                 let nx = next(e, v.n);
                 if nx == head {
                     // Not published whole yet: send it at a later sync.
@@ -1629,7 +1563,7 @@ impl Port {
                 e = nx;
                 n += 1;
             }
-            let first = v.load(s);
+            let first = v.shared().load(s);
             let len = if n == 1 && first.buf_idx == v.first + s && first.ptr == self.tx_off as u64 {
                 Some(first.len as usize).filter(|&l| self.tx_off + l <= self.frame)
             } else {
@@ -1675,7 +1609,7 @@ impl Port {
         }
         tx.pending.set(p);
         let tail = prev(p, v.n);
-        v.set_tail(tail);
+        v.shared().set_tail(tail);
         match failure {
             Some(e) => Err(e),
             None => Ok(head != tail),
@@ -1717,7 +1651,7 @@ impl Port {
         let mut ok = true;
         let mut k = s;
         loop {
-            let sl = v.load(k);
+            let sl = v.shared().load(k);
             let off = (sl.ptr as usize) & (self.frame - 1);
             let len = sl.len as usize;
             match self.buf(sl.buf_idx, off) {
@@ -1733,7 +1667,7 @@ impl Port {
                 }
                 _ => ok = false,
             }
-            v.store(
+            v.shared().store(
                 k,
                 Slot {
                     buf_idx: v.first + k,

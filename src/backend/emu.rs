@@ -67,22 +67,22 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::mem::{offset_of, size_of};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use crate::backend::kring::{SharedRing, RING_HDR, SLOT_SIZE};
 use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_option, nmreq_port_info_get, nmreq_register,
-    timeval, NETMAP_API, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX,
-    NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
-    NR_ZCOPY_MON, NS_BUF_CHANGED, NS_MOREFRAG,
+    NETMAP_API, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL,
+    NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON,
+    NS_BUF_CHANGED, NS_MOREFRAG,
 };
 
 /// Size of every buffer (`nr_buf_size`).
@@ -97,9 +97,6 @@ const DEFAULT_SLOTS: u32 = 1024;
 const MIN_SLOTS: u32 = 2;
 /// Most slots per ring.
 const MAX_SLOTS: u32 = 16384;
-/// The ring header before the slot array.
-const RING_HDR: usize = size_of::<netmap_ring>();
-const SLOT_SIZE: usize = size_of::<netmap_slot>();
 /// Bytes of `netmap_if.ni_name` (`IFNAMSIZ`).
 const IF_NAME_LEN: usize = offset_of!(netmap_if, ni_version) - offset_of!(netmap_if, ni_name);
 /// The fixed part of a `netmap_if`, before `ring_ofs[]`.
@@ -117,22 +114,8 @@ const REGION_SIZES: [u64; 4] = [8 << 30, 1 << 30, 256 << 20, 64 << 20];
 /// Longest `nmreq_option` chain walked before the request is refused.
 const MAX_OPTIONS: usize = 64;
 
-const _: () = assert!(RING_HDR == 256 && SLOT_SIZE == 16 && IF_HDR == 56);
+const _: () = assert!(IF_HDR == 56);
 const _: () = assert!(std::mem::align_of::<netmap_ring>() <= RING_UNIT);
-
-// Offsets of the shared fields that are accessed atomically.
-const RING_HEAD: usize = offset_of!(netmap_ring, head);
-const RING_CUR: usize = offset_of!(netmap_ring, cur);
-const RING_TAIL: usize = offset_of!(netmap_ring, tail);
-const RING_TS: usize = offset_of!(netmap_ring, ts);
-const SLOT_BUF_IDX: usize = offset_of!(netmap_slot, buf_idx);
-const SLOT_LEN: usize = offset_of!(netmap_slot, len);
-const SLOT_FLAGS: usize = offset_of!(netmap_slot, flags);
-const SLOT_PTR: usize = offset_of!(netmap_slot, ptr);
-
-const _: () = assert!(RING_TS % 8 == 0 && SLOT_PTR % 8 == 0 && SLOT_SIZE % 8 == 0);
-// `RingPtr::stamp` writes `ts` as two 8-byte words.
-const _: () = assert!(size_of::<timeval>() == 16 && offset_of!(timeval, tv_usec) == 8);
 
 // ---------------------------------------------------------------------------
 // The process-global kernel.
@@ -538,112 +521,6 @@ impl Drop for Region {
 // ---------------------------------------------------------------------------
 // Shared-memory access.
 
-/// The values of one slot.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    buf_idx: u32,
-    len: u16,
-    flags: u16,
-    ptr: u64,
-}
-
-/// A ring in the region of a pipe that outlives `'a`.
-///
-/// Invariant: `ring` points at an initialized `netmap_ring` followed by `n`
-/// slots, inside a region kept mapped for `'a` (by the borrowed pipe's
-/// `Arc<Region>`). Its fields are only touched atomically here.
-#[derive(Clone, Copy)]
-struct RingPtr<'a> {
-    ring: NonNull<u8>,
-    _pipe: PhantomData<&'a Pipe>,
-}
-
-impl<'a> RingPtr<'a> {
-    fn word(self, off: usize) -> &'a AtomicU32 {
-        // SAFETY: `off` is the offset of a `u32` field of the ring header,
-        // so the address is inside the ring (type invariant) and 4-aligned
-        // (rings are `RING_UNIT`-aligned); the memory stays mapped for 'a.
-        // It is shared with user space, which accesses it atomically (or
-        // ordered by these atomics), so an atomic view is the right one.
-        unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(off).cast()) }
-    }
-
-    /// `head` and `cur` as the user last stored them.
-    fn head_cur(self) -> (u32, u32) {
-        // head first: a user stores cur before head, so a head seen here
-        // comes with a cur at least as new.
-        let head = self.word(RING_HEAD).load(Ordering::Acquire);
-        let cur = self.word(RING_CUR).load(Ordering::Acquire);
-        (head, cur)
-    }
-
-    /// Publishes `tail`; everything written to the ring before is visible
-    /// to a user who loads `tail` with `Acquire`.
-    fn set_tail(self, tail: u32) {
-        self.word(RING_TAIL).store(tail, Ordering::Release);
-    }
-
-    /// Resets the user's view to the kernel's.
-    fn reset(self, hwcur: u32, hwtail: u32) {
-        self.word(RING_CUR).store(hwcur, Ordering::Release);
-        self.word(RING_HEAD).store(hwcur, Ordering::Release);
-        self.set_tail(hwtail);
-    }
-
-    /// Stamps `ts` with the time of day, as the kernel does on RX syncs.
-    fn stamp(self) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let sec = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let usec = i64::from(now.subsec_micros());
-        // SAFETY: `ts` is a `timeval` of two 8-byte words (asserted at
-        // compile time), 8-aligned inside the ring header (type invariant);
-        // the user reads it after loading `tail`, which is stored after this.
-        unsafe {
-            let ts = self.ring.as_ptr().add(RING_TS);
-            AtomicI64::from_ptr(ts.cast()).store(sec, Ordering::Relaxed);
-            AtomicI64::from_ptr(ts.add(8).cast()).store(usec, Ordering::Relaxed);
-        }
-    }
-
-    fn slot_at(self, k: u32, field: usize) -> *mut u8 {
-        // SAFETY: callers pass `k < n` (every index is kept below
-        // `num_slots`), so the slot lies inside the ring (type invariant).
-        unsafe { self.ring.as_ptr().add(RING_HDR + k as usize * SLOT_SIZE + field) }
-    }
-
-    fn load(self, k: u32) -> Slot {
-        // SAFETY: the fields of slot `k` inside the ring (see `slot_at`),
-        // naturally aligned (slots are 16 bytes from a 128-aligned base),
-        // accessed atomically; slots in `[hwcur, ..)` belong to the kernel
-        // while a sync runs, so a correct user does not touch them.
-        unsafe {
-            Slot {
-                buf_idx: AtomicU32::from_ptr(self.slot_at(k, SLOT_BUF_IDX).cast()).load(Ordering::Relaxed),
-                len: AtomicU16::from_ptr(self.slot_at(k, SLOT_LEN).cast()).load(Ordering::Relaxed),
-                flags: AtomicU16::from_ptr(self.slot_at(k, SLOT_FLAGS).cast()).load(Ordering::Relaxed),
-                ptr: AtomicU64::from_ptr(self.slot_at(k, SLOT_PTR).cast()).load(Ordering::Relaxed),
-            }
-        }
-    }
-
-    fn store(self, k: u32, s: Slot) {
-        // SAFETY: as in `load`.
-        unsafe {
-            AtomicU32::from_ptr(self.slot_at(k, SLOT_BUF_IDX).cast()).store(s.buf_idx, Ordering::Relaxed);
-            AtomicU16::from_ptr(self.slot_at(k, SLOT_LEN).cast()).store(s.len, Ordering::Relaxed);
-            AtomicU16::from_ptr(self.slot_at(k, SLOT_FLAGS).cast()).store(s.flags, Ordering::Relaxed);
-            AtomicU64::from_ptr(self.slot_at(k, SLOT_PTR).cast()).store(s.ptr, Ordering::Relaxed);
-        }
-    }
-
-    fn set_flags(self, k: u32, flags: u16) {
-        // SAFETY: as in `load`.
-        unsafe { AtomicU16::from_ptr(self.slot_at(k, SLOT_FLAGS).cast()) }.store(flags, Ordering::Relaxed);
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Pipes.
 
@@ -807,13 +684,14 @@ impl Pipe {
         self.rings_off + k * self.ring_stride
     }
 
-    fn ring(&self, k: usize) -> RingPtr<'_> {
+    fn ring(&self, k: usize) -> SharedRing<'_> {
         debug_assert!(k < self.nkrings());
-        RingPtr {
-            // `at` of an in-region offset of a non-null base is not null.
-            ring: NonNull::new(self.region.at(self.ring_off(k))).expect("ring in region"),
-            _pipe: PhantomData,
-        }
+        let ring = NonNull::new(self.region.at(self.ring_off(k))).expect("ring in region");
+        // SAFETY: ring `k` of this pipe lies in its region, `RING_UNIT`
+        // aligned, initialized with its slots at creation; the region stays
+        // mapped while `self` (holding its `Arc`) is borrowed; the pipe's
+        // code keeps slot indices below the ring's `num_slots`.
+        unsafe { SharedRing::new(ring) }
     }
 
     fn lock(&self) -> MutexGuard<'_, PipeState> {
@@ -1417,7 +1295,10 @@ impl KernelFd for EmuFd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::kring::{RING_CUR, RING_HEAD, RING_TAIL};
     use std::ffi::c_char;
+    use std::marker::PhantomData;
+    use std::sync::atomic::AtomicU32;
     use std::thread;
 
     // ---- A C-like client of the embedded kernel. ----

@@ -18,6 +18,7 @@ pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
 pub(crate) mod kernel;
+pub(crate) mod kring;
 pub(crate) mod libnetmap;
 
 /// `i - 1`, wrapping at `n` (the kernel's `nm_prev`; `nm_next` is in `ffi`).
