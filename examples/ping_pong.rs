@@ -5,6 +5,9 @@
 //! cargo run --release --example ping_pong -- A B [-n COUNT] [-s SIZE] [--fallback]
 //! ```
 //!
+//! Frames are Ethernet broadcasts of the experimental EtherType 0x88b5, so
+//! they cross switches and veth pairs too; other traffic is ignored.
+//!
 //! With no ports named it opens a pipe pair: `vale0:nmrs{1`/`vale0:nmrs}1`
 //! when `/dev/netmap` opens, else the embedded `emu:pingpong{1`/`}1`. The
 //! pinger sends one packet at a time carrying a sequence number; the ponger
@@ -51,8 +54,8 @@ fn parse_args() -> Result<Args, String> {
                 size = it
                     .next()
                     .and_then(|v| v.parse().ok())
-                    .filter(|&n| (16..=65535).contains(&n))
-                    .ok_or("-s takes a size from 16 to 65535 bytes")?
+                    .filter(|&n| (60..=65535).contains(&n))
+                    .ok_or("-s takes a size from 60 to 65535 bytes")?
             }
             "--fallback" => fallback = Fallback::AfPacket,
             "-h" | "--help" => return Err("help".into()),
@@ -77,17 +80,35 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// Waits for the next packet on `rx` and hands it to `f`: busy-polls the
-/// ring for a while (latency), then sleeps in `poll` (CPU).
-fn recv_one<T>(port: &Netmap, rx: &mut RxRing<'_>, mut f: impl FnMut(&[u8]) -> T) -> Result<T, Error> {
+/// Waits up to `limit` for the next packet on `rx` that `f` accepts
+/// (returns `Some` for): busy-polls the ring for a while (latency), then
+/// sleeps in `poll` (CPU).
+fn recv_one<T>(
+    port: &Netmap,
+    rx: &mut RxRing<'_>,
+    limit: Duration,
+    mut f: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + limit;
     let mut spins = 0u32;
     loop {
-        if let Some(frame) = rx.recv() {
-            return Ok(f(frame.payload()));
+        while let Some(frame) = rx.recv() {
+            if let Some(v) = f(frame.payload()) {
+                return Ok(v);
+            }
         }
         if rx.sync()? == 0 {
             spins += 1;
             if spins > SPINS {
+                if Instant::now() >= deadline {
+                    return Err(Error::Io {
+                        op: format!("waiting for a packet on {}", port.name()),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("nothing arrived within {limit:?}"),
+                        ),
+                    });
+                }
                 port.poll(Some(Duration::from_millis(100)))?;
             } else {
                 std::hint::spin_loop();
@@ -98,6 +119,25 @@ fn recv_one<T>(port: &Netmap, rx: &mut RxRing<'_>, mut f: impl FnMut(&[u8]) -> T
 
 /// How many empty syncs `recv_one` tries before it sleeps.
 const SPINS: u32 = 2000;
+/// How long the pinger waits for a reply, and the ponger for the next ping.
+const REPLY_WAIT: Duration = Duration::from_secs(2);
+const PING_WAIT: Duration = Duration::from_secs(10);
+
+/// The frames are Ethernet broadcasts of an experimental EtherType, so
+/// switches (VALE, a veth's peer) flood them and stray traffic is ignored:
+/// destination (6) | source (6) | EtherType (2) | sequence number (8).
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+const PING_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const PONG_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const HDR: usize = 14;
+
+/// The sequence number of one of our frames, or `None` for other traffic.
+fn seq_of(p: &[u8]) -> Option<u64> {
+    if p.get(12..HDR)? != ETHERTYPE {
+        return None;
+    }
+    Some(u64::from_le_bytes(p.get(HDR..HDR + 8)?.try_into().ok()?))
+}
 
 fn send_one(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) -> Result<(), Error> {
     loop {
@@ -117,10 +157,13 @@ fn ponger(port: Netmap, count: u64) -> Result<(), Error> {
     let mut tx = port.tx_ring(0)?;
     let mut buf = Vec::new();
     for _ in 0..count {
-        recv_one(&port, &mut rx, |p| {
+        recv_one(&port, &mut rx, PING_WAIT, |p| {
+            seq_of(p)?;
             buf.clear();
             buf.extend_from_slice(p);
+            Some(())
         })?;
+        buf[6..12].copy_from_slice(&PONG_MAC);
         send_one(&port, &mut tx, &buf)?;
     }
     Ok(())
@@ -130,20 +173,24 @@ fn pinger(port: Netmap, count: u64, size: usize) -> Result<Vec<Duration>, Error>
     let mut rx = port.rx_ring(0)?;
     let mut tx = port.tx_ring(0)?;
     let mut pkt = vec![0u8; size];
+    pkt[..6].fill(0xff);
+    pkt[6..12].copy_from_slice(&PING_MAC);
+    pkt[12..HDR].copy_from_slice(&ETHERTYPE);
     let mut rtts = Vec::with_capacity(count as usize);
     for seq in 0..count {
-        pkt[..8].copy_from_slice(&seq.to_le_bytes());
+        pkt[HDR..HDR + 8].copy_from_slice(&seq.to_le_bytes());
         let t0 = Instant::now();
         send_one(&port, &mut tx, &pkt)?;
-        let back = recv_one(&port, &mut rx, |p| {
-            p.get(..8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        // Only the ponger's copy counts (a broadcast may come back to us
+        // from a switch that floods it to every port).
+        let back = recv_one(&port, &mut rx, REPLY_WAIT, |p| {
+            (p.get(6..12) == Some(&PONG_MAC[..])).then(|| seq_of(p)).flatten()
         })?;
         rtts.push(t0.elapsed());
-        if back != Some(seq) {
+        if back != seq {
             return Err(Error::RingCorrupt {
                 ring: rx.id(),
-                what: format!("expected packet {seq}, got {back:?}"),
+                what: format!("expected packet {seq}, got {back}"),
             });
         }
     }
