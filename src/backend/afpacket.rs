@@ -162,7 +162,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::kring::{SharedRing, Slot, RING_HDR, SLOT_SIZE};
-use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::backend::{
+    errno, lock, nm_prev as prev, update_body, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir,
+};
 use crate::error::{BackendKind, Error, Result};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
@@ -1772,14 +1774,9 @@ impl KernelFd for AfPacketFd {
             return Err(errno(libc::EINVAL));
         }
         let name = name_of(hdr)?;
-        let body = hdr.nr_body as usize as *mut nmreq_register;
         // SAFETY: `ctrl`'s contract: `nr_body` points at a live, writable
         // `nmreq_register`, the body of NETMAP_REQ_REGISTER.
-        let mut req = unsafe { body.read_unaligned() };
-        self.register(&name, &mut req)?;
-        // SAFETY: as above.
-        unsafe { body.write_unaligned(req) };
-        Ok(())
+        unsafe { update_body(hdr, |req: &mut nmreq_register| self.register(&name, req)) }
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {

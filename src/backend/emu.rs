@@ -76,7 +76,9 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::backend::kring::{SharedRing, RING_HDR, SLOT_SIZE};
-use crate::backend::{errno, lock, nm_prev as prev, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::backend::{
+    errno, lock, nm_prev as prev, update_body, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir,
+};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_option, nmreq_port_info_get, nmreq_register,
@@ -1183,23 +1185,14 @@ impl KernelFd for EmuFd {
         }
         let name = PortName::parse(&hdr.nr_name)?;
         if hdr.nr_reqtype == NETMAP_REQ_REGISTER {
-            let body = hdr.nr_body as usize as *mut nmreq_register;
             // SAFETY: `ctrl`'s contract: `nr_body` points at a live,
             // writable `nmreq_register` for this request type.
-            let mut req = unsafe { body.read_unaligned() };
-            self.register(&name, &mut req)?;
-            // SAFETY: as above.
-            unsafe { body.write_unaligned(req) };
+            unsafe { update_body(hdr, |req: &mut nmreq_register| self.register(&name, req)) }
         } else {
-            let body = hdr.nr_body as usize as *mut nmreq_port_info_get;
             // SAFETY: `ctrl`'s contract: `nr_body` points at a live,
             // writable `nmreq_port_info_get` for this request type.
-            let mut info = unsafe { body.read_unaligned() };
-            self.port_info(&name, &mut info)?;
-            // SAFETY: as above.
-            unsafe { body.write_unaligned(info) };
+            unsafe { update_body(hdr, |info: &mut nmreq_port_info_get| self.port_info(&name, info)) }
         }
-        Ok(())
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {

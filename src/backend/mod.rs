@@ -52,6 +52,26 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Reads the request body of type `T` that `hdr.nr_body` points at, lets
+/// `f` answer it, and writes the answer back, as the kernel's copy-in and
+/// copy-out of a request do.
+///
+/// # Safety
+/// `hdr.nr_body` must point at a live, writable `T` (the contract of
+/// [`KernelFd::ctrl`] for the request type); it need not be aligned.
+pub(crate) unsafe fn update_body<T>(
+    hdr: &nmreq_header,
+    f: impl FnOnce(&mut T) -> io::Result<()>,
+) -> io::Result<()> {
+    let body = hdr.nr_body as usize as *mut T;
+    // SAFETY: the caller's contract: `body` points at a live, writable `T`.
+    let mut req = unsafe { body.read_unaligned() };
+    f(&mut req)?;
+    // SAFETY: as above.
+    unsafe { body.write_unaligned(req) };
+    Ok(())
+}
+
 /// Which rings a sync call touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncDir {
