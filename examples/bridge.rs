@@ -23,6 +23,9 @@
 //! cargo run --release --example bridge -- -i emu:br{1 -i emu:br{2 --demo 1000000
 //! ```
 
+#[path = "common/open.rs"]
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -30,7 +33,6 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
-use netmap_rs::Fallback;
 
 const USAGE: &str =
     "usage: bridge -i PORT_A -i PORT_B [-b BATCH] [-T SECS] [--fallback] [--promisc] [-v] [--demo N]";
@@ -182,26 +184,8 @@ impl<'a> Direction<'a> {
 }
 
 fn open(name: &str, a: &Args) -> Result<Netmap, Error> {
-    let fallback = if a.fallback {
-        Fallback::AfPacket
-    } else {
-        Fallback::None
-    };
-    let port = NetmapBuilder::new(name)
-        .fallback(fallback)
-        .promiscuous(a.promisc)
-        .build()?;
-    let why = if port.is_fallback() {
-        let reasons: Vec<String> = port
-            .refusals()
-            .iter()
-            .filter(|r| r.backend != BackendKind::Emulated)
-            .map(|r| r.to_string())
-            .collect();
-        format!(" (fallback: {})", reasons.join("; "))
-    } else {
-        String::new()
-    };
+    let port = common::open(name, a.fallback, a.promisc)?;
+    let why = common::fallback_note(&port);
     println!(
         "bridge: {} on {} backend, {} RX / {} TX rings{why}",
         port.name(),

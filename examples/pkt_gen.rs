@@ -33,12 +33,14 @@
 //! opens `-i` and `-o` and runs `tx` on the first and `rx` on the second in
 //! two threads.
 
+#[path = "common/open.rs"]
+mod common;
+
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use netmap_rs::prelude::*;
-use netmap_rs::Fallback;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -374,14 +376,7 @@ fn rx(port: &Netmap, a: &Args) -> Result<Meter, Error> {
             }
         }
         m.add(pkts, bytes);
-        if pkts == 0 {
-            idle += 1;
-            if idle > 1000 && !a.busy {
-                port.poll(Some(Duration::from_millis(100)))?;
-            }
-        } else {
-            idle = 0;
-        }
+        back_off(port, a, &mut idle, pkts)?;
         m.tick();
     }
     Ok(m)
@@ -483,40 +478,29 @@ fn pong(port: &Netmap, a: &Args) -> Result<Meter, Error> {
         }
         tx.sync()?;
         m.add(n, bytes);
-        if n == 0 {
-            idle += 1;
-            if idle > 1000 && !a.busy {
-                port.poll(Some(Duration::from_millis(100)))?;
-            }
-        } else {
-            idle = 0;
-        }
+        back_off(port, a, &mut idle, n)?;
         m.tick();
     }
     Ok(m)
 }
 
+/// After a pass that found `got` packets: counts empty passes, and after
+/// 1000 in a row sleeps in `poll` instead of spinning (unless `--busy`).
+fn back_off(port: &Netmap, a: &Args, idle: &mut u32, got: u64) -> Result<(), Error> {
+    if got > 0 {
+        *idle = 0;
+    } else {
+        *idle += 1;
+        if *idle > 1000 && !a.busy {
+            port.poll(Some(Duration::from_millis(100)))?;
+        }
+    }
+    Ok(())
+}
+
 fn open(name: &str, a: &Args) -> Result<Netmap, Error> {
-    let fallback = if a.fallback {
-        Fallback::AfPacket
-    } else {
-        Fallback::None
-    };
-    let port = NetmapBuilder::new(name)
-        .fallback(fallback)
-        .promiscuous(a.promisc)
-        .build()?;
-    let why = if port.is_fallback() {
-        let reasons: Vec<String> = port
-            .refusals()
-            .iter()
-            .filter(|r| r.backend != BackendKind::Emulated)
-            .map(|r| r.to_string())
-            .collect();
-        format!(" (fallback: {})", reasons.join("; "))
-    } else {
-        String::new()
-    };
+    let port = common::open(name, a.fallback, a.promisc)?;
+    let why = common::fallback_note(&port);
     let (txs, rxs) = port.num_slots();
     println!(
         "pkt_gen: {} on {} backend, {} TX / {} RX rings of {} / {} slots{why}",

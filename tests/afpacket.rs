@@ -7,6 +7,8 @@
 
 #[path = "support/netns.rs"]
 mod netns;
+#[path = "support/packets.rs"]
+mod packets;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,26 +20,10 @@ use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
 
 use netns::{Netns, A, B};
+use packets::{fnv1a, Rng};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-}
 
 /// An EtherType from the IEEE's local experimental range: the receiving
 /// host stack has no handler for it and drops it at once.

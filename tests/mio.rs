@@ -9,6 +9,9 @@
 
 #![cfg(feature = "mio")]
 
+#[path = "support/packets.rs"]
+mod packets;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
@@ -23,6 +26,7 @@ use mio::event::Source;
 use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
 use netmap_rs::LocalPort;
+use packets::pair;
 
 static ALONE: RwLock<()> = RwLock::new(());
 
@@ -36,15 +40,6 @@ fn alone() -> RwLockWriteGuard<'static, ()> {
 
 /// How long a wait may take before the test calls it a lost wake-up.
 const LOST: Duration = Duration::from_secs(2);
-
-fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(slots)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
-}
 
 fn send(port: &Netmap, payload: &[u8]) {
     let mut tx = port.tx_ring(0).unwrap();

@@ -1,30 +1,13 @@
 //! The ring API end to end on the embedded kernel: every operation, errors,
 //! wraparound, multi-slot packets, buffer swap, thread-per-ring.
 
+#[path = "support/packets.rs"]
+mod packets;
+
 use std::thread;
 
 use netmap_rs::prelude::*;
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
-fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-}
+use packets::{fnv1a, pair, Rng};
 
 /// Packet `seq` of `len` bytes: seq (8) | checksum of the rest (4) | filler.
 fn make_packet(buf: &mut Vec<u8>, seq: u64, len: usize) {
@@ -49,15 +32,6 @@ fn check_packet(p: &[u8]) -> u64 {
     let sum = u32::from_le_bytes(p[8..12].try_into().unwrap());
     assert_eq!(sum, fnv1a(&p[12..]), "packet {seq} corrupted");
     seq
-}
-
-fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(slots)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
 }
 
 #[test]

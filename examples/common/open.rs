@@ -1,0 +1,34 @@
+//! Opening a port the way the command-line examples do: with the AF_PACKET
+//! fallback and promiscuous mode when the flags ask, and a note of why a
+//! port fell back.
+
+use netmap_rs::prelude::*;
+use netmap_rs::Fallback;
+
+/// Opens `name`, allowing the AF_PACKET fallback if `fallback`.
+pub fn open(name: &str, fallback: bool, promisc: bool) -> Result<Netmap, Error> {
+    let fallback = if fallback {
+        Fallback::AfPacket
+    } else {
+        Fallback::None
+    };
+    NetmapBuilder::new(name)
+        .fallback(fallback)
+        .promiscuous(promisc)
+        .build()
+}
+
+/// ` (fallback: why netmap could not serve it)` for a port on the fallback,
+/// else nothing.
+pub fn fallback_note(port: &Netmap) -> String {
+    if !port.is_fallback() {
+        return String::new();
+    }
+    let reasons: Vec<String> = port
+        .refusals()
+        .iter()
+        .filter(|r| r.backend != BackendKind::Emulated)
+        .map(|r| r.to_string())
+        .collect();
+    format!(" (fallback: {})", reasons.join("; "))
+}
