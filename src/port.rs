@@ -486,7 +486,7 @@ fn unavailable(spec: &PortSpec, refused: &[Refusal]) -> Error {
 
 /// Whether `/dev/netmap` can be opened.
 pub(crate) fn kernel_status() -> io::Result<()> {
-    DEV_NETMAP.open().map(drop)
+    DEV_NETMAP.accessible()
 }
 
 /// Why `/dev/netmap` cannot be used, in words.

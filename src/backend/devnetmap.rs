@@ -21,6 +21,18 @@ impl DevNetmap {
             path: CString::new(ffi::NETMAP_DEVICE_NAME).unwrap_or_default(),
         }
     }
+
+    /// Whether this process may open the device for reading and writing,
+    /// asked without opening it (an open makes the module set up a
+    /// per-descriptor context).
+    pub(crate) fn accessible(&self) -> io::Result<()> {
+        // SAFETY: `path` is a NUL-terminated string; `access` only reads it.
+        if unsafe { libc::access(self.path.as_ptr(), libc::R_OK | libc::W_OK) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 impl Kernel for DevNetmap {
