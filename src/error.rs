@@ -232,6 +232,17 @@ pub enum Error {
         what: String,
     },
 
+    /// The port was opened by another process, of which this one is a fork:
+    /// its rings stay with that process.
+    #[error(
+        "port `{name}` was opened by the process this one was forked from, and its rings stay \
+         there; open the port anew in this process (after the fork)"
+    )]
+    Forked {
+        /// The port.
+        name: String,
+    },
+
     /// The backend cannot do what was asked.
     #[error("{what} is not supported by the {backend} backend; {hint}")]
     Unsupported {

@@ -4,18 +4,20 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::backend::afpacket::{self, AfPacket};
 use crate::backend::devnetmap::DevNetmap;
+use crate::backend::fork::{Owner, Privatize};
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
 use crate::backend::{emu, Kernel, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi;
-use crate::ring::{RingCore, RxRing, TxRing};
+use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
 /// Identifies a memory region: buffers can be swapped between two ports only
@@ -285,11 +287,11 @@ impl NetmapBuilder {
         let spec = self.spec?;
         let (nic, host) = {
             let all = open_spec(spec.clone(), self.extras, self.backend, self.how)?;
-            let nic = all.port.reg.nr_tx_rings.max(all.port.reg.nr_rx_rings);
-            // SAFETY: `nifp` points at the port's live netmap_if; the
-            // count is constant after registration.
-            let host = unsafe { std::ptr::addr_of!((*all.port.nifp.as_ptr()).ni_host_tx_rings).read() };
-            (nic, host as u16)
+            let reg = &all.port.reg;
+            (
+                reg.nr_tx_rings.max(reg.nr_rx_rings),
+                reg.nr_host_tx_rings.max(reg.nr_host_rx_rings),
+            )
         };
         let selects: Vec<RingSelect> = match spec.rings {
             RingSelect::AllNic => (0..nic).map(RingSelect::OneNic).collect(),
@@ -510,7 +512,13 @@ pub(crate) fn kernel_refusal(e: &io::Error) -> String {
 /// one thread: `Netmap` is `Send` but not `Sync`. For one thread per ring,
 /// open one port per ring ([`NetmapBuilder::build_per_ring`]).
 pub struct Netmap {
-    port: KernelPort,
+    /// Released by `Drop`, unless the process is a fork of the opener.
+    port: ManuallyDrop<KernelPort>,
+    /// The bound rings, read and checked once at open.
+    rings: RingTable,
+    /// Assembly room for multi-slot packets, one per RX ring, lent to its
+    /// handle.
+    scratch: Box<[Cell<Scratch>]>,
     spec: PortSpec,
     backend: BackendKind,
     region: RegionKey,
@@ -518,14 +526,18 @@ pub struct Netmap {
     refused: Vec<Refusal>,
     live_tx: Box<[Cell<bool>]>,
     live_rx: Box<[Cell<bool>]>,
+    /// The process that opened the port.
+    owner: Owner,
+    /// Keeps a shared region out of forked children.
+    private: Option<Privatize>,
     /// Not `Sync`: two threads syncing one descriptor would race on its rings.
     _not_sync: PhantomData<Cell<()>>,
 }
 
 // SAFETY: a `Netmap` owns its descriptor and mapping outright; the raw
-// `netmap_if` pointer in it refers into that mapping, which moves with it.
-// It is not `Sync` (the `Cell`s), so its rings are only ever driven from the
-// one thread that holds it.
+// pointers in it (the `netmap_if`, the rings of its table) refer into that
+// mapping, which moves with it. It is not `Sync` (the `Cell`s), so its rings
+// are only ever driven from the one thread that holds it.
 unsafe impl Send for Netmap {}
 
 impl fmt::Debug for Netmap {
@@ -540,8 +552,25 @@ impl fmt::Debug for Netmap {
     }
 }
 
+impl Drop for Netmap {
+    fn drop(&mut self) {
+        if !self.owner.is_current() {
+            // A forked child: the descriptor and the region are the
+            // parent's registration. Closing them could wait on locks that
+            // the parent's other threads held at the fork; they close when
+            // the child exits or execs.
+            return;
+        }
+        // Out of the fork list before the region is unmapped.
+        self.private.take();
+        // SAFETY: dropped once, here; nothing uses `port` afterwards. The
+        // ring handles borrow `self`, so none is alive.
+        unsafe { ManuallyDrop::drop(&mut self.port) };
+    }
+}
+
 impl Netmap {
-    fn new(
+    pub(crate) fn new(
         port: KernelPort,
         spec: PortSpec,
         backend: BackendKind,
@@ -552,11 +581,22 @@ impl Netmap {
             domain,
             mem_id: port.reg.nr_mem_id,
         };
-        let cells = |r: &Range<u16>| (0..r.len()).map(|_| Cell::new(false)).collect();
+        let (base, len) = (port.map.base().as_ptr(), port.map.len());
+        // SAFETY: the mapping is the port's and lives as long as the
+        // `Netmap`, which owns both it and the table; every ring handle
+        // borrows the `Netmap`.
+        let rings =
+            unsafe { RingTable::read(base, len, port.nifp, &port.reg, port.tx.clone(), port.rx.clone())? };
+        let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
         Ok(Netmap {
-            live_tx: cells(&port.tx),
-            live_rx: cells(&port.rx),
-            port,
+            live_tx: cells(rings.tx.len()),
+            live_rx: cells(rings.rx.len()),
+            scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
+            owner: Owner::current(),
+            // The embedded kernel's regions are private mappings already.
+            private: (domain != MemDomain::Emulated).then(|| Privatize::new(base, len)),
+            rings,
+            port: ManuallyDrop::new(port),
             spec,
             backend,
             region,
@@ -675,6 +715,7 @@ impl Netmap {
     /// # }
     /// ```
     pub fn inject(&self, packet: &[u8]) -> Result<()> {
+        self.check_owner()?;
         let full = Error::RingFull {
             ring: self.port.tx.start,
         };
@@ -749,11 +790,12 @@ impl Netmap {
     }
 
     fn ring_core(&self, dir: SyncDir, index: usize) -> Result<RingCore> {
-        let (live, ids, name) = match dir {
-            SyncDir::Tx => (&self.live_tx, &self.port.tx, "TX"),
-            SyncDir::Rx => (&self.live_rx, &self.port.rx, "RX"),
+        self.check_owner()?;
+        let (live, rings, name) = match dir {
+            SyncDir::Tx => (&self.live_tx, &self.rings.tx, "TX"),
+            SyncDir::Rx => (&self.live_rx, &self.rings.rx, "RX"),
         };
-        let Some(cell) = live.get(index) else {
+        let (Some(cell), Some(ring)) = (live.get(index), rings.get(index)) else {
             return Err(Error::RingIndexOutOfRange {
                 index,
                 count: live.len(),
@@ -763,23 +805,7 @@ impl Netmap {
         if cell.get() {
             return Err(Error::RingInUse { index, dir: name });
         }
-        let id = ids.start as usize + index;
-        let nifp = self.port.nifp.as_ptr();
-        // SAFETY: `nifp` points at this port's netmap_if, whose ring offset
-        // table was bounds-checked at open for every bound ring; `id` is one.
-        let ring = unsafe {
-            match dir {
-                SyncDir::Tx => ffi::NETMAP_TXRING(nifp, id),
-                SyncDir::Rx => ffi::NETMAP_RXRING(nifp, id),
-            }
-        };
-        let ring = std::ptr::NonNull::new(ring).ok_or(Error::RingCorrupt {
-            ring: id as u16,
-            what: "null ring".into(),
-        })?;
-        // SAFETY: the mapping lives as long as `self`, which every ring
-        // handle borrows; `RingCore::new` checks that the ring lies inside it.
-        let core = unsafe { RingCore::new(ring, self.port.map.base().as_ptr(), self.port.map.len())? };
+        let core = ring.attach()?;
         cell.set(true);
         Ok(core)
     }
@@ -794,7 +820,37 @@ impl Netmap {
         }
     }
 
+    /// Lends RX ring `index`'s assembly room to its (one) live handle.
+    pub(crate) fn take_scratch(&self, index: usize) -> Scratch {
+        self.scratch.get(index).map(Cell::take).unwrap_or_default()
+    }
+
+    /// Takes back what [`take_scratch`](Netmap::take_scratch) lent.
+    pub(crate) fn put_scratch(&self, index: usize, scratch: Scratch) {
+        if let Some(c) = self.scratch.get(index) {
+            c.set(scratch);
+        }
+    }
+
+    /// [`Error::Forked`] in a process forked from the one that opened the port.
+    #[inline]
+    fn check_owner(&self) -> Result<()> {
+        if self.owner.is_current() {
+            Ok(())
+        } else {
+            Err(self.forked())
+        }
+    }
+
+    #[cold]
+    fn forked(&self) -> Error {
+        Error::Forked {
+            name: self.spec.text.clone(),
+        }
+    }
+
     pub(crate) fn sync(&self, dir: SyncDir) -> Result<()> {
+        self.check_owner()?;
         self.port.fd.sync(dir).map_err(|e| {
             let op = match dir {
                 SyncDir::Tx => "NIOCTXSYNC",
@@ -818,6 +874,7 @@ impl Netmap {
     }
 
     fn wait(&self, events: i16, timeout: Option<Duration>) -> Result<bool> {
+        self.check_owner()?;
         let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         let revents = self
             .port

@@ -20,12 +20,16 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Range;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
-use crate::ffi::{self, netmap_ring, netmap_slot, nm_next, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
+use crate::ffi::{
+    self, netmap_if, netmap_ring, netmap_slot, nm_next, nmreq_register, NETMAP_MAX_FRAGS, NS_BUF_CHANGED,
+    NS_MOREFRAG,
+};
 use crate::frame::Frame;
 use crate::port::{Netmap, RegionKey};
 
@@ -45,12 +49,18 @@ pub(crate) struct RingCore {
     offset_mask: u64,
     num_slots: u32,
     buf_size: u32,
+    /// Bytes a slot can carry from the start of its buffer:
+    /// `min(buf_size, u16::MAX)`.
+    slot_cap: u32,
     /// The user's next slot; published to the kernel's `head`/`cur`.
     head: u32,
     /// The kernel's `tail` as of the last sync.
     tail: u32,
     /// What the shared `head` holds now.
     published: u32,
+    /// Corrupt slots skipped since the last report (see
+    /// [`take_skipped`](RingCore::take_skipped)).
+    skipped: u32,
     id: u16,
 }
 
@@ -69,62 +79,99 @@ impl fmt::Debug for RingCore {
 /// Size of the ring header before the slot array.
 const RING_HDR: usize = std::mem::size_of::<netmap_ring>();
 
+/// The alignment the ring code needs of a ring header: that of its widest
+/// field read (`buf_ofs`, `offset_mask`) and of the slots that follow it.
+/// The kernel places rings on cache lines; this is the least that is sound.
+const RING_ALIGN: usize = std::mem::align_of::<u64>();
+
+/// The largest length a slot can carry (`netmap_slot::len` is a `u16`): a
+/// buffer's usable capacity is capped here, so no length is ever truncated.
+const SLOT_LEN_MAX: usize = u16::MAX as usize;
+
+/// What the register reply says a ring must look like.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingShape {
+    /// The ring's id (its position among the rings of its direction).
+    pub id: u16,
+    /// `nr_tx_slots` or `nr_rx_slots` of the register reply.
+    pub num_slots: u32,
+}
+
 impl RingCore {
-    /// Reads and checks a ring's constants.
+    /// Reads and checks a ring's constants, once: the ring lies in the
+    /// mapping, aligned, with the reply's slot count, a buffer size that
+    /// fits the region, and buffers inside it. Nothing checked here is read
+    /// from shared memory again.
     ///
     /// # Safety
-    /// `ring` must point inside the live mapping `[map_base, map_base+map_len)`
-    /// and that mapping must outlive the returned value.
-    pub(crate) unsafe fn new(ring: NonNull<netmap_ring>, map_base: *mut u8, map_len: usize) -> Result<Self> {
+    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
+    /// the returned value (and every clone of it).
+    pub(crate) unsafe fn new(
+        ring: NonNull<netmap_ring>,
+        map_base: *mut u8,
+        map_len: usize,
+        shape: RingShape,
+    ) -> Result<Self> {
         let r = ring.as_ptr();
+        let id = shape.id;
         let map_end = map_base as usize + map_len;
-        let corrupt = |id: u16, what: String| Error::RingCorrupt { ring: id, what };
-        if (r as usize) < map_base as usize || r as usize + RING_HDR > map_end {
-            return Err(corrupt(0, "the ring lies outside the mapped region".into()));
+        let corrupt = |what: String| Error::RingCorrupt { ring: id, what };
+        if (r as usize) < map_base as usize || (r as usize).checked_add(RING_HDR).is_none_or(|e| e > map_end)
+        {
+            return Err(corrupt("the ring lies outside the mapped region".into()));
         }
-        // SAFETY: the header lies inside the mapping (checked above); these
-        // fields are constant after registration, so plain reads do not race.
-        let (buf_ofs, num_slots, buf_size, id, head, tail, offset_mask) = unsafe {
+        if r as usize % RING_ALIGN != 0 {
+            return Err(corrupt(format!(
+                "the ring header at region offset {} is not {RING_ALIGN}-byte aligned",
+                r as usize - map_base as usize
+            )));
+        }
+        // SAFETY: the header lies inside the mapping and is aligned (checked
+        // above). Another process may write these fields; each is read once,
+        // here, and checked before use.
+        let (buf_ofs, num_slots, buf_size, offset_mask) = unsafe {
             (
-                ptr::addr_of!((*r).buf_ofs).read(),
-                ptr::addr_of!((*r).num_slots).read(),
-                ptr::addr_of!((*r).nr_buf_size).read(),
-                ptr::addr_of!((*r).ringid).read(),
-                (*ring_field(r, RingField::Head)).load(Ordering::Acquire),
-                (*ring_field(r, RingField::Tail)).load(Ordering::Acquire),
-                ptr::addr_of!((*r).offset_mask).read(),
+                ptr::addr_of!((*r).buf_ofs).read_volatile(),
+                ptr::addr_of!((*r).num_slots).read_volatile(),
+                ptr::addr_of!((*r).nr_buf_size).read_volatile(),
+                ptr::addr_of!((*r).offset_mask).read_volatile(),
             )
         };
-        if num_slots == 0 || buf_size == 0 {
-            return Err(corrupt(
-                id,
-                format!("num_slots {num_slots}, nr_buf_size {buf_size}"),
-            ));
+        if num_slots != shape.num_slots || num_slots < 2 {
+            return Err(corrupt(format!(
+                "the ring header says {num_slots} slots, the register reply {}",
+                shape.num_slots
+            )));
         }
-        let slots_end = r as usize + RING_HDR + num_slots as usize * std::mem::size_of::<netmap_slot>();
-        if slots_end > map_end {
-            return Err(corrupt(id, "the slot array runs past the mapped region".into()));
+        let slots_end = (num_slots as usize)
+            .checked_mul(std::mem::size_of::<netmap_slot>())
+            .and_then(|n| n.checked_add(r as usize + RING_HDR));
+        if slots_end.is_none_or(|end| end > map_end) {
+            return Err(corrupt("the slot array runs past the mapped region".into()));
         }
-        let bufs = (r as isize).wrapping_add(buf_ofs as isize) as usize;
-        if bufs < map_base as usize || bufs > map_end {
-            return Err(corrupt(
-                id,
-                format!("buf_ofs {buf_ofs} points outside the mapped region"),
-            ));
+        // Every slot holds a buffer of its own, so the ring's buffers cannot
+        // take more room than the region has.
+        if buf_size == 0 || u64::from(buf_size) * u64::from(num_slots) > map_len as u64 {
+            return Err(corrupt(format!(
+                "nr_buf_size {buf_size} with {num_slots} slots does not fit the region of {map_len} bytes"
+            )));
         }
-        if head >= num_slots || tail >= num_slots {
-            return Err(corrupt(
-                id,
-                format!("head {head} / tail {tail} beyond {num_slots} slots"),
-            ));
+        let bufs = r.cast::<u8>().wrapping_offset(buf_ofs as isize);
+        if buf_ofs.unsigned_abs() > map_len as u64
+            || (bufs as usize) < map_base as usize
+            || bufs as usize > map_end
+        {
+            return Err(corrupt(format!(
+                "buf_ofs {buf_ofs} points outside the mapped region"
+            )));
         }
-        let nbufs = ((map_end - bufs) / buf_size as usize).min(u32::MAX as usize) as u32;
+        let nbufs = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
         // SAFETY: `bufs` lies inside the mapping (checked), so it is not null;
         // the slot array follows the header inside the mapping (checked).
         let (slots, bufs) = unsafe {
             (
                 NonNull::new_unchecked(r.cast::<u8>().add(RING_HDR).cast::<netmap_slot>()),
-                NonNull::new_unchecked(bufs as *mut u8),
+                NonNull::new_unchecked(bufs),
             )
         };
         Ok(RingCore {
@@ -135,10 +182,32 @@ impl RingCore {
             offset_mask,
             num_slots,
             buf_size,
+            slot_cap: (buf_size as usize).min(SLOT_LEN_MAX) as u32,
+            head: 0,
+            tail: 0,
+            published: 0,
+            skipped: 0,
+            id,
+        })
+    }
+
+    /// A fresh handle's view of the ring: these constants, with `head` and
+    /// `tail` read from the ring now.
+    pub(crate) fn attach(&self) -> Result<RingCore> {
+        let head = self.shared(RingField::Head).load(Ordering::Acquire);
+        let tail = self.shared(RingField::Tail).load(Ordering::Acquire);
+        if head >= self.num_slots || tail >= self.num_slots {
+            return Err(Error::RingCorrupt {
+                ring: self.id,
+                what: format!("head {head} / tail {tail} beyond {} slots", self.num_slots),
+            });
+        }
+        Ok(RingCore {
             head,
             tail,
             published: head,
-            id,
+            skipped: 0,
+            ..self.clone()
         })
     }
 
@@ -189,6 +258,45 @@ impl RingCore {
         ffi::nm_space(self.head, self.tail, self.num_slots)
     }
 
+    /// Slots in `[head, tail)` up to the end of the last complete packet:
+    /// a trailing chain of `NS_MOREFRAG` slots shorter than
+    /// `NETMAP_MAX_FRAGS` is still arriving, unless the ring is full and it
+    /// never can (then `recv` skips it).
+    #[inline]
+    pub(crate) fn complete_space(&self) -> u32 {
+        let space = self.space();
+        if space == 0 {
+            return 0;
+        }
+        let last = crate::backend::nm_prev(self.tail, self.num_slots);
+        // SAFETY: `last` is the final slot of the non-empty [head, tail).
+        let (_, _, flags) = unsafe { read_slot(self.slot(last)) };
+        if flags & NS_MOREFRAG == 0 {
+            return space;
+        }
+        self.complete_space_cold(space)
+    }
+
+    #[cold]
+    fn complete_space_cold(&self, space: u32) -> u32 {
+        let mut run = 0;
+        let mut i = self.tail;
+        while run < space && run < NETMAP_MAX_FRAGS {
+            i = crate::backend::nm_prev(i, self.num_slots);
+            // SAFETY: `i` stays within the `space` user-owned slots before tail.
+            let (_, _, flags) = unsafe { read_slot(self.slot(i)) };
+            if flags & NS_MOREFRAG == 0 {
+                break;
+            }
+            run += 1;
+        }
+        if run == NETMAP_MAX_FRAGS || space + 1 == self.num_slots {
+            space
+        } else {
+            space - run
+        }
+    }
+
     #[inline]
     pub(crate) fn next(&self, i: u32) -> u32 {
         nm_next(i, self.num_slots)
@@ -215,26 +323,54 @@ impl RingCore {
         }
     }
 
-    /// Where slot `s`'s packet starts and how many bytes fit from there:
-    /// its buffer, past the slot's offset when the ring has offsets. `None`
-    /// if the slot is corrupt (buffer outside the mapping, offset past it).
+    /// Where slot `s`'s packet starts and how many bytes it may carry from
+    /// there: its buffer, past the slot's offset when the ring has offsets,
+    /// at most `u16::MAX` bytes (what `len` can say). `None` if the slot is
+    /// corrupt (buffer outside the mapping, offset past it).
     ///
     /// # Safety
     /// `s` must be a slot the user owns.
     #[inline]
     pub(crate) unsafe fn data(&self, s: *const netmap_slot, idx: u32) -> Option<(*mut u8, usize)> {
         let buf = self.buf(idx)?;
-        let bs = self.buf_size as usize;
         if self.offset_mask == 0 {
-            return Some((buf, bs));
+            return Some((buf, self.slot_cap as usize));
         }
+        let bs = self.buf_size as usize;
         // SAFETY: the caller owns the slot.
         let off = (unsafe { ptr::addr_of!((*s).ptr).read() } & self.offset_mask) as usize;
         if off >= bs {
             return None;
         }
         // SAFETY: `off < bs`, so the pointer stays inside the buffer.
-        Some((unsafe { buf.add(off) }, bs - off))
+        Some((unsafe { buf.add(off) }, (bs - off).min(SLOT_LEN_MAX)))
+    }
+
+    /// Bytes a slot can carry from the start of its buffer.
+    #[inline]
+    pub(crate) fn slot_cap(&self) -> usize {
+        self.slot_cap as usize
+    }
+
+    /// Counts a corrupt slot that was skipped.
+    #[cold]
+    fn skip(&mut self) {
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// The error for the corrupt slots skipped since the last call, if any.
+    #[cold]
+    fn take_skipped(&mut self) -> Result<()> {
+        match std::mem::take(&mut self.skipped) {
+            0 => Ok(()),
+            n => Err(Error::RingCorrupt {
+                ring: self.id,
+                what: format!(
+                    "{n} received slot(s) held a buffer index or offset outside the mapped region \
+                     and were skipped"
+                ),
+            }),
+        }
     }
 
     #[inline]
@@ -272,10 +408,125 @@ impl RingCore {
     fn corrupt_slot(&self, i: u32, idx: u32) -> Error {
         Error::RingCorrupt {
             ring: self.id,
-            what: format!("slot {i} holds buffer index {idx}, outside the mapped region"),
+            what: format!(
+                "slot {i} holds buffer index {idx} (or an offset) outside the mapped region; \
+                 it was handed back empty"
+            ),
         }
     }
 }
+
+/// The rings bound to a port, read and checked once when it opens: ring
+/// pointers, ids, counts and constants are never read from shared memory
+/// again.
+#[derive(Debug)]
+pub(crate) struct RingTable {
+    /// The bound TX rings, in id order.
+    pub(crate) tx: Box<[RingCore]>,
+    /// The bound RX rings, in id order.
+    pub(crate) rx: Box<[RingCore]>,
+}
+
+impl RingTable {
+    /// Reads the `netmap_if` at `nifp` and the rings `tx` and `rx` (ids, host
+    /// rings after the hardware ones) that it designates, checking each
+    /// against the mapping and the register reply `reg`.
+    ///
+    /// # Safety
+    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
+    /// the table and every [`RingCore`] made from it. `nifp` may point
+    /// anywhere: it is checked.
+    pub(crate) unsafe fn read(
+        map_base: *mut u8,
+        map_len: usize,
+        nifp: NonNull<netmap_if>,
+        reg: &nmreq_register,
+        tx: Range<u16>,
+        rx: Range<u16>,
+    ) -> Result<RingTable> {
+        let corrupt = |what: String| Error::RingCorrupt { ring: 0, what };
+        let nif = nifp.as_ptr();
+        let (base, end) = (map_base as usize, map_base as usize + map_len);
+        if (nif as usize) < base
+            || (nif as usize).checked_add(IF_HDR).is_none_or(|e| e > end)
+            || nif as usize % std::mem::align_of::<netmap_if>() != 0
+        {
+            return Err(corrupt(
+                "the netmap_if lies outside the mapped region, or misaligned".into(),
+            ));
+        }
+        // SAFETY: the header lies inside the mapping, aligned (checked); each
+        // count is read once, here.
+        let counts = unsafe {
+            [
+                ptr::addr_of!((*nif).ni_tx_rings).read_volatile(),
+                ptr::addr_of!((*nif).ni_host_tx_rings).read_volatile(),
+                ptr::addr_of!((*nif).ni_rx_rings).read_volatile(),
+                ptr::addr_of!((*nif).ni_host_rx_rings).read_volatile(),
+            ]
+        };
+        let replied = [
+            reg.nr_tx_rings,
+            reg.nr_host_tx_rings,
+            reg.nr_rx_rings,
+            reg.nr_host_rx_rings,
+        ]
+        .map(u32::from);
+        if counts != replied {
+            return Err(corrupt(format!(
+                "the netmap_if counts rings (TX, host TX, RX, host RX) {counts:?}, the register \
+                 reply {replied:?}"
+            )));
+        }
+        let ntx = replied[0] as usize + replied[1] as usize;
+        let nrx = replied[2] as usize + replied[3] as usize;
+        // SAFETY: the header of `IF_HDR` bytes lies in the mapping (checked).
+        let table = unsafe { nif.cast::<u8>().add(IF_HDR) }.cast::<isize>();
+        if (ntx + nrx) * std::mem::size_of::<isize>() > end - table as usize {
+            return Err(corrupt(
+                "the ring offset table runs past the mapped region".into(),
+            ));
+        }
+        if usize::from(tx.end) > ntx || usize::from(rx.end) > nrx {
+            return Err(corrupt(format!(
+                "bound rings TX {tx:?} / RX {rx:?} beyond the port's {ntx} / {nrx}"
+            )));
+        }
+        let ring = |entry: usize, id: u16, num_slots: u32| -> Result<RingCore> {
+            // SAFETY: `entry < ntx + nrx`, so it lies in the table, which is
+            // inside the mapping (checked) and 8-aligned (the netmap_if is,
+            // and its header is 56 bytes). Read once.
+            let ofs = unsafe { table.add(entry).read_volatile() };
+            let at = nif.cast::<u8>().wrapping_offset(ofs).cast::<netmap_ring>();
+            let ptr = NonNull::new(at).ok_or_else(|| corrupt("a null ring".into()))?;
+            // SAFETY: the caller's contract on the mapping; `new` checks
+            // that the ring lies inside it.
+            unsafe { RingCore::new(ptr, map_base, map_len, RingShape { id, num_slots }) }
+        };
+        let tx = tx
+            .map(|id| ring(id as usize, id, reg.nr_tx_slots))
+            .collect::<Result<Box<[_]>>>()?;
+        let rx = rx
+            .map(|id| ring(ntx + id as usize, id, reg.nr_rx_slots))
+            .collect::<Result<Box<[_]>>>()?;
+        // One region has one buffer size.
+        if let Some(first) = tx.iter().chain(rx.iter()).next() {
+            if let Some(other) = tx.iter().chain(rx.iter()).find(|r| r.buf_size != first.buf_size) {
+                return Err(Error::RingCorrupt {
+                    ring: other.id,
+                    what: format!(
+                        "nr_buf_size {} differs from ring {}'s {}",
+                        other.buf_size, first.id, first.buf_size
+                    ),
+                });
+            }
+        }
+        Ok(RingTable { tx, rx })
+    }
+}
+
+/// The fixed part of a `netmap_if`, before `ring_ofs[]`.
+const IF_HDR: usize = std::mem::size_of::<netmap_if>();
 
 #[derive(Clone, Copy)]
 enum RingField {
@@ -505,10 +756,11 @@ impl<'a> TxRing<'a> {
     }
 
     /// The largest packet [`send`](TxRing::send) accepts: it spans at most
-    /// `NETMAP_MAX_FRAGS` slots.
+    /// `NETMAP_MAX_FRAGS` slots, each carrying at most
+    /// `min(buf_size, u16::MAX)` bytes.
     #[inline]
     pub fn max_packet(&self) -> usize {
-        self.core.buf_size() * NETMAP_MAX_FRAGS as usize
+        self.core.slot_cap() * NETMAP_MAX_FRAGS as usize
     }
 
     /// Copies `data` into the next free slot (or slots: a packet larger than
@@ -517,7 +769,9 @@ impl<'a> TxRing<'a> {
     ///
     /// Errors: [`Error::RingFull`] if the free slots cannot hold it (call
     /// [`sync`](TxRing::sync) and retry), [`Error::PacketTooLarge`] if it
-    /// exceeds [`max_packet`](TxRing::max_packet).
+    /// exceeds [`max_packet`](TxRing::max_packet), [`Error::RingCorrupt`] if
+    /// a slot it needed holds a buffer outside the region (that slot is
+    /// sent empty, so the ring moves on: retry).
     ///
     /// ```
     /// # use netmap_rs::prelude::*;
@@ -537,14 +791,13 @@ impl<'a> TxRing<'a> {
         let i = self.core.head();
         let s = self.core.slot(i);
         // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-        let (buf, cap) = unsafe {
-            let (idx, _, _) = read_slot(s);
-            self.core
-                .data(s, idx)
-                .ok_or_else(|| self.core.corrupt_slot(i, idx))?
+        let (idx, _, _) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
+            return Err(self.skip_corrupt(i, idx));
         };
         if data.len() > cap {
-            return self.send_multi(data);
+            return self.send_multi(data, (buf, cap));
         }
         // SAFETY: `buf` starts `cap >= data.len()` bytes of the slot's
         // buffer, in the mapping and owned by the user with its slot; `data`
@@ -571,46 +824,70 @@ impl<'a> TxRing<'a> {
         }
     }
 
+    /// Hands the slots from head through corrupt slot `i` (buffer index
+    /// `idx`) to the kernel empty, so that the ring moves past it, and
+    /// returns the error that says so.
     #[cold]
-    fn send_multi(&mut self, data: &[u8]) -> Result<()> {
+    fn skip_corrupt(&mut self, i: u32, idx: u32) -> Error {
+        let mut j = self.core.head();
+        loop {
+            // SAFETY: `j` runs from head to `i`, slots the caller found in
+            // [head, tail), owned by the user.
+            unsafe { write_slot(self.core.slot(j), 0, 0) };
+            let done = j == i;
+            j = self.core.next(j);
+            if done {
+                break;
+            }
+        }
+        self.core.set_head(j);
+        self.core.publish();
+        self.core.corrupt_slot(i, idx)
+    }
+
+    /// The multi-slot case of [`send`](TxRing::send); `first` is the head
+    /// slot's buffer and capacity, as `send` read them.
+    #[cold]
+    fn send_multi(&mut self, data: &[u8], first: (*mut u8, usize)) -> Result<()> {
         if data.len() > self.max_packet() {
             return Err(self.too_large_or_full(data.len()));
         }
-        // Find the slots the packet needs, checking each before writing any,
-        // so that an error leaves the ring as it was.
-        let mut i = self.core.head();
-        let (mut n, mut room) = (0u32, 0usize);
+        // Find the slots the packet needs, reading each slot once and
+        // checking each before writing any, so that an error leaves the
+        // ring as it was.
+        let mut parts = [(ptr::null_mut::<u8>(), 0usize); NETMAP_MAX_FRAGS as usize];
+        parts[0] = first;
+        let (mut n, mut room) = (1usize, first.1);
+        let mut i = self.core.next(self.core.head());
         while room < data.len() {
-            if n == self.core.space() || n == NETMAP_MAX_FRAGS {
+            if n == self.core.space() as usize || n == parts.len() {
                 return Err(self.too_large_or_full(data.len()));
             }
             let s = self.core.slot(i);
             // SAFETY: the first `space` slots from head are user-owned.
-            let (_, cap) = unsafe {
-                let (idx, _, _) = read_slot(s);
-                self.core
-                    .data(s, idx)
-                    .ok_or_else(|| self.core.corrupt_slot(i, idx))?
+            let (idx, _, _) = unsafe { read_slot(s) };
+            // SAFETY: as above.
+            let Some(part) = (unsafe { self.core.data(s, idx) }) else {
+                return Err(self.skip_corrupt(i, idx));
             };
-            room += cap;
+            parts[n] = part;
+            room += part.1;
             n += 1;
             i = self.core.next(i);
         }
         let mut i = self.core.head();
         let mut rest = data;
-        for k in 0..n {
-            let s = self.core.slot(i);
-            // SAFETY: as above; every slot was checked in the first pass, and
-            // each chunk is at most its slot's capacity.
+        for (k, &(buf, cap)) in parts[..n].iter().enumerate() {
+            let (chunk, tail) = rest.split_at(cap.min(rest.len()));
+            let flags = if k + 1 < n { NS_MOREFRAG } else { 0 };
+            // SAFETY: slot `i` is the `k`th of the `n` user-owned slots from
+            // head found above; `buf` holds `cap >= chunk.len()` bytes of its
+            // buffer, inside the mapping; `chunk <= cap <= u16::MAX`.
             unsafe {
-                let (idx, _, _) = read_slot(s);
-                let (buf, cap) = self.core.data(s, idx).unwrap_or((ptr::null_mut(), 0));
-                let (chunk, tail) = rest.split_at(cap.min(rest.len()));
                 ptr::copy_nonoverlapping(chunk.as_ptr(), buf, chunk.len());
-                let flags = if k + 1 < n { NS_MOREFRAG } else { 0 };
-                write_slot(s, chunk.len() as u16, flags);
-                rest = tail;
+                write_slot(self.core.slot(i), chunk.len() as u16, flags);
             }
+            rest = tail;
             i = self.core.next(i);
         }
         self.core.set_head(i);
@@ -782,15 +1059,18 @@ impl TxBatch<'_, '_> {
     /// Claims the next free slot for a packet of `len` bytes and returns its
     /// buffer to fill.
     ///
-    /// Errors: [`Error::PacketTooLarge`] if `len` exceeds one buffer,
-    /// [`Error::RingFull`] if no slot is free.
+    /// Errors: [`Error::PacketTooLarge`] if `len` exceeds one slot (its
+    /// buffer, and at most `u16::MAX` bytes), [`Error::RingFull`] if no slot
+    /// is free, [`Error::RingCorrupt`] if the next slot holds a buffer
+    /// outside the region (it is staged empty, so the ring moves on: push
+    /// again).
     #[inline]
     pub fn push(&mut self, len: usize) -> Result<&mut [u8]> {
         let core = &self.ring.core;
-        if len > core.buf_size() {
+        if len > core.slot_cap() {
             return Err(Error::PacketTooLarge {
                 len,
-                max: core.buf_size(),
+                max: core.slot_cap(),
             });
         }
         if self.head == core.tail() {
@@ -799,16 +1079,22 @@ impl TxBatch<'_, '_> {
         let i = self.head;
         let s = core.slot(i);
         // SAFETY: slot `i` lies in [head, tail) and is user-owned.
-        let (buf, cap) = unsafe {
-            let (idx, _, _) = read_slot(s);
-            core.data(s, idx).ok_or_else(|| core.corrupt_slot(i, idx))?
+        let (idx, _, _) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+            // Staged empty, so that the ring moves past it at commit.
+            // SAFETY: as above.
+            unsafe { write_slot(s, 0, 0) };
+            self.head = core.next(i);
+            return Err(core.corrupt_slot(i, idx));
         };
         if len > cap {
             return Err(Error::PacketTooLarge { len, max: cap });
         }
         // SAFETY: the slot is user-owned, the buffer lies in the mapping and
-        // holds `cap >= len` bytes from `buf`; the returned slice borrows
-        // `self`, so no other slice of this buffer exists while it lives.
+        // holds `cap >= len` bytes from `buf` (`cap <= u16::MAX`); the
+        // returned slice borrows `self`, so no other slice of this buffer
+        // exists while it lives.
         let out = unsafe {
             write_slot(s, len as u16, 0);
             std::slice::from_raw_parts_mut(buf, len)
@@ -855,8 +1141,8 @@ pub struct RxRing<'a> {
     port: &'a Netmap,
     index: usize,
     region: RegionKey,
-    /// Room to assemble multi-slot packets: the packet starting at slot `s`
-    /// goes at `s * buf_size`, so packets of one batch never overlap.
+    /// Room to assemble multi-slot packets, lent by the port (see
+    /// [`Scratch`]).
     scratch: Scratch,
 }
 
@@ -877,7 +1163,7 @@ impl<'a> RxRing<'a> {
             region: port.region_key(),
             port,
             index,
-            scratch: Scratch::default(),
+            scratch: port.take_scratch(index),
         }
     }
 
@@ -946,13 +1232,20 @@ impl<'a> RxRing<'a> {
 
     /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
     /// port) and learns of newly received packets; returns how many slots
-    /// now hold unread data.
+    /// now hold unread, complete packets (the fragments of a multi-slot
+    /// packet whose last slot has not arrived yet are not counted), so a
+    /// loop that syncs until this is 0 always ends.
+    ///
+    /// Errors: [`Error::RingCorrupt`] once after `recv`/`iter` skipped
+    /// slots whose buffer lay outside the region (another process wrote
+    /// them); the sync itself has happened, and the ring goes on.
     #[inline]
     pub fn sync(&mut self) -> Result<usize> {
         self.core.publish();
         self.port.sync(SyncDir::Rx)?;
         self.core.reload_tail()?;
-        Ok(self.core.space() as usize)
+        self.core.take_skipped()?;
+        Ok(self.core.complete_space() as usize)
     }
 }
 
@@ -961,6 +1254,8 @@ impl Drop for RxRing<'_> {
     fn drop(&mut self) {
         // Frames are gone; give their slots back at the next sync.
         self.core.publish();
+        self.port
+            .put_scratch(self.index, std::mem::take(&mut self.scratch));
         self.port.release_ring(SyncDir::Rx, self.index);
     }
 }
@@ -1007,17 +1302,35 @@ impl Drop for RxIter<'_> {
     #[inline]
     fn drop(&mut self) {
         self.core.set_head(self.local.head());
+        self.core.skipped = self.local.skipped;
     }
 }
 
-/// Assembly room for multi-slot packets, allocated on first use.
+/// Assembly room for multi-slot packets: the packet starting at slot `s`
+/// goes at `s * slot_cap`, so packets of one batch never overlap. It is
+/// allocated when a ring first meets such a packet, without being filled
+/// (only bytes copied in are ever read), and it belongs to the port, which
+/// lends it to the ring's handle: `(num_slots + NETMAP_MAX_FRAGS) * slot_cap`
+/// bytes at most per RX ring, with `num_slots * buf_size` bounded by the
+/// region's size (checked at open).
 #[derive(Default)]
 pub(crate) struct Scratch {
     mem: Vec<u8>,
 }
 
+/// What [`next_multi`] found at the head of the ring.
+enum Multi<'f> {
+    /// A whole packet, and the head past it.
+    Frame(Frame<'f>, u32),
+    /// Its last fragment has not arrived: wait for the next sync.
+    Incomplete,
+    /// A corrupt packet, skipped: the head past it.
+    Skipped(u32),
+}
+
 /// Takes the next packet from `core`, advancing the user's `head` past it
-/// (without publishing it).
+/// (without publishing it). Slots whose buffer lies outside the region are
+/// skipped and counted.
 ///
 /// # Safety
 /// The caller must make the returned frame borrow `core` (and `scratch`)
@@ -1025,107 +1338,107 @@ pub(crate) struct Scratch {
 /// dropped, or cover other slots.
 #[inline]
 unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: RegionKey) -> Option<Frame<'f>> {
-    let i = core.head();
-    if i == core.tail() {
-        return None;
+    loop {
+        let i = core.head();
+        if i == core.tail() {
+            return None;
+        }
+        let s = core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (idx, len, flags) = unsafe { read_slot(s) };
+        if flags & NS_MOREFRAG == 0 {
+            core.set_head(core.next(i));
+            // SAFETY: slot `i` is user-owned.
+            let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+                core.skip();
+                continue;
+            };
+            let len = (len as usize).min(cap);
+            // SAFETY: the buffer lies in the mapping; the slot is user-owned
+            // and stays so until the shared head is published, which needs
+            // `&mut` on the ring, after the frame ('f) is gone.
+            let data = unsafe { std::slice::from_raw_parts(buf, len) };
+            return Some(Frame::new(data, core, i, 1, region));
+        }
+        // The cold path works on a copy, so that `core` never escapes this
+        // function and its fields can stay in registers in the receive loop.
+        // SAFETY: forwarded contract.
+        match unsafe { next_multi(core.clone(), scratch, region) } {
+            Multi::Frame(frame, head) => {
+                core.set_head(head);
+                return Some(frame);
+            }
+            Multi::Incomplete => return None,
+            Multi::Skipped(head) => {
+                core.set_head(head);
+                core.skip();
+            }
+        }
     }
-    let s = core.slot(i);
-    // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-    let (idx, len, flags) = unsafe { read_slot(s) };
-    if flags & NS_MOREFRAG == 0 {
-        // SAFETY: slot `i` is user-owned.
-        let (buf, cap) = unsafe { core.data(s, idx)? };
-        let len = (len as usize).min(cap);
-        core.set_head(core.next(i));
-        // SAFETY: the buffer lies in the mapping; the slot is user-owned and
-        // stays so until the shared head is published, which needs `&mut`
-        // on the ring, after the frame ('f) is gone.
-        let data = unsafe { std::slice::from_raw_parts(buf, len) };
-        let _ = s;
-        return Some(Frame::new(data, core, i, 1, region));
-    }
-    // The cold path works on a copy, so that `core` never escapes this
-    // function and its fields can stay in registers in the receive loop.
-    // SAFETY: forwarded contract.
-    let (frame, head) = unsafe { next_multi(core.clone(), scratch, region, core.space())? };
-    core.set_head(head);
-    Some(frame)
 }
 
-/// The multi-slot case of [`next_frame`]; returns the frame and the new head.
+/// The multi-slot case of [`next_frame`]. Each slot is read once.
 ///
 /// # Safety
 /// As for [`next_frame`].
 #[cold]
 #[inline(never)]
-unsafe fn next_multi<'f>(
-    core: RingCore,
-    scratch: &mut Scratch,
-    region: RegionKey,
-    space: u32,
-) -> Option<(Frame<'f>, u32)> {
+unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch, region: RegionKey) -> Multi<'f> {
     let first = core.head();
-    let bs = core.buf_size();
-    // Count the fragments; a chain not yet complete within [head, tail)
-    // waits for the next sync.
-    let mut n = 0u32;
+    let space = core.space();
+    // Find the fragments: (start, length) of each, or `None` for a corrupt
+    // one. A chain not yet complete within [head, tail) waits for the next
+    // sync, unless the ring is full and it can never complete.
+    let mut parts = [None::<(*mut u8, usize)>; NETMAP_MAX_FRAGS as usize];
+    let mut n = 0usize;
     let mut i = first;
     loop {
-        if n == space {
-            return None;
+        if n == space as usize {
+            if space + 1 < core.num_slots() {
+                return Multi::Incomplete;
+            }
+            return Multi::Skipped(i);
         }
         let s = core.slot(i);
         // SAFETY: slot `i` is within the `space` user-owned slots from head.
-        let (idx, _, flags) = unsafe { read_slot(s) };
+        let (idx, len, flags) = unsafe { read_slot(s) };
         // SAFETY: as above.
-        unsafe { core.data(s, idx)? };
+        parts[n] = unsafe { core.data(s, idx) }.map(|(buf, cap)| (buf, (len as usize).min(cap)));
         n += 1;
         i = core.next(i);
-        if flags & NS_MOREFRAG == 0 || n == NETMAP_MAX_FRAGS {
+        if flags & NS_MOREFRAG == 0 || n == parts.len() {
             break;
         }
     }
-    let need = (core.num_slots() as usize + NETMAP_MAX_FRAGS as usize) * bs;
-    if scratch.mem.len() < need {
-        scratch.mem = vec![0; need];
+    let parts = &parts[..n];
+    if parts.iter().any(Option::is_none) {
+        return Multi::Skipped(i);
     }
-    let base = scratch.mem.as_mut_ptr();
-    let start = first as usize * bs;
+    let cap = core.slot_cap();
+    let need = (core.num_slots() as usize + parts.len()) * cap;
+    if scratch.mem.capacity() < need {
+        scratch.mem = Vec::with_capacity(need);
+    }
+    let start = first as usize * cap;
+    // SAFETY: `start <= num_slots * cap <= need`, inside the allocation.
+    let base = unsafe { scratch.mem.as_mut_ptr().add(start) };
     let mut total = 0usize;
-    let mut i = first;
-    for _ in 0..n {
-        let s = core.slot(i);
-        // SAFETY: user-owned slot; its buffer index was checked above. The
-        // destination `[start, start + n*bs)` lies in the scratch (sized for
-        // `num_slots + MAX_FRAGS` buffers) and belongs to this packet alone:
-        // packets of one batch start at distinct slots and span no further
-        // than the next packet's first slot.
-        unsafe {
-            let (idx, len, _) = read_slot(s);
-            let (src, cap) = core.data(s, idx).unwrap_or((ptr::null_mut(), 0));
-            let len = (len as usize).min(cap);
-            ptr::copy_nonoverlapping(src, base.add(start + total), len);
-            total += len;
-        }
-        i = core.next(i);
+    for &(src, len) in parts.iter().flatten() {
+        // SAFETY: `src` holds `len <= cap` bytes of a user-owned slot's
+        // buffer, inside the mapping. The destination `[start, start + n*cap)`
+        // lies in the scratch's allocation (sized for `num_slots + n` slots
+        // of `cap` bytes) and belongs to this packet alone: packets of one
+        // batch start at distinct slots and span no further than the next
+        // packet's first slot.
+        unsafe { ptr::copy_nonoverlapping(src, base.add(total), len) };
+        total += len;
     }
-    // SAFETY: the assembled bytes lie in the scratch, which the frame
-    // borrows (through the ring) for 'f; no later write touches this range
-    // while the frame lives (see above).
-    let data = unsafe { std::slice::from_raw_parts(base.add(start), total) };
-    Some((Frame::new(data, &core, first, n as u16, region), i))
+    // SAFETY: the `total` bytes from `base` were just written; the frame
+    // borrows the scratch (through the ring) for 'f, and no later write
+    // touches this range while the frame lives (see above).
+    let data = unsafe { std::slice::from_raw_parts(base, total) };
+    Multi::Frame(Frame::new(data, &core, first, n as u16, region), i)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrap_without_masking() {
-        assert_eq!(nm_next(4, 5), 0);
-        assert_eq!(nm_next(3, 5), 4);
-        assert_eq!(ffi::nm_space(3, 1, 5), 3);
-        assert_eq!(ffi::nm_space(1, 3, 5), 2);
-        assert_eq!(ffi::nm_space(2, 2, 5), 0);
-    }
-}
+mod tests;

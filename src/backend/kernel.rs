@@ -131,14 +131,8 @@ fn ring_range(
     spec: &PortSpec,
 ) -> Result<(Range<u16>, Range<u16>)> {
     let nif = nifp.as_ptr();
-    // SAFETY: `nif` points at a netmap_if inside the mapping (checked by
-    // the caller); its counts are constant after registration.
-    let (host_tx, host_rx) = unsafe {
-        (
-            std::ptr::addr_of!((*nif).ni_host_tx_rings).read(),
-            std::ptr::addr_of!((*nif).ni_host_rx_rings).read(),
-        )
-    };
+    // The reply's counts; `RingTable::read` checks that the netmap_if agrees.
+    let (host_tx, host_rx) = (reg.nr_host_tx_rings, reg.nr_host_rx_rings);
     let num_tx = reg.nr_tx_rings as usize + host_tx as usize;
     let num_rx = reg.nr_rx_rings as usize + host_rx as usize;
     let ofs_end =

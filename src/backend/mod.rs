@@ -17,6 +17,7 @@ use crate::ffi::nmreq_header;
 pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
+pub(crate) mod fork;
 pub(crate) mod kernel;
 pub(crate) mod kring;
 pub(crate) mod libnetmap;
