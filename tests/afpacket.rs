@@ -791,3 +791,52 @@ fn fallback_rules_hold_without_root() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_forked_child_cannot_reach_the_parents_shared_rings() {
+    let Some(ns) = Netns::new("a_forked_child_cannot_reach_the_parents_shared_rings") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let a = open(&format!("afpacket:{A}"));
+    let b = open(&format!("afpacket:{B}"));
+    let mut tx = a.tx_ring(0).unwrap();
+    let child_frame = {
+        let mut buf = Vec::new();
+        make_frame(&mut buf, 7);
+        buf
+    };
+    // SAFETY: the child calls only the crate (whose calls answer `Forked`
+    // before they reach a backend lock another thread might hold) and
+    // `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // The inherited handle writes a frame and publishes it: into the
+        // child's private copy of the rings, not the parent's.
+        let ok = tx.send(&child_frame).is_ok()
+            && matches!(tx.sync(), Err(Error::Forked { .. }))
+            && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }));
+        // SAFETY: ends the child without unwinding into the test harness.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a live int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status}"
+    );
+    // Neither the child's bytes nor its head reached the parent's ring: the
+    // slot it wrote is still the parent's to fill, and a sync sends nothing.
+    {
+        let mut batch = tx.batch();
+        let slot = batch.push(child_frame.len()).unwrap();
+        assert!(slot[..] != child_frame[..], "the child wrote the parent's buffer");
+    }
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    b.poll(Some(Duration::from_millis(200))).unwrap();
+    rx.sync().unwrap();
+    assert!(rx.recv().is_none(), "a frame went out from the child's handle");
+}
