@@ -32,6 +32,44 @@
 //! [`RxRing`]s move packets; a received packet is a [`Frame`] that borrows its
 //! ring, so no sync can run while it is alive. [`probe()`] tells, without
 //! failing, what this host offers.
+//!
+//! # What "safe" means here
+//!
+//! A netmap region is memory shared with the kernel and with every process
+//! that binds a port in it (all hardware ports of netmap's default allocator
+//! share one). This crate's safe API guarantees that no call, and no value
+//! that any process writes into the region (ring indices, counts, offsets,
+//! sizes, flags, lengths, buffer indices), causes undefined behaviour, a
+//! crash, an abort, an unbounded allocation, a hang or a silently wrong
+//! result; at worst you get an [`Error`] (such as [`Error::RingCorrupt`]) and
+//! the ring moves on. To that end:
+//!
+//! * ring pointers, ids, counts and constants are read once when a port
+//!   opens, checked against the mapping (bounds, alignment) and the kernel's
+//!   register reply, and never read from shared memory again;
+//! * every other shared value (`tail`, a slot's buffer index, length,
+//!   offset and flags) is read once per use and checked before it is used:
+//!   a slot whose buffer lies outside the region is skipped and reported
+//!   once; a length is clamped to its buffer; a slot never carries a
+//!   truncated length;
+//! * within this process the crate enforces ownership: a ring has at most
+//!   one live handle, and ports bind their rings exclusively
+//!   (`NR_EXCLUSIVE`), so a second open of the same rings, here or in
+//!   another process, fails with [`Error::Busy`];
+//! * a process forked from the one that opened a port cannot use it
+//!   ([`Error::Forked`]), and its inherited view of a shared region is
+//!   replaced with private memory, so stale handles in the child cannot
+//!   touch the parent's rings.
+//!
+//! What the crate assumes, as netmap assumes of its users: processes that
+//! share a region do not write into buffers they do not own. A peer that
+//! scribbles on the bytes of a packet this process is reading, or hands over
+//! a buffer index this process still holds, changes bytes under a `&[u8]` or
+//! `&mut [u8]` that Rust believes unaliased; no check in user space can stop
+//! that, just as nothing stops another process with the rights to do so from
+//! writing a file you have mapped (see memmap2's notes on `Mmap`) or this
+//! process's memory through `/proc/self/mem`. Give rings only to processes
+//! you trust with them, as you would give them the files you map.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
