@@ -1,0 +1,151 @@
+//! The real netmap module (`/dev/netmap`): ports bind their rings
+//! exclusively, in this process and across processes, while ports that
+//! select disjoint rings of one port (`/T` and `/R`) coexist.
+//!
+//! Without the module every test prints why it skips. Processes are this
+//! test binary, re-executed with [`ROLE`] set.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use netmap_rs::prelude::*;
+
+/// Set in a re-executed child: what it does (see [`child_role`]).
+const ROLE: &str = "NETMAP_RS_KERNEL_ROLE";
+/// How long any wait may take.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn skip(test: &str) -> bool {
+    if std::path::Path::new("/dev/netmap").exists() {
+        return false;
+    }
+    eprintln!("{test}: skipped: /dev/netmap does not exist (the netmap kernel module is not loaded)");
+    true
+}
+
+fn open(name: &str) -> Result<Netmap, Error> {
+    NetmapBuilder::new(name).backend(BackendKind::Kernel).build()
+}
+
+/// Starts this binary as `test` with role `role` on port `name`.
+fn spawn(test: &str, role: &str, name: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(ROLE, format!("{role} {name}"))
+        .spawn()
+        .expect("re-run the test binary")
+}
+
+/// Waits for `child`; its exit code, or a failure after [`PATIENCE`].
+fn finish(mut child: Child) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("a child process hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// In a re-executed child, does its role and exits; else returns.
+fn child_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let (what, name) = role.split_once(' ').unwrap();
+    let code = match what {
+        // Exit 0 if the port is busy here, as it is open in the parent.
+        "busy" => match open(name) {
+            Err(Error::Busy { .. }) => 0,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                2
+            }
+            Ok(_) => 1,
+        },
+        // Send 1000 packets on the TX-only port.
+        "send" => {
+            let port = open(name).unwrap();
+            let mut tx = port.tx_ring(0).unwrap();
+            let mut sent = 0u32;
+            let start = Instant::now();
+            while sent < 1000 && start.elapsed() < PATIENCE {
+                match tx.send(&sent.to_le_bytes()) {
+                    Ok(()) => sent += 1,
+                    Err(Error::RingFull { .. }) => {
+                        tx.sync().unwrap();
+                        port.poll_writable(Some(Duration::from_millis(10))).unwrap();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            tx.sync().unwrap();
+            // Let the peer drain before the pipe end closes.
+            std::thread::sleep(Duration::from_millis(500));
+            0
+        }
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+#[test]
+fn a_second_open_of_the_same_rings_is_busy() {
+    child_role();
+    let test = "a_second_open_of_the_same_rings_is_busy";
+    if skip(test) {
+        return;
+    }
+    let name = format!("netmap:nmrsbusy{}{{1", std::process::id());
+    let first = open(&name).unwrap();
+    match open(&name) {
+        Err(Error::Busy { name: n, what }) => eprintln!("busy as expected: {n}: {what}"),
+        other => panic!("a second open in this process: {other:?}"),
+    }
+    assert_eq!(finish(spawn(test, "busy", &name)), 0, "a second open in another process");
+    drop(first);
+    open(&name).expect("closing the first port frees its rings");
+}
+
+#[test]
+fn tx_only_and_rx_only_ports_of_one_pipe_end_coexist_across_processes() {
+    child_role();
+    let test = "tx_only_and_rx_only_ports_of_one_pipe_end_coexist_across_processes";
+    if skip(test) {
+        return;
+    }
+    let pid = std::process::id();
+    let (master, slave) = (format!("netmap:nmrstr{pid}{{1"), format!("netmap:nmrstr{pid}}}1"));
+    // The slave end here; the master's RX rings here, its TX rings in a
+    // child process: all exclusive, none shared.
+    let master_rx = open(&format!("{master}/R")).unwrap();
+    let slave_port = open(&slave).unwrap();
+    let sender = spawn(test, "send", &format!("{master}/T"));
+    let mut rx = slave_port.rx_ring(0).unwrap();
+    let mut got = 0u32;
+    let start = Instant::now();
+    while got < 1000 && start.elapsed() < PATIENCE {
+        slave_port.poll(Some(Duration::from_millis(50))).unwrap();
+        rx.sync().unwrap();
+        while let Some(f) = rx.recv() {
+            assert_eq!(f.payload(), &got.to_le_bytes()[..]);
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1000, "packets from the TX-only port in the child");
+    assert_eq!(finish(sender), 0);
+    // And back, to the RX-only port of the master end.
+    let mut tx = slave_port.tx_ring(0).unwrap();
+    tx.send(b"back").unwrap();
+    tx.sync().unwrap();
+    let mut back = master_rx.rx_ring(0).unwrap();
+    let start = Instant::now();
+    while back.sync().unwrap() == 0 && start.elapsed() < PATIENCE {
+        master_rx.poll(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert_eq!(back.recv().unwrap().payload(), b"back");
+}
