@@ -32,6 +32,31 @@
 //! [`RxRing`]s move packets; a received packet is a [`Frame`] that borrows its
 //! ring, so no sync can run while it is alive. [`probe()`] tells, without
 //! failing, what this host offers.
+//!
+//! # Trust model
+//!
+//! A netmap memory region is shared with the kernel and with every process
+//! that binds a port in it (all hardware ports of netmap's default allocator
+//! share one). No value that anyone writes into the region (indices, counts,
+//! offsets, lengths, flags) can make a safe call of this crate misbehave: it
+//! is checked where it is read, and at worst becomes an [`Error`]. What the
+//! crate cannot prevent is what netmap itself asks of its users: that
+//! processes sharing a region do not write into buffers they do not own.
+//! A process that does (root can also write through `/proc/PID/mem`) can
+//! change the bytes under a [`Frame`] or a TX buffer as it is being
+//! built; that is outside what Rust's safety can promise, as it is for a
+//! file that `memmap2` maps and another process changes.
+//!
+//! Within the crate, ownership is enforced: a ring has at most one live
+//! handle, and a port binds its rings **exclusively** (`NR_EXCLUSIVE` on every
+//! register request, whatever the backend). The netmap kernel otherwise lets
+//! any number of descriptors bind one ring, and two ports of one ring would
+//! hand out two `&mut` views of the same buffers from safe code. A second
+//! port that selects rings another port binds, in this process or another,
+//! fails with [`Error::Busy`]; ports of different rings (`eth0-0` and
+//! `eth0-1`, or `eth0/T` and `eth0/R`) do not collide. Binding rings twice
+//! is an explicit opt-in, the unsafe [`NetmapBuilder::share_rings`], whose
+//! caller promises that only one of the ports uses them at a time.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
