@@ -214,6 +214,20 @@ impl NetmapBuilder {
     /// [`Netmap::inject`], syncs and polls, or the C API); the others must
     /// leave that ring alone until it is done with it. Two ports using one
     /// ring at once hand out two mutable views of the same buffers.
+    ///
+    /// ```
+    /// use netmap_rs::NetmapBuilder;
+    ///
+    /// # fn main() -> Result<(), netmap_rs::Error> {
+    /// // SAFETY: `old` is not used while `new` is open.
+    /// let old = unsafe { NetmapBuilder::new("emu:handover{1").share_rings() }.build()?;
+    /// // SAFETY: as above.
+    /// let new = unsafe { NetmapBuilder::new("emu:handover{1").share_rings() }.build()?;
+    /// drop(old);
+    /// # drop(new);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub unsafe fn share_rings(mut self) -> Self {
         self.extras.share_rings = true;
         self

@@ -417,3 +417,51 @@ fn ports_of_different_rings_are_exclusive_side_by_side() {
         other => panic!("expected Busy, got {other:?}"),
     }
 }
+
+#[test]
+fn share_rings_lets_ports_bind_the_same_rings() {
+    // SAFETY: of the two ports, only `b` uses the rings.
+    let a = unsafe { NetmapBuilder::new("emu:shared{1").share_rings() }
+        .build()
+        .unwrap();
+    // SAFETY: as above.
+    let b = unsafe { NetmapBuilder::new("emu:shared{1").share_rings() }
+        .build()
+        .unwrap();
+    assert_eq!(a.tx_ring_ids(), b.tx_ring_ids());
+    // An exclusive port, from the builder or the name's `/x`, stays out.
+    for built in [
+        NetmapBuilder::new("emu:shared{1").build(),
+        // SAFETY: refused, so never used.
+        unsafe { NetmapBuilder::new("emu:shared{1/x").share_rings() }.build(),
+        // SAFETY: refused, so never used.
+        unsafe {
+            NetmapBuilder::new("emu:shared{1")
+                .flags(netmap_rs::ffi::NR_EXCLUSIVE)
+                .share_rings()
+        }
+        .build(),
+    ] {
+        assert!(matches!(built, Err(Error::Busy { .. })), "{built:?}");
+    }
+    // The two bind one ring: what the peer sends, `b` receives.
+    let peer = NetmapBuilder::new("emu:shared}1").build().unwrap();
+    let mut tx = peer.tx_ring(0).unwrap();
+    tx.send(b"one ring").unwrap();
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    assert_eq!(
+        rx.recv().map(|f| f.payload().to_vec()),
+        Some(b"one ring".to_vec())
+    );
+    drop(rx);
+    // While one shared port is open the rings stay shared.
+    drop(a);
+    assert!(matches!(
+        NetmapBuilder::new("emu:shared{1").build(),
+        Err(Error::Busy { .. })
+    ));
+    drop(b);
+    let _exclusive = NetmapBuilder::new("emu:shared{1").build().unwrap();
+}
