@@ -205,6 +205,13 @@ impl NetmapBuilder {
     /// port over to its restarted self, which opens the port before the
     /// old one has stopped using it and closed it.
     ///
+    /// On the AF_PACKET backend every port has sockets, and so rings, of
+    /// its own: two ports never alias memory, and a shared port sees the
+    /// interface's packets beside the others (a second exclusive port of
+    /// the same interface rings in this process is [`Error::Busy`], as
+    /// netmap would answer; other processes cannot see this process's
+    /// ports).
+    ///
     /// # Safety
     ///
     /// While this port is open, no other port that binds the same rings, in
