@@ -107,13 +107,20 @@ pub enum Error {
         name: String,
     },
 
-    /// The port or the rings asked for are already held by another open.
-    #[error("`{name}` is busy: {what}; close the other handle or select other rings")]
+    /// Rings asked for are bound by another port: ports bind their rings
+    /// exclusively unless both opt out with the unsafe
+    /// [`NetmapBuilder::share_rings`](crate::NetmapBuilder::share_rings).
+    #[error(
+        "`{name}` is busy: its {rings} are bound by another port; close the other port, select \
+         other rings (`-N`, `/T` or `/R` in the name), or open both ports with the unsafe \
+         `NetmapBuilder::share_rings`"
+    )]
     Busy {
         /// The port.
         name: String,
-        /// What is held.
-        what: String,
+        /// The rings this open asked for, such as `TX rings 0..1 and RX rings
+        /// 0..1` or `host rings`.
+        rings: String,
     },
 
     /// The port name could not be parsed.
@@ -291,5 +298,15 @@ mod tests {
         assert!(e.to_string().contains("call sync()"));
         let e = Error::ApiVersionMismatch { kernel: 13, ours: 14 };
         assert!(e.to_string().contains("install a netmap module of API 14"));
+        let e = Error::Busy {
+            name: "netmap:eth0-1".into(),
+            rings: "TX rings 1..2 and RX rings 1..2".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`netmap:eth0-1` is busy: its TX rings 1..2 and RX rings 1..2 are bound by another \
+             port; close the other port, select other rings (`-N`, `/T` or `/R` in the name), or \
+             open both ports with the unsafe `NetmapBuilder::share_rings`"
+        );
     }
 }

@@ -52,10 +52,17 @@
 //!   a slot whose buffer lies outside the region is skipped and reported
 //!   once; a length is clamped to its buffer; a slot never carries a
 //!   truncated length;
-//! * within this process the crate enforces ownership: a ring has at most
-//!   one live handle, and ports bind their rings exclusively
-//!   (`NR_EXCLUSIVE`), so a second open of the same rings, here or in
-//!   another process, fails with [`Error::Busy`];
+//! * within the crate, ownership is enforced: a ring has at most one live
+//!   handle, and a port binds its rings **exclusively** (`NR_EXCLUSIVE` on
+//!   every register request, whatever the backend). The netmap kernel
+//!   otherwise lets any number of descriptors bind one ring, and two ports
+//!   of one ring would hand out two `&mut` views of the same buffers from
+//!   safe code. A second port that selects rings another port binds, in this
+//!   process or another, fails with [`Error::Busy`]; ports of different
+//!   rings (`eth0-0` and `eth0-1`, or `eth0/T` and `eth0/R`) do not collide.
+//!   Binding rings twice is an explicit opt-in, the unsafe
+//!   [`NetmapBuilder::share_rings`], whose caller promises that only one of
+//!   the ports uses them at a time;
 //! * a process forked from the one that opened a port cannot use it
 //!   ([`Error::Forked`]), and its inherited view of a shared region is
 //!   replaced with private memory, so stale handles in the child cannot

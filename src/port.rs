@@ -79,6 +79,31 @@ pub enum Fallback {
 /// (always; [`fallback`](NetmapBuilder::fallback) allows them for netmap
 /// names when netmap is unavailable).
 ///
+/// # Exclusive rings
+///
+/// Every port binds its rings exclusively: the register request carries
+/// `NR_EXCLUSIVE`, so while it is open no other port, in this process or
+/// another, can bind any of those rings, and such an open fails with
+/// [`Error::Busy`]. Without it the netmap kernel lets any number of
+/// descriptors bind one ring, and two ports would each hand out a ring
+/// handle over the same slots and buffers: two `&mut [u8]` over one buffer,
+/// from safe code. Ports that select different rings do not collide:
+/// `eth0-0` and `eth0-1` (one ring pair each), or `eth0/T` (TX rings only)
+/// and `eth0/R` (RX rings only). Binding the same rings twice is an opt-in,
+/// with the unsafe [`share_rings`](NetmapBuilder::share_rings).
+///
+/// ```
+/// use netmap_rs::{Error, NetmapBuilder};
+///
+/// let first = NetmapBuilder::new("emu:excl{1").build()?;
+/// assert!(matches!(NetmapBuilder::new("emu:excl{1").build(), Err(Error::Busy { .. })));
+/// // Other rings of the same end are free.
+/// let tx_only = NetmapBuilder::new("emu:excl2{1/T").build()?;
+/// let rx_only = NetmapBuilder::new("emu:excl2{1/R").build()?;
+/// # drop((first, tx_only, rx_only));
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// ```
 /// use netmap_rs::NetmapBuilder;
 ///
@@ -157,10 +182,63 @@ impl NetmapBuilder {
     }
 
     /// Adds `NR_*` register flags, such as
-    /// [`NR_NO_TX_POLL`](crate::ffi::NR_NO_TX_POLL) or
-    /// [`NR_EXCLUSIVE`](crate::ffi::NR_EXCLUSIVE).
+    /// [`NR_NO_TX_POLL`](crate::ffi::NR_NO_TX_POLL). Flags are only ever
+    /// added, to the name's and to `NR_EXCLUSIVE`, which every port has
+    /// unless it is opened with [`share_rings`](NetmapBuilder::share_rings).
     pub fn flags(mut self, flags: u64) -> Self {
         self.extras.flags |= flags;
+        self
+    }
+
+    /// Lets this port bind rings that other ports bind too: the register
+    /// request goes without `NR_EXCLUSIVE`, which every port has otherwise
+    /// (see [Exclusive rings](NetmapBuilder#exclusive-rings)). The kernel
+    /// then accepts the port beside other ports that share these rings; it
+    /// still refuses it ([`Error::Busy`]) while a port binds them
+    /// exclusively, and refuses an exclusive port while this one binds
+    /// them. A `/x` in the name, or
+    /// [`NR_EXCLUSIVE`](crate::ffi::NR_EXCLUSIVE) given to
+    /// [`flags`](NetmapBuilder::flags), still asks for exclusive rings.
+    ///
+    /// Ports that bind different rings need no sharing at all: one process
+    /// may open `eth0/T` (the TX rings only) and another `eth0/R` (the RX
+    /// rings only), or one `eth0-0` and another `eth0-1`. Sharing is for
+    /// ports that do select the same rings, such as a program that hands a
+    /// port over to its restarted self, which opens the port before the
+    /// old one has stopped using it and closed it.
+    ///
+    /// On the AF_PACKET backend every port has sockets, and so rings, of
+    /// its own: two ports never alias memory, and a shared port sees the
+    /// interface's packets beside the others (a second exclusive port of
+    /// the same interface rings in this process is [`Error::Busy`], as
+    /// netmap would answer; other processes cannot see this process's
+    /// ports).
+    ///
+    /// # Safety
+    ///
+    /// While this port is open, no other port that binds the same rings, in
+    /// this process or in any other, may use them at the same time: of all
+    /// the handles bound to a ring, only one may move its `head` and `cur`
+    /// and touch its slots and buffers (through ring handles,
+    /// [`Netmap::inject`], syncs and polls, or the C API); the others must
+    /// leave that ring alone until it is done with it. Two ports using one
+    /// ring at once hand out two mutable views of the same buffers.
+    ///
+    /// ```
+    /// use netmap_rs::NetmapBuilder;
+    ///
+    /// # fn main() -> Result<(), netmap_rs::Error> {
+    /// // SAFETY: `old` is not used while `new` is open.
+    /// let old = unsafe { NetmapBuilder::new("emu:handover{1").share_rings() }.build()?;
+    /// // SAFETY: as above.
+    /// let new = unsafe { NetmapBuilder::new("emu:handover{1").share_rings() }.build()?;
+    /// drop(old);
+    /// # drop(new);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub unsafe fn share_rings(mut self) -> Self {
+        self.extras.share_rings = true;
         self
     }
 

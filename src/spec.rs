@@ -72,7 +72,7 @@
 //!
 //! | flag | `nr_flags` bit |
 //! |---|---|
-//! | `x` | `NR_EXCLUSIVE` |
+//! | `x` | `NR_EXCLUSIVE` (every port has it unless opened with `NetmapBuilder::share_rings`) |
 //! | `z` | `NR_ZCOPY_MON` |
 //! | `t` | `NR_MONITOR_TX` |
 //! | `r` | `NR_MONITOR_RX` |

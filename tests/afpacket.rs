@@ -504,8 +504,12 @@ fn forward_on_one_port_copies_and_across_ports_refuses() {
     };
     let _inside = ns.enter();
     let a = open(&format!("afpacket:{A}"));
-    let b = open(&format!("afpacket:{B}"));
-    let c = open(&format!("afpacket:{B}"));
+    // Two ports of B's rings must both share them.
+    // SAFETY: AF_PACKET ports have rings and memory of their own, so `b` and
+    // `c` never alias; `c` uses only its TX ring, for the refused forward.
+    let shared = || unsafe { Builder::new(&format!("afpacket:{B}")).share_rings() };
+    let b = shared().build().unwrap();
+    let c = shared().build().unwrap();
     assert_ne!(
         b.mem_id(),
         c.mem_id(),
@@ -790,6 +794,81 @@ fn fallback_rules_hold_without_root() {
         Err(Error::InterfaceNotFound { .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// Waits for frame `seq` (made by `make_frame`) on `port`'s RX ring 0.
+fn recv_frame(port: &Netmap, seq: u64) {
+    let mut rx = port.rx_ring(0).unwrap();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < PATIENCE, "frame {seq} did not arrive");
+        rx.sync().unwrap();
+        while let Some(f) = rx.recv() {
+            if check_frame(f.payload()) == Ok(seq) {
+                return;
+            }
+        }
+        port.poll(Some(Duration::from_millis(50))).unwrap();
+    }
+}
+
+#[test]
+fn ports_bind_their_rings_exclusively_unless_shared() {
+    let Some(ns) = Netns::new("ports_bind_their_rings_exclusively_unless_shared") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let a = open(&format!("afpacket:{A}"));
+    // A second port of the same rings: Busy, as netmap answers.
+    let name = format!("afpacket:{A}");
+    match Builder::new(&name).build() {
+        Err(e @ Error::Busy { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("share_rings"), "{text}");
+            let Error::Busy { name: n, rings } = e else {
+                unreachable!()
+            };
+            assert_eq!(
+                (n, rings.as_str()),
+                (name.clone(), "hardware TX rings and RX rings")
+            );
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // SAFETY: refused, so never used.
+    let shared = unsafe { Builder::new(&name).share_rings() }.build();
+    assert!(matches!(shared, Err(Error::Busy { .. })), "{shared:?}");
+    match Builder::new(&format!("afpacket:{A}/R")).build() {
+        Err(Error::Busy { rings, .. }) => assert_eq!(rings, "hardware RX rings"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // Different rings of one interface do not collide.
+    let t = open(&format!("afpacket:{B}/T"));
+    let _r = open(&format!("afpacket:{B}/R"));
+    assert!(matches!(
+        Builder::new(&format!("afpacket:{B}")).build(),
+        Err(Error::Busy { .. })
+    ));
+    // Closing a port frees its rings.
+    drop(a);
+    // Shared ports open side by side. Each has sockets and rings of its own
+    // (no memory is aliased), so each sees every frame.
+    // SAFETY: AF_PACKET ports never share memory, so their handles cannot
+    // alias; each of the two uses only its own rings.
+    let s1 = unsafe { Builder::new(&name).share_rings() }.build().unwrap();
+    // SAFETY: as above.
+    let s2 = unsafe { Builder::new(&name).share_rings() }.build().unwrap();
+    assert_ne!(s1.mem_id(), s2.mem_id());
+    assert!(matches!(Builder::new(&name).build(), Err(Error::Busy { .. })));
+    let mut tx = t.tx_ring(0).unwrap();
+    let mut buf = Vec::new();
+    make_frame(&mut buf, 7);
+    send_wait(&t, &mut tx, &buf);
+    tx.sync().unwrap();
+    recv_frame(&s1, 7);
+    recv_frame(&s2, 7);
+    drop((s1, s2));
+    let _exclusive = open(&name);
 }
 
 #[test]

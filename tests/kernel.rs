@@ -103,10 +103,14 @@ fn a_second_open_of_the_same_rings_is_busy() {
     let name = format!("netmap:nmrsbusy{}{{1", std::process::id());
     let first = open(&name).unwrap();
     match open(&name) {
-        Err(Error::Busy { name: n, what }) => eprintln!("busy as expected: {n}: {what}"),
+        Err(e @ Error::Busy { .. }) => eprintln!("busy as expected: {e}"),
         other => panic!("a second open in this process: {other:?}"),
     }
-    assert_eq!(finish(spawn(test, "busy", &name)), 0, "a second open in another process");
+    assert_eq!(
+        finish(spawn(test, "busy", &name)),
+        0,
+        "a second open in another process"
+    );
     drop(first);
     open(&name).expect("closing the first port frees its rings");
 }

@@ -371,3 +371,97 @@ fn batch_forwarding_moves_whole_packets_and_waits_for_room() {
         Err(Error::MemoryMismatch { .. })
     ));
 }
+
+#[test]
+fn a_second_port_of_the_same_rings_is_busy() {
+    let first = NetmapBuilder::new("emu:excl{1").build().unwrap();
+    match NetmapBuilder::new("emu:excl{1").build() {
+        Err(e @ Error::Busy { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("`emu:excl{1`"), "{text}");
+            assert!(text.contains("NetmapBuilder::share_rings"), "{text}");
+            let Error::Busy { rings, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(rings, "hardware TX rings and RX rings");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // Shared or not, no one joins an exclusive binder.
+    // SAFETY: the port is never opened, so it never uses the rings.
+    let shared = unsafe { NetmapBuilder::new("emu:excl{1").share_rings() }.build();
+    assert!(matches!(shared, Err(Error::Busy { .. })), "{shared:?}");
+    match NetmapBuilder::new("emu:excl{1/T").build() {
+        Err(Error::Busy { rings, .. }) => assert_eq!(rings, "hardware TX rings"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // The other end's rings are its own.
+    let _slave = NetmapBuilder::new("emu:excl}1").build().unwrap();
+    // Closing the port frees its rings.
+    drop(first);
+    let _again = NetmapBuilder::new("emu:excl{1").build().unwrap();
+}
+
+#[test]
+fn ports_of_different_rings_are_exclusive_side_by_side() {
+    let _t = NetmapBuilder::new("emu:apart{1/T").build().unwrap();
+    let _r = NetmapBuilder::new("emu:apart{1/R").build().unwrap();
+    let ports = NetmapBuilder::new("emu:apart2{1")
+        .num_tx_rings(2)
+        .num_rx_rings(2)
+        .build_per_ring()
+        .unwrap();
+    assert_eq!(ports.len(), 2);
+    match NetmapBuilder::new("emu:apart2{1-1").build() {
+        Err(Error::Busy { rings, .. }) => assert_eq!(rings, "TX rings 1..2 and RX rings 1..2"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+}
+
+#[test]
+fn share_rings_lets_ports_bind_the_same_rings() {
+    // SAFETY: of the two ports, only `b` uses the rings.
+    let a = unsafe { NetmapBuilder::new("emu:shared{1").share_rings() }
+        .build()
+        .unwrap();
+    // SAFETY: as above.
+    let b = unsafe { NetmapBuilder::new("emu:shared{1").share_rings() }
+        .build()
+        .unwrap();
+    assert_eq!(a.tx_ring_ids(), b.tx_ring_ids());
+    // An exclusive port, from the builder or the name's `/x`, stays out.
+    for built in [
+        NetmapBuilder::new("emu:shared{1").build(),
+        // SAFETY: refused, so never used.
+        unsafe { NetmapBuilder::new("emu:shared{1/x").share_rings() }.build(),
+        // SAFETY: refused, so never used.
+        unsafe {
+            NetmapBuilder::new("emu:shared{1")
+                .flags(netmap_rs::ffi::NR_EXCLUSIVE)
+                .share_rings()
+        }
+        .build(),
+    ] {
+        assert!(matches!(built, Err(Error::Busy { .. })), "{built:?}");
+    }
+    // The two bind one ring: what the peer sends, `b` receives.
+    let peer = NetmapBuilder::new("emu:shared}1").build().unwrap();
+    let mut tx = peer.tx_ring(0).unwrap();
+    tx.send(b"one ring").unwrap();
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    assert_eq!(
+        rx.recv().map(|f| f.payload().to_vec()),
+        Some(b"one ring".to_vec())
+    );
+    drop(rx);
+    // While one shared port is open the rings stay shared.
+    drop(a);
+    assert!(matches!(
+        NetmapBuilder::new("emu:shared{1").build(),
+        Err(Error::Busy { .. })
+    ));
+    drop(b);
+    let _exclusive = NetmapBuilder::new("emu:shared{1").build().unwrap();
+}

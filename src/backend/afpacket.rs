@@ -141,9 +141,18 @@
 //!   dropped). Turn them off for wire-sized frames: `ethtool -K IF gro off
 //!   lro off`. Packets made by the local stack may carry unfinished
 //!   checksums (the kernel's `TP_STATUS_CSUMNOTREADY`).
-//! * Two ports on one interface each see every packet (two sockets), where
-//!   two opens of a netmap NIC share its rings; only the ring pairs of a
-//!   fanout group are exclusive (`Busy` when bound twice).
+//! * Every port has sockets, and so rings and a mapping, of its own: two
+//!   ports never alias memory, in this process or across processes. Still,
+//!   a port binds its rings (each direction's ring ids, per interface and
+//!   network namespace) as netmap's do: exclusively unless opened with
+//!   `share_rings`, so a second port of this process that selects a ring
+//!   held exclusively, or that asks exclusively for a ring held at all,
+//!   gets `Busy`, the error netmap gives. Shared ports each see every
+//!   packet (their own sockets; within a fanout group, the group spreads
+//!   packets over all its sockets), where ports sharing a netmap ring
+//!   consume one ring. Other processes' ports are not counted: there each
+//!   open succeeds and sees every packet (each process has its own fanout
+//!   group).
 //! * No host rings, VALE, pipes or monitors; `forward` copies (see above).
 //! * Packets larger than a frame are truncated on RX, and refused on TX
 //!   (`EMSGSIZE` from the sync).
@@ -169,8 +178,8 @@ use crate::error::{BackendKind, Error, Result};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, nmreq_header, nmreq_register, NETMAP_API, NETMAP_MAX_FRAGS, NETMAP_REQ_REGISTER,
-    NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC,
-    NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON, NS_MOREFRAG,
+    NR_EXCLUSIVE, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT,
+    NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON, NS_MOREFRAG,
 };
 use crate::spec::{PortKind, PortSpec, RingSelect};
 
@@ -582,7 +591,7 @@ pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// The process-wide registry: memory ids and fanout groups.
+// The process-wide registry: memory ids, bound rings and fanout groups.
 
 /// Identifies an interface: the network namespace (device and inode of its
 /// nsfs file) and the interface index in it.
@@ -594,14 +603,16 @@ struct Group {
     id: u16,
     /// Ring pairs of every port on this interface (all must agree).
     pairs: u32,
-    /// Which ring pairs some live port binds.
-    bound: Vec<bool>,
+    /// How many live ports bind each ring pair (more than one only for
+    /// ports that share their rings).
+    bound: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     mem_ids: HashSet<u16>,
     next_mem: u16,
+    rings: HashMap<RingKey, RingUse>,
     groups: HashMap<IfKey, Group>,
 }
 
@@ -631,6 +642,75 @@ impl Drop for MemId {
     }
 }
 
+/// One ring of an interface: its direction (`true` for TX) and ring id.
+type RingKey = (IfKey, bool, u32);
+
+/// Who binds one ring of an interface, counted as netmap counts a kring's
+/// users.
+#[derive(Debug, Default)]
+struct RingUse {
+    /// Live ports of this process that bind the ring.
+    users: u32,
+    /// One of them asked for `NR_EXCLUSIVE` (netmap's `NKR_EXCLUSIVE`).
+    exclusive: bool,
+}
+
+/// Rings of an interface bound by one port; released on drop.
+///
+/// Each port has sockets and rings of its own, so two ports never alias
+/// memory; the count only makes a port answer as netmap's module does
+/// (`netmap_krings_get`): `EBUSY` when a ring it selects is bound
+/// exclusively, or bound at all and this port asks for it exclusively.
+#[derive(Debug)]
+struct RingClaim {
+    rings: Vec<RingKey>,
+    exclusive: bool,
+}
+
+impl RingClaim {
+    /// Binds the `tx` and `rx` rings of `ifindex`, or none of them.
+    fn take(ifindex: c_int, tx: Range<u32>, rx: Range<u32>, exclusive: bool) -> io::Result<RingClaim> {
+        let (dev, ino) = netns_id()?;
+        let key = (dev, ino, ifindex);
+        let rings: Vec<RingKey> = tx
+            .map(|i| (key, true, i))
+            .chain(rx.map(|i| (key, false, i)))
+            .collect();
+        let mut reg = lock(&REGISTRY);
+        let taken = |r: &RingKey| {
+            reg.rings
+                .get(r)
+                .is_some_and(|u| u.exclusive || (exclusive && u.users > 0))
+        };
+        if rings.iter().any(taken) {
+            return Err(errno(libc::EBUSY));
+        }
+        for r in &rings {
+            let u = reg.rings.entry(*r).or_default();
+            u.users += 1;
+            u.exclusive |= exclusive;
+        }
+        Ok(RingClaim { rings, exclusive })
+    }
+}
+
+impl Drop for RingClaim {
+    fn drop(&mut self) {
+        let mut reg = lock(&REGISTRY);
+        for r in &self.rings {
+            if let Some(u) = reg.rings.get_mut(r) {
+                if self.exclusive {
+                    u.exclusive = false;
+                }
+                u.users = u.users.saturating_sub(1);
+                if u.users == 0 {
+                    reg.rings.remove(r);
+                }
+            }
+        }
+    }
+}
+
 /// Ring pairs of a fanout group bound by one port; released on drop.
 #[derive(Debug)]
 struct Membership {
@@ -644,10 +724,10 @@ impl Drop for Membership {
         if let Some(g) = reg.groups.get_mut(&self.key) {
             for p in self.pairs.clone() {
                 if let Some(b) = g.bound.get_mut(p as usize) {
-                    *b = false;
+                    *b = b.saturating_sub(1);
                 }
             }
-            if !g.bound.iter().any(|&b| b) {
+            if g.bound.iter().all(|&b| b == 0) {
                 reg.groups.remove(&self.key);
             }
         }
@@ -673,7 +753,6 @@ fn join_fanout(socks: &[Sock], ifindex: c_int, pairs: u32, bound: Range<u32>) ->
     let mut reg = lock(&REGISTRY);
     let mut id = match reg.groups.get(&key) {
         Some(g) if g.pairs != pairs => return Err(errno(libc::EBUSY)),
-        Some(g) if bound.clone().any(|p| g.bound[p as usize]) => return Err(errno(libc::EBUSY)),
         Some(g) => Some(g.id),
         None => None,
     };
@@ -697,10 +776,10 @@ fn join_fanout(socks: &[Sock], ifindex: c_int, pairs: u32, bound: Range<u32>) ->
     let g = reg.groups.entry(key).or_insert_with(|| Group {
         id,
         pairs,
-        bound: vec![false; pairs as usize],
+        bound: vec![0; pairs as usize],
     });
     for p in bound.clone() {
-        g.bound[p as usize] = true;
+        g.bound[p as usize] += 1;
     }
     Ok(Membership { key, pairs: bound })
 }
@@ -1023,6 +1102,7 @@ struct Port {
     region: Arc<Region>,
     /// The epoll set handed to event loops when there are several sockets.
     events: Option<OwnedFd>,
+    _rings: RingClaim,
     _fanout: Option<Membership>,
     _mem_id: MemId,
     /// `base + head_len`: buffer 0.
@@ -1130,6 +1210,12 @@ impl AfPacketFd {
             _ => return Err(errno(libc::EOPNOTSUPP)),
         };
         let ifindex = if_index(name)?;
+        let claim = RingClaim::take(
+            ifindex,
+            if has_tx { bound.clone() } else { 0..0 },
+            if has_rx { bound.clone() } else { 0..0 },
+            req.nr_flags & NR_EXCLUSIVE != 0,
+        )?;
         let mtu_sock = query_socket()?;
         let mtu = ifioctl(mtu_sock.as_fd(), SIOCGIFMTU, name)?;
         let mtu = i32::from_ne_bytes([mtu.data[0], mtu.data[1], mtu.data[2], mtu.data[3]]);
@@ -1232,6 +1318,7 @@ impl AfPacketFd {
             bufs: NonNull::new(region.at(layout.head_len)).unwrap_or(region.base),
             region,
             events,
+            _rings: claim,
             _fanout: fanout,
             _mem_id: mem_id,
             nbufs,

@@ -57,6 +57,17 @@
 //! Each handle's fd is an eventfd, so event loops see real readiness. See
 //! [`Notifier`] for how netmap's poll semantics map onto it.
 //!
+//! # Binding
+//! REGISTER binds rings as the module's `netmap_krings_get` does: every ring
+//! the request selects (with `NR_TX_RINGS_ONLY` or `NR_RX_RINGS_ONLY` the
+//! other direction selects none) must be free of an exclusive binder, and,
+//! for a request with `NR_EXCLUSIVE`, of any binder; else nothing is bound
+//! and the answer is `EBUSY`. Otherwise each ring counts one more binder and,
+//! for an exclusive request, is flagged exclusive until that handle closes.
+//! A ring bound by several handles sends its readiness edges to each. A
+//! handle registers once: a second REGISTER on it is `EBUSY`, as for the
+//! module.
+//!
 //! # Unbinding
 //! Closing a handle unbinds its rings but leaves the pipe's state as it is (as
 //! the kernel does when one end of a pipe stays open). A later open that binds
@@ -82,9 +93,9 @@ use crate::backend::{
 use crate::ffi::nm_next as next;
 use crate::ffi::{
     netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_option, nmreq_port_info_get, nmreq_register,
-    NETMAP_API, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL,
-    NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON,
-    NS_BUF_CHANGED, NS_MOREFRAG,
+    NETMAP_API, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_EXCLUSIVE, NR_MONITOR_RX, NR_MONITOR_TX,
+    NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
+    NR_ZCOPY_MON, NS_BUF_CHANGED, NS_MOREFRAG,
 };
 
 /// Size of every buffer (`nr_buf_size`).
@@ -538,8 +549,28 @@ struct Kring {
     pipe_tail: u32,
     /// The user's `cur` at the last sync.
     rcur: u32,
-    /// The handle that has bound this ring.
-    owner: Option<Arc<Notifier>>,
+    /// Handles that have bound this ring (netmap's `users` is their count).
+    /// Each gets the ring's readiness edges.
+    binders: Vec<Arc<Notifier>>,
+    /// Bound by a handle that asked for `NR_EXCLUSIVE` (netmap's
+    /// `NKR_EXCLUSIVE`): it is then the only binder, and no other may join.
+    exclusive: bool,
+}
+
+impl Kring {
+    /// Whether a request (`exclusive` or not) may bind this ring, by the
+    /// module's rule (`netmap_krings_get`): not if an exclusive binder holds
+    /// it, nor, for an exclusive request, if anyone does.
+    fn bindable(&self, exclusive: bool) -> bool {
+        !self.exclusive && (!exclusive || self.binders.is_empty())
+    }
+
+    /// Sends `edge` to every binder.
+    fn notify(&self, edge: fn(&Notifier)) {
+        for n in &self.binders {
+            edge(n);
+        }
+    }
 }
 
 /// What the pipe's mutex protects.
@@ -616,7 +647,8 @@ impl Pipe {
                             hwtail: tail,
                             pipe_tail: tail,
                             rcur: 0,
-                            owner: None,
+                            binders: Vec::new(),
+                            exclusive: false,
                         }
                     })
                     .collect(),
@@ -759,9 +791,7 @@ impl Pipe {
         if let Some(t) = publish {
             let pk = &mut st.krings[p];
             pk.pipe_tail = t;
-            if let Some(o) = &pk.owner {
-                o.readable();
-            }
+            pk.notify(Notifier::readable);
             self.wake(st);
         }
         true
@@ -799,12 +829,10 @@ impl Pipe {
         if released {
             let pk = &mut st.krings[p];
             pk.pipe_tail = prev(head, n);
-            // A writable edge only where the owner's last txsync left the
-            // ring full: an owner that saw room is not waiting for more.
+            // A writable edge only where the last txsync left the ring
+            // full: a user that saw room is not waiting for more.
             if pk.rcur == pk.hwtail {
-                if let Some(o) = &pk.owner {
-                    o.writable();
-                }
+                pk.notify(Notifier::writable);
             }
             self.wake(st);
         }
@@ -961,6 +989,8 @@ struct Registration {
     nifp_len: usize,
     /// txsync the bound TX rings on every poll (no `NR_NO_TX_POLL`).
     txpoll: bool,
+    /// Bound with `NR_EXCLUSIVE`: this handle flagged its rings exclusive.
+    exclusive: bool,
 }
 
 impl Registration {
@@ -1000,9 +1030,17 @@ impl Registration {
 impl Drop for EmuFd {
     fn drop(&mut self) {
         if let Some(reg) = self.reg.take() {
+            // The module's `netmap_krings_put`: leave each ring, and drop
+            // the exclusive flag if this handle set it.
             let mut st = reg.pipe.lock();
             for k in reg.tx_krings().chain(reg.rx_krings()) {
-                st.krings[k].owner = None;
+                let kr = &mut st.krings[k];
+                if let Some(i) = kr.binders.iter().position(|n| Arc::ptr_eq(n, &self.notifier)) {
+                    kr.binders.swap_remove(i);
+                }
+                if reg.exclusive {
+                    kr.exclusive = false;
+                }
             }
             drop(st);
             reg.pipe.region.free_if(reg.nifp_off, reg.nifp_len);
@@ -1109,12 +1147,15 @@ impl EmuFd {
             nifp_off: pipe.region.alloc_if(nifp_len)?,
             nifp_len,
             txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
+            exclusive: req.nr_flags & NR_EXCLUSIVE != 0,
             pipe,
         };
         let pipe = &reg.pipe;
         let mut st = pipe.lock();
         let krings: Vec<usize> = reg.tx_krings().chain(reg.rx_krings()).collect();
-        if krings.iter().any(|&k| st.krings[k].owner.is_some()) {
+        // The module's `netmap_krings_get`: every selected ring must take
+        // this binder, or none is bound.
+        if !krings.iter().all(|&k| st.krings[k].bindable(reg.exclusive)) {
             drop(st);
             pipe.region.free_if(reg.nifp_off, reg.nifp_len);
             return Err(errno(libc::EBUSY));
@@ -1123,9 +1164,14 @@ impl EmuFd {
         let mut pending = false;
         for &k in &krings {
             let kr = &mut st.krings[k];
-            kr.owner = Some(Arc::clone(&self.notifier));
-            kr.rcur = kr.hwcur;
-            pipe.ring(k).reset(kr.hwcur, kr.hwtail);
+            if kr.binders.is_empty() {
+                // The first binder finds the ring as the kernel left it;
+                // later ones share the view the others are driving.
+                kr.rcur = kr.hwcur;
+                pipe.ring(k).reset(kr.hwcur, kr.hwtail);
+            }
+            kr.binders.push(Arc::clone(&self.notifier));
+            kr.exclusive |= reg.exclusive;
             if pipe.decompose(k).1 == Dir::Rx && kr.pipe_tail != kr.hwcur {
                 pending = true;
             }
@@ -1682,27 +1728,134 @@ mod tests {
         assert_eq!(errno_of(register_on(&mut *fd, "life}1", |_| {})), libc::ENOENT);
     }
 
-    #[test]
-    fn rings_bound_twice_are_busy() {
-        let _m = open_with("busy{1", |r| r.nr_tx_rings = 2).unwrap();
-        let mut fd = emu().open().unwrap();
-        assert_eq!(errno_of(register_on(&mut *fd, "busy{1", |_| {})), libc::EBUSY);
-        let one = |id| {
-            move |r: &mut nmreq_register| {
-                r.nr_mode = NR_REG_ONE_NIC;
-                r.nr_ringid = id;
+    /// Asks for `NR_EXCLUSIVE`.
+    fn excl(r: &mut nmreq_register) {
+        r.nr_flags |= NR_EXCLUSIVE;
+    }
+
+    /// Selects ring pair `id` (`NR_REG_ONE_NIC`), exclusively if `x`.
+    fn one(id: u16, x: bool) -> impl FnOnce(&mut nmreq_register) {
+        move |r: &mut nmreq_register| {
+            r.nr_mode = NR_REG_ONE_NIC;
+            r.nr_ringid = id;
+            if x {
+                excl(r);
             }
-        };
-        assert_eq!(errno_of(register_on(&mut *fd, "busy{1", one(1))), libc::EBUSY);
+        }
+    }
+
+    #[test]
+    fn exclusive_rings_are_busy_for_every_other_binder() {
+        let _m = open_with("busy{1", |r| {
+            r.nr_tx_rings = 2;
+            excl(r);
+        })
+        .unwrap();
+        let mut fd = emu().open().unwrap();
+        assert_eq!(errno_of(register_on(&mut *fd, "busy{1", excl)), libc::EBUSY);
+        assert_eq!(errno_of(register_on(&mut *fd, "busy{1", |_| {})), libc::EBUSY);
+        assert_eq!(
+            errno_of(register_on(&mut *fd, "busy{1", one(1, true))),
+            libc::EBUSY
+        );
+        assert_eq!(
+            errno_of(register_on(&mut *fd, "busy{1", one(1, false))),
+            libc::EBUSY
+        );
         // Slave rings are separate.
-        let _s0 = open_with("busy}1", one(0)).unwrap();
-        let _s1 = open_with("busy}1", one(1)).unwrap();
-        assert_eq!(errno_of(register_on(&mut *fd, "busy}1", one(1))), libc::EBUSY);
-        assert_eq!(errno_of(register_on(&mut *fd, "busy}1", |_| {})), libc::EBUSY);
-        // A registered handle cannot register again.
+        let _s0 = open_with("busy}1", one(0, true)).unwrap();
+        let _s1 = open_with("busy}1", one(1, true)).unwrap();
+        assert_eq!(
+            errno_of(register_on(&mut *fd, "busy}1", one(1, false))),
+            libc::EBUSY
+        );
+        assert_eq!(errno_of(register_on(&mut *fd, "busy}1", excl)), libc::EBUSY);
+        // A registered handle cannot register again, as with the module.
         let mut fd2 = emu().open().unwrap();
         register_on(&mut *fd2, "busy{2", |_| {}).unwrap();
         assert_eq!(errno_of(register_on(&mut *fd2, "busy{3", |_| {})), libc::EBUSY);
+        assert_eq!(errno_of(register_on(&mut *fd2, "busy{2", |_| {})), libc::EBUSY);
+    }
+
+    #[test]
+    fn shared_rings_take_any_number_of_shared_binders_and_no_exclusive_one() {
+        let a = open("sh{1");
+        let b = open("sh{1");
+        assert_eq!(a.req.nr_mem_id, b.req.nr_mem_id);
+        assert_eq!(a.tx(0).ring, b.tx(0).ring, "one ring, two binders");
+        let mut fd = emu().open().unwrap();
+        assert_eq!(errno_of(register_on(&mut *fd, "sh{1", excl)), libc::EBUSY);
+        assert_eq!(errno_of(register_on(&mut *fd, "sh{1", one(0, true))), libc::EBUSY);
+        assert_eq!(
+            errno_of(register_on(&mut *fd, "sh{1", |r| {
+                r.nr_flags = NR_EXCLUSIVE | NR_RX_RINGS_ONLY;
+            })),
+            libc::EBUSY
+        );
+        // Both binders get the ring's readiness edges.
+        let s = open("sh}1");
+        assert!(s.tx(0).send(b"to both", 0));
+        s.sync(SyncDir::Tx);
+        assert!(a.readable_now() && b.readable_now());
+        // While one shared binder is left, the rings stay shared.
+        drop(a);
+        assert_eq!(errno_of(register_on(&mut *fd, "sh{1", excl)), libc::EBUSY);
+        drop(b);
+        register_on(&mut *fd, "sh{1", excl).unwrap();
+    }
+
+    #[test]
+    fn exclusive_rings_take_no_shared_binder() {
+        let x = open_with("ex{1", excl).unwrap();
+        // The slave end keeps the pipe while the master's binders change.
+        let _s = open("ex}1");
+        let mut fd = emu().open().unwrap();
+        assert_eq!(errno_of(register_on(&mut *fd, "ex{1", |_| {})), libc::EBUSY);
+        assert_eq!(
+            errno_of(register_on(&mut *fd, "ex{1", |r| r.nr_flags = NR_TX_RINGS_ONLY)),
+            libc::EBUSY
+        );
+        // The refusals bound nothing; closing the exclusive binder frees
+        // the rings for shared ones.
+        drop(x);
+        register_on(&mut *fd, "ex{1", |_| {}).unwrap();
+        let _again = open("ex{1");
+    }
+
+    #[test]
+    fn one_direction_of_an_end_does_not_overlap_the_other() {
+        let t = open_with("tr{1", |r| r.nr_flags = NR_TX_RINGS_ONLY | NR_EXCLUSIVE).unwrap();
+        let r = open_with("tr{1", |r| r.nr_flags = NR_RX_RINGS_ONLY | NR_EXCLUSIVE).unwrap();
+        assert_ne!(t.ring_ofs(0), 0);
+        assert_ne!(r.ring_ofs(1), 0);
+        let mut fd = emu().open().unwrap();
+        for flags in [NR_TX_RINGS_ONLY, NR_RX_RINGS_ONLY, 0, NR_EXCLUSIVE] {
+            let got = register_on(&mut *fd, "tr{1", |r| r.nr_flags = flags);
+            assert_eq!(errno_of(got), libc::EBUSY, "flags {flags:#x}");
+        }
+        drop(t);
+        register_on(&mut *fd, "tr{1", |r| r.nr_flags = NR_TX_RINGS_ONLY).unwrap();
+    }
+
+    #[test]
+    fn ring_pairs_of_one_end_are_bound_apart() {
+        let p0 = open_with("pairs{1", |r| {
+            r.nr_tx_rings = 2;
+            one(0, true)(r);
+        })
+        .unwrap();
+        let p1 = open_with("pairs{1", one(1, true)).unwrap();
+        let _s = open("pairs}1");
+        let mut fd = emu().open().unwrap();
+        // All rings include ring pair 0, held exclusively.
+        assert_eq!(errno_of(register_on(&mut *fd, "pairs{1", |_| {})), libc::EBUSY);
+        // A failed request binds nothing: after pair 0 closes, a request
+        // that also asked for pair 1 leaves pair 0 free.
+        drop(p0);
+        assert_eq!(errno_of(register_on(&mut *fd, "pairs{1", excl)), libc::EBUSY);
+        let p0 = open_with("pairs{1", one(0, true)).unwrap();
+        drop((p0, p1));
+        register_on(&mut *fd, "pairs{1", excl).unwrap();
     }
 
     #[test]
@@ -1854,6 +2007,7 @@ mod tests {
         let p = open_with("loop", |r| {
             r.nr_tx_rings = 2;
             r.nr_tx_slots = 8;
+            excl(r);
         })
         .unwrap();
         assert_eq!((p.req.nr_tx_rings, p.req.nr_rx_rings), (2, 2));
@@ -1880,7 +2034,8 @@ mod tests {
             assert_eq!(p.fd.poll(libc::POLLIN, 1000).unwrap(), libc::POLLIN);
             assert_eq!(p.rx(1).recv().unwrap().0, n.to_le_bytes());
         }
-        // Its rings are exclusive too, and its pipes share its region.
+        // Its rings can be held exclusively too, and its pipes share its
+        // region.
         assert_eq!(errno_of(register_on(&mut *fd, "loop", |_| {})), libc::EBUSY);
         let q = open("loop{1");
         assert_eq!(q.req.nr_mem_id, p.req.nr_mem_id);
@@ -2173,17 +2328,23 @@ mod tests {
     fn poll_wakes_when_the_peer_sends_from_another_thread() {
         let m = open_slots("wake{1", 8);
         let s = open("wake}1");
-        let waiter = thread::spawn(move || {
-            let t0 = Instant::now();
-            let ev = s.fd.poll(libc::POLLIN, -1).unwrap();
-            (ev, t0.elapsed(), s)
-        });
+        let sent = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let sent = Arc::clone(&sent);
+            thread::spawn(move || {
+                let ev = s.fd.poll(libc::POLLIN, -1).unwrap();
+                // The poll slept until the packet was sent (and its sender
+                // set the flag before sending): it did not return early.
+                (ev, sent.load(Ordering::SeqCst), s)
+            })
+        };
         thread::sleep(Duration::from_millis(50));
+        sent.store(true, Ordering::SeqCst);
         assert!(m.tx(0).send(b"wake", 0));
         m.sync(SyncDir::Tx);
-        let (ev, waited, s) = waiter.join().unwrap();
+        let (ev, after_send, s) = waiter.join().unwrap();
         assert_eq!(ev, libc::POLLIN);
-        assert!(waited >= Duration::from_millis(40));
+        assert!(after_send, "poll returned before the peer sent");
         assert_eq!(s.rx(0).recv().unwrap().0, b"wake");
     }
 

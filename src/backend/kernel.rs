@@ -10,14 +10,29 @@ use crate::backend::{Kernel, KernelFd, Mapping};
 use crate::error::{Error, Result};
 use crate::ffi::{
     self, netmap_if, nmreq_header, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_REGISTER,
+    NR_EXCLUSIVE, NR_REG_NIC_SW, NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY,
+    NR_TX_RINGS_ONLY,
 };
 use crate::spec::PortSpec;
 
 /// What the caller may add to the request beyond the port name.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RegisterExtras {
-    /// Extra `NR_*` flags (such as `NR_NO_TX_POLL`).
+    /// Extra `NR_*` flags (such as `NR_NO_TX_POLL`); they are only ever
+    /// added to the name's.
     pub flags: u64,
+    /// Leave out the `NR_EXCLUSIVE` that every request has otherwise (see
+    /// `NetmapBuilder::share_rings` for the caller's promise).
+    pub share_rings: bool,
+}
+
+impl RegisterExtras {
+    /// The flags to add to the name's: the extra ones, and `NR_EXCLUSIVE`
+    /// unless the caller shares the rings.
+    pub(crate) fn added_flags(&self) -> u64 {
+        let exclusive = if self.share_rings { 0 } else { NR_EXCLUSIVE };
+        self.flags | exclusive
+    }
 }
 
 /// An open, registered and mapped port.
@@ -41,7 +56,7 @@ pub(crate) fn register_request(spec: &PortSpec, extras: RegisterExtras) -> nmreq
     nmreq_register {
         nr_mode: spec.rings.nr_mode(),
         nr_ringid: spec.rings.nr_ringid(),
-        nr_flags: spec.flags | extras.flags,
+        nr_flags: spec.flags | extras.added_flags(),
         nr_mem_id: spec.mem_id,
         nr_tx_rings: c.tx_rings.unwrap_or(0),
         nr_rx_rings: c.rx_rings.unwrap_or(0),
@@ -85,11 +100,12 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
         });
     }
     let mut fd = kernel.open().map_err(|e| open_error(kernel, e))?;
-    let mut reg = register_request(spec, extras);
+    let asked = register_request(spec, extras);
+    let mut reg = asked;
     let mut hdr = header(spec, NETMAP_REQ_REGISTER, &mut reg)?;
     // SAFETY: `hdr.nr_body` points at `reg`, a live `nmreq_register` (the
     // body type of NETMAP_REQ_REGISTER), and `nr_options` is 0.
-    unsafe { fd.ctrl(&mut hdr) }.map_err(|e| register_error(kernel, spec, e))?;
+    unsafe { fd.ctrl(&mut hdr) }.map_err(|e| register_error(kernel, spec, &asked, e))?;
 
     let memsize = usize::try_from(reg.nr_memsize).unwrap_or(usize::MAX);
     let offset = usize::try_from(reg.nr_offset).unwrap_or(usize::MAX);
@@ -185,18 +201,16 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
     }
 }
 
-/// Maps the errno of a failed REGISTER to the variant a caller can act on.
-fn register_error(kernel: &dyn Kernel, spec: &PortSpec, e: io::Error) -> Error {
+/// Maps the errno of a failed REGISTER of `asked` to the variant a caller
+/// can act on.
+fn register_error(kernel: &dyn Kernel, spec: &PortSpec, asked: &nmreq_register, e: io::Error) -> Error {
     let name = spec.text.clone();
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound { name },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
             what: format!("registering {name} ({e})"),
         },
-        Some(libc::EBUSY) => Error::Busy {
-            name,
-            what: "its rings are bound by another open".into(),
-        },
+        Some(libc::EBUSY) => busy(spec, asked),
         Some(libc::EINVAL) => match api_version(kernel) {
             Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
                 kernel: kernel.into(),
@@ -208,6 +222,41 @@ fn register_error(kernel: &dyn Kernel, spec: &PortSpec, e: io::Error) -> Error {
             ),
         },
         _ => Error::io(format!("NIOCCTRL(REGISTER) on {name}"), e),
+    }
+}
+
+/// [`Error::Busy`] for a REGISTER of `asked` on `spec` that the kernel
+/// answered with `EBUSY`: some ring it selects is bound by another port
+/// (exclusively, or at all when `asked` is exclusive).
+pub(crate) fn busy(spec: &PortSpec, asked: &nmreq_register) -> Error {
+    Error::Busy {
+        name: spec.text.clone(),
+        rings: rings_asked(asked),
+    }
+}
+
+/// The rings a register request selects, in words: the ring selection of
+/// `nr_mode` and `nr_ringid`, in the directions that `NR_TX_RINGS_ONLY` and
+/// `NR_RX_RINGS_ONLY` leave.
+fn rings_asked(reg: &nmreq_register) -> String {
+    let tx = reg.nr_flags & NR_RX_RINGS_ONLY == 0;
+    let rx = reg.nr_flags & NR_TX_RINGS_ONLY == 0;
+    let dirs = |each: &dyn Fn(&str) -> String| match (tx, rx) {
+        (true, true) => format!("{} and {}", each("TX"), each("RX")),
+        (true, false) => each("TX"),
+        (false, true) => each("RX"),
+        (false, false) => "rings".into(),
+    };
+    let (i, j) = (reg.nr_ringid, u32::from(reg.nr_ringid) + 1);
+    match reg.nr_mode {
+        NR_REG_ONE_NIC => dirs(&|d| format!("{d} rings {i}..{j}")),
+        NR_REG_ONE_SW => dirs(&|d| format!("host {d} rings {i}..{j}")),
+        NR_REG_SW if tx && rx => "host rings".into(),
+        NR_REG_SW => dirs(&|d| format!("host {d} rings")),
+        NR_REG_NIC_SW => format!("{}, host rings included", dirs(&|d| format!("{d} rings"))),
+        // NR_REG_ALL_NIC, NR_REG_DEFAULT, and modes the kernel refuses
+        // with another errno.
+        _ => format!("hardware {}", dirs(&|d| format!("{d} rings"))),
     }
 }
 
@@ -256,4 +305,65 @@ pub(crate) fn api_version(kernel: &dyn Kernel) -> io::Result<ApiVersion> {
         }
     }
     Ok(ApiVersion::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{self, RingSelect};
+
+    fn asked(name: &str) -> String {
+        rings_asked(&register_request(
+            &spec::parse(name).unwrap(),
+            RegisterExtras::default(),
+        ))
+    }
+
+    #[test]
+    fn requests_are_exclusive_unless_shared() {
+        let spec = spec::parse("netmap:eth0").unwrap();
+        let flags = |extras| register_request(&spec, extras).nr_flags;
+        assert_eq!(flags(RegisterExtras::default()), NR_EXCLUSIVE);
+        let shared = RegisterExtras {
+            share_rings: true,
+            ..Default::default()
+        };
+        assert_eq!(flags(shared), 0);
+        // Only the name or the extra flags can ask for it then.
+        let named = spec::parse("netmap:eth0/x").unwrap();
+        assert_eq!(register_request(&named, shared).nr_flags, NR_EXCLUSIVE);
+        let extra = RegisterExtras {
+            flags: NR_EXCLUSIVE,
+            share_rings: true,
+        };
+        assert_eq!(flags(extra), NR_EXCLUSIVE);
+    }
+
+    #[test]
+    fn busy_names_the_rings_asked_for() {
+        assert_eq!(asked("netmap:eth0"), "hardware TX rings and RX rings");
+        assert_eq!(asked("netmap:eth0-0"), "TX rings 0..1 and RX rings 0..1");
+        assert_eq!(asked("netmap:eth0-3/T"), "TX rings 3..4");
+        assert_eq!(asked("netmap:eth0/R"), "hardware RX rings");
+        assert_eq!(asked("netmap:eth0^"), "host rings");
+        assert_eq!(asked("netmap:eth0^/T"), "host TX rings");
+        assert_eq!(
+            asked("netmap:eth0^1"),
+            "host TX rings 1..2 and host RX rings 1..2"
+        );
+        assert_eq!(
+            asked("netmap:eth0*"),
+            "TX rings and RX rings, host rings included"
+        );
+        let mut spec = spec::parse("emu:p{1").unwrap();
+        spec.rings = RingSelect::OneNic(0);
+        let e = busy(&spec, &register_request(&spec, RegisterExtras::default()));
+        let Error::Busy { name, rings } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (name.as_str(), rings.as_str()),
+            ("emu:p{1", "TX rings 0..1 and RX rings 0..1")
+        );
+    }
 }

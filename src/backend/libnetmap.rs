@@ -80,7 +80,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
-use crate::backend::kernel::{KernelPort, RegisterExtras};
+use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::{KernelFd, Mapping, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_header, nmreq_register};
@@ -987,14 +987,7 @@ pub(crate) fn open(lib: &Arc<LibNetmap>, spec: &PortSpec, extras: RegisterExtras
     // SAFETY: `name` is NUL-terminated and outlives the call.
     let d = unsafe { (lib.nmport_prepare)(name.as_ptr()) };
     let Some(d) = NonNull::new(d) else {
-        return Err(library_error(lib, spec, "nmport_prepare", errno(), &call));
-    };
-    // From here on, a failure must undo the prepare.
-    let fail = |call: &Call, step: &str, code: c_int| {
-        let e = library_error(lib, spec, step, code, call);
-        // SAFETY: `d` came from `nmport_prepare` and was not opened.
-        unsafe { (lib.nmport_undo_prepare)(d.as_ptr()) };
-        e
+        return Err(library_error(lib, spec, "nmport_prepare", errno(), &call, None));
     };
     let d_ptr = d.as_ptr();
     // SAFETY: `d` is a live descriptor fresh from `nmport_prepare`; its
@@ -1002,10 +995,19 @@ pub(crate) fn open(lib: &Arc<LibNetmap>, spec: &PortSpec, extras: RegisterExtras
     unsafe { call.capture(ptr::addr_of!((*d_ptr).ctx).read()) };
     // SAFETY: as above; `reg` is plain data owned by the descriptor, which
     // nothing else touches before `nmport_open_desc`.
-    unsafe {
+    let asked = unsafe {
         let reg = ptr::addr_of_mut!((*d_ptr).reg);
-        reg.write(builder_settings(reg.read(), spec, &named, extras));
-    }
+        let asked = builder_settings(reg.read(), spec, &named, extras);
+        reg.write(asked);
+        asked
+    };
+    // From here on, a failure must undo the prepare.
+    let fail = |call: &Call, step: &str, code: c_int| {
+        let e = library_error(lib, spec, step, code, call, Some(&asked));
+        // SAFETY: `d` came from `nmport_prepare` and was not opened.
+        unsafe { (lib.nmport_undo_prepare)(d.as_ptr()) };
+        e
+    };
     if let (Some(f), Some(o)) = (nmport_offset, offset) {
         // SAFETY: `f` is `nmport_offset`, `d` a prepared descriptor.
         if unsafe { f(d_ptr, o.initial, o.maxoff, o.bits, o.mingap) } < 0 {
@@ -1094,7 +1096,8 @@ pub(crate) fn open(lib: &Arc<LibNetmap>, spec: &PortSpec, extras: RegisterExtras
 }
 
 /// The register request libnetmap parsed from the name, with what the
-/// builder set on top of the name (`named` is the name alone).
+/// builder set on top of the name (`named` is the name alone), and
+/// `NR_EXCLUSIVE` unless the builder shares the rings.
 fn builder_settings(
     mut reg: nmreq_register,
     spec: &PortSpec,
@@ -1123,7 +1126,7 @@ fn builder_settings(
         tx_slots => nr_tx_slots,
         rx_slots => nr_rx_slots
     );
-    reg.nr_flags |= extras.flags | (spec.flags & !named.flags);
+    reg.nr_flags |= extras.added_flags() | (spec.flags & !named.flags);
     reg
 }
 
@@ -1140,8 +1143,16 @@ fn missing(lib: &LibNetmap, symbol: &str, what: &str) -> Error {
 }
 
 /// The error for a failed `step` of opening `spec`, from `errno` (`code`)
-/// and what the library said during `call`.
-fn library_error(lib: &LibNetmap, spec: &PortSpec, step: &str, code: c_int, call: &Call) -> Error {
+/// and what the library said during `call`; `asked` is the register request
+/// in the descriptor, once there is one.
+fn library_error(
+    lib: &LibNetmap,
+    spec: &PortSpec,
+    step: &str,
+    code: c_int,
+    call: &Call,
+    asked: Option<&nmreq_register>,
+) -> Error {
     let said = call.messages();
     let os = io::Error::from_raw_os_error(code);
     let said = if said.is_empty() {
@@ -1158,6 +1169,10 @@ fn library_error(lib: &LibNetmap, spec: &PortSpec, step: &str, code: c_int, call
     // Only registration failures say something about the port itself;
     // prepare and the options fail on the name or the library.
     let registering = step == "nmport_open_desc";
+    if let (libc::EBUSY, true, Some(asked)) = (code, registering, asked) {
+        // The kernel's answer to rings bound elsewhere, as on every backend.
+        return kernel::busy(spec, asked);
+    }
     match code {
         libc::EACCES | libc::EPERM => Error::PermissionDenied {
             what: format!("opening {name} through {} ({said})", lib.path),
@@ -1170,7 +1185,6 @@ fn library_error(lib: &LibNetmap, spec: &PortSpec, step: &str, code: c_int, call
             }]),
         },
         libc::ENOENT | libc::ENXIO | libc::ENODEV if registering => Error::InterfaceNotFound { name },
-        libc::EBUSY if registering => Error::Busy { name, what: said },
         _ => Error::Library {
             path: lib.path.clone(),
             symbol: None,
@@ -1422,7 +1436,7 @@ mod tests {
 
     #[test]
     fn builder_settings_change_only_what_the_builder_set() {
-        use crate::ffi::{NR_EXCLUSIVE, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_TX_RINGS_ONLY};
+        use crate::ffi::{NR_EXCLUSIVE, NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_ONE_NIC, NR_TX_RINGS_ONLY};
         use crate::spec::RingSelect;
         let named = spec::parse("netmap:p{1-1/T@conf:rings=2").unwrap();
         // What a libnetmap parsed from that name (its own grammar decides).
@@ -1434,18 +1448,28 @@ mod tests {
             nr_flags: NR_TX_RINGS_ONLY,
             ..Default::default()
         };
-        let none = RegisterExtras::default();
-        assert_eq!(builder_settings(parsed, &named, &named, none), parsed);
+        let shared = RegisterExtras {
+            share_rings: true,
+            ..Default::default()
+        };
+        assert_eq!(builder_settings(parsed, &named, &named, shared), parsed);
+        // Unshared, the request is exclusive whatever the name says.
+        let r = builder_settings(parsed, &named, &named, RegisterExtras::default());
+        assert_eq!(r.nr_flags, NR_TX_RINGS_ONLY | NR_EXCLUSIVE);
 
         let mut built = named.clone();
         built.rings = RingSelect::AllNic;
         built.conf.tx_slots = Some(256);
         built.conf.rx_rings = Some(2); // as named: left alone
-        let r = builder_settings(parsed, &built, &named, RegisterExtras { flags: NR_EXCLUSIVE });
+        let extras = RegisterExtras {
+            flags: NR_NO_TX_POLL,
+            share_rings: true,
+        };
+        let r = builder_settings(parsed, &built, &named, extras);
         assert_eq!((r.nr_mode, r.nr_ringid), (NR_REG_ALL_NIC, 0));
         assert_eq!((r.nr_tx_slots, r.nr_rx_slots), (256, 0));
         assert_eq!((r.nr_tx_rings, r.nr_rx_rings), (2, 2));
-        assert_eq!(r.nr_flags, NR_TX_RINGS_ONLY | NR_EXCLUSIVE);
+        assert_eq!(r.nr_flags, NR_TX_RINGS_ONLY | NR_NO_TX_POLL);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! kernel. `nmport_open_desc` applies what the caller wrote into the prepared
 //! descriptor's `reg` (ring selection, counts, flags), as libnetmap's callers
 //! may, and fills the descriptor as libnetmap does: `fd`, `nifp`, `mem`, the
-//! register reply and the first/last ring ids.
+//! register reply and the first/last ring ids. As with the kernel, a request
+//! without `NR_EXCLUSIVE` in `nr_flags` binds its rings shared.
 //!
 //! Users of a real libnetmap sync and wait with `ioctl(d->fd, NIOCTXSYNC)`
 //! and `poll(d->fd)`. The descriptors handed out here are eventfds of the
@@ -352,6 +353,14 @@ unsafe fn open_desc(d: *mut nmport_d) -> c_int {
         );
     };
     let mut builder = NetmapBuilder::new(&emu).rings(rings).flags(reg.nr_flags);
+    if reg.nr_flags & ffi::NR_EXCLUSIVE == 0 {
+        // SAFETY: libnetmap passes the caller's flags to the kernel as they
+        // are, and the kernel binds rings without `NR_EXCLUSIVE` shared; a
+        // caller that leaves the flag out takes on the promise of
+        // `share_rings` (netmap's own rule for shared rings), as with the
+        // real library.
+        builder = unsafe { builder.share_rings() };
+    }
     if reg.nr_tx_rings != 0 {
         builder = builder.num_tx_rings(reg.nr_tx_rings.into());
     }
