@@ -12,6 +12,7 @@ use crate::backend::afpacket::{self, AfPacket};
 use crate::backend::devnetmap::DevNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
+use crate::backend::sys::Deadline;
 use crate::backend::{emu, Kernel, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi;
@@ -818,11 +819,10 @@ impl Netmap {
     }
 
     fn wait(&self, events: i16, timeout: Option<Duration>) -> Result<bool> {
-        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         let revents = self
             .port
             .fd
-            .poll(events, ms)
+            .poll(events, Deadline::after(timeout))
             .map_err(|e| Error::io(format!("poll on {}", self.spec.text), e))?;
         if revents & libc::POLLERR != 0 {
             return Err(Error::io(

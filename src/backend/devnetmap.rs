@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
+use crate::backend::sys::{self, Deadline};
 use crate::backend::{Kernel, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::ffi::{self, nmreq_header};
 
@@ -59,20 +60,15 @@ struct DevFd {
     fd: OwnedFd,
 }
 
-/// `ioctl` with a request that takes no argument, retried on `EINTR`.
+/// `ioctl` with a request that takes no argument, retried on `EINTR` (a
+/// sync has no timeout: repeating it is what the caller wants).
 fn ioctl_none(fd: BorrowedFd<'_>, req: u64) -> io::Result<()> {
-    loop {
+    sys::retry(|| {
         // SAFETY: `req` is one of netmap's `_IO` requests, which take no
         // argument; `fd` is a live descriptor.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+        sys::cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req as _) })
+    })
+    .map(drop)
 }
 
 impl KernelFd for DevFd {
@@ -115,31 +111,11 @@ impl KernelFd for DevFd {
         ioctl_none(self.fd.as_fd(), req)
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
-        poll_fd(self.fd.as_fd(), events, timeout_ms)
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
+        sys::poll_fd(self.fd.as_fd(), events, deadline)
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-/// `poll(2)` on one descriptor, retried on `EINTR`; returns `revents`.
-pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> io::Result<i16> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if r >= 0 {
-            return Ok(if r == 0 { 0 } else { pfd.revents });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }

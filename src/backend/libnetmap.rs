@@ -81,6 +81,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::backend::kernel::{KernelPort, RegisterExtras};
+use crate::backend::sys::{self, Deadline, PollFn};
 use crate::backend::{KernelFd, Mapping, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_header, nmreq_register};
@@ -114,9 +115,6 @@ type IoctlReq = libc::c_ulong;
 /// AArch64 Linux, x86-64 FreeBSD), where variadic arguments travel in the
 /// same registers as fixed ones.
 type IoctlFn = unsafe extern "C" fn(c_int, IoctlReq, ...) -> c_int;
-
-/// `poll`, as the C library declares it.
-type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
 
 /// Required entry points that are only checked for, never called.
 const REQUIRED_UNCALLED: &[&str] = &["nmport_open"];
@@ -863,19 +861,13 @@ impl LibFd {
     /// `arg` must be what request `req` expects (null for the sync
     /// requests).
     unsafe fn ioctl(&self, req: u64, arg: *mut c_void) -> io::Result<()> {
-        loop {
+        sys::retry(|| {
             // SAFETY: `ioctl` is callable while the library is loaded (the
             // descriptor holds it); the fd is open until the descriptor
             // closes; the caller vouches for `arg`.
-            let r = unsafe { (self.desc.lib.ioctl)(self.desc.fd, req as IoctlReq, arg) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+            sys::cvt(unsafe { (self.desc.lib.ioctl)(self.desc.fd, req as IoctlReq, arg) })
+        })
+        .map(drop)
     }
 }
 
@@ -902,24 +894,11 @@ impl KernelFd for LibFd {
         unsafe { self.ioctl(req, ptr::null_mut()) }
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
-        let mut pfd = libc::pollfd {
-            fd: self.desc.fd,
-            events,
-            revents: 0,
-        };
-        loop {
-            // SAFETY: `poll` is callable while the library is loaded; `pfd`
-            // is one valid pollfd and the count is 1.
-            let r = unsafe { (self.desc.lib.poll)(&mut pfd, 1, timeout_ms) };
-            if r >= 0 {
-                return Ok(if r == 0 { 0 } else { pfd.revents });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
+        // SAFETY: the library's `poll` is `poll(2)` or its own equivalent,
+        // callable while the library is loaded (the descriptor holds it);
+        // the fd is open until the descriptor closes.
+        unsafe { sys::poll_with(self.desc.lib.poll, self.desc.fd, events, deadline) }
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
