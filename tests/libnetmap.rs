@@ -103,6 +103,11 @@ struct Child {
 /// Runs `scenario` in a child with `env` set (a `None` value removes the
 /// variable) and asserts that it passed.
 fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
+    run_within(scenario, env, Duration::from_secs(120))
+}
+
+/// [`run`], failing if the child has not finished within `limit`.
+fn run_within(scenario: &str, env: &[(&str, Option<OsString>)], limit: Duration) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(SCENARIO, scenario)
@@ -129,7 +134,7 @@ fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
         err.read_to_string(&mut s).ok();
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -137,7 +142,7 @@ fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
         if Instant::now() > deadline {
             child.kill().ok();
             child.wait().ok();
-            panic!("scenario {scenario} hung for two minutes");
+            panic!("scenario {scenario} hung for {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -202,6 +207,21 @@ fn a_file_that_is_not_a_shared_library_is_refused_without_a_crash() {
     let truncated = junk.with_file_name("truncated-library.so");
     std::fs::write(&truncated, &stub[..4096]).unwrap();
     run("not-a-library", &lib(&truncated));
+}
+
+/// A FIFO would block the loader (and the check before it) forever on its
+/// open or read: it is refused at once, unopened.
+#[test]
+fn a_fifo_is_refused_without_opening_it() {
+    let fifo = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fifo-library-{}.so", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    run_within("not-a-file", &lib(&fifo), Duration::from_secs(30));
+    std::fs::remove_file(&fifo).ok();
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[test]
@@ -278,6 +298,7 @@ fn child() {
         "missing-required" => missing_required(),
         "missing-optional" => missing_optional(),
         "not-a-library" => not_a_library(),
+        "not-a-file" => not_a_file(),
         "errors" => errors(),
         "threads" => threads(),
         "compare" => compare(),
@@ -551,6 +572,21 @@ fn not_a_library() {
         .build()
     {
         Err(Error::Library { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected a library error, got {other:?}"),
+    }
+}
+
+fn not_a_file() {
+    not_a_library();
+    match probe::probe().library {
+        LibraryStatus::Unusable(why) => assert!(why.contains("not a regular file (it is a FIFO)"), "{why}"),
+        other => panic!("loaded a FIFO: {other:?}"),
+    }
+    match NetmapBuilder::new("netmap:x{1")
+        .backend(BackendKind::Libnetmap)
+        .build()
+    {
+        Err(e @ Error::Library { .. }) => assert!(e.to_string().contains("not a regular file"), "{e}"),
         other => panic!("expected a library error, got {other:?}"),
     }
 }
