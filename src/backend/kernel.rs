@@ -203,11 +203,16 @@ fn register_error(kernel: &dyn Kernel, spec: &PortSpec, e: io::Error) -> Error {
             name,
             what: "its rings are bound by another open".into(),
         },
+        // A device that knows no netmap request: not netmap's.
+        Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
         Some(libc::EINVAL) => match api_version(kernel) {
             Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
                 kernel: kernel.into(),
                 ours: NETMAP_API.into(),
             },
+            // No API version is accepted, or the probe's request is unknown.
+            Ok(ApiVersion::Unknown) => not_netmap(kernel, &name, e),
+            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
             _ => Error::io(
                 format!("NIOCCTRL(REGISTER) on {name} (the kernel rejected the request)"),
                 e,
@@ -215,6 +220,18 @@ fn register_error(kernel: &dyn Kernel, spec: &PortSpec, e: io::Error) -> Error {
         },
         _ => Error::io(format!("NIOCCTRL(REGISTER) on {name}"), e),
     }
+}
+
+/// The error for a register that the device refuses as no netmap device
+/// would.
+fn not_netmap(kernel: &dyn Kernel, name: &str, e: io::Error) -> Error {
+    Error::io(
+        format!(
+            "NIOCCTRL(REGISTER) on {name}: {} does not answer netmap's requests (it is not netmap's device)",
+            device_name(kernel)
+        ),
+        e,
+    )
 }
 
 /// What a kernel says of netmap API versions.
