@@ -32,6 +32,11 @@ impl fmt::Display for RegionKey {
         match self.domain {
             MemDomain::Kernel => write!(f, "kernel memory region {}", self.mem_id),
             MemDomain::Emulated => write!(f, "embedded memory region {}", self.mem_id),
+            MemDomain::Library(n) => write!(
+                f,
+                "memory region {} of the netmap inside libnetmap #{n} (it brings its own ioctl)",
+                self.mem_id
+            ),
             MemDomain::AfPacket => write!(
                 f,
                 "the AF_PACKET rings of one port (id {}; their frames cannot move to another port)",
@@ -328,8 +333,9 @@ fn open_spec(
             (kernel::open(&kernel, &spec, extras)?, kernel.domain())
         }
         Via::Kernel(k) => (kernel::open(*k, &spec, extras)?, k.domain()),
-        // libnetmap drives the real kernel (or brings its own `ioctl`).
-        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, MemDomain::Kernel),
+        // libnetmap drives the real kernel, or the netmap behind its own
+        // `ioctl`, whose memory is its own.
+        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, lib.domain),
     };
     Netmap::new(port, spec, choice.backend, domain, refused)
 }

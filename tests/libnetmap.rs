@@ -235,6 +235,14 @@ fn errors_raised_inside_the_library_reach_the_callers_error() {
     );
 }
 
+/// Ports of a library with its own `ioctl` live in the library's memory:
+/// buffers swap between them, never with the embedded kernel's (or the
+/// real kernel's) ports.
+#[test]
+fn a_library_with_its_own_ioctl_has_memory_of_its_own() {
+    run("domains", &lib(&stubs().full));
+}
+
 #[test]
 fn concurrent_opens_from_many_threads() {
     run("threads", &lib(&stubs().full));
@@ -301,6 +309,7 @@ fn child() {
         "not-a-file" => not_a_file(),
         "errors" => errors(),
         "threads" => threads(),
+        "domains" => domains(),
         "compare" => compare(),
         other => panic!("unknown scenario {other}"),
     }
@@ -633,6 +642,40 @@ fn errors() {
     // The failed opens left nothing behind: the names open now.
     NetmapBuilder::new("netmap:opt{1").build().unwrap();
     NetmapBuilder::new("netmap:nomaster{9").build().unwrap();
+}
+
+fn domains() {
+    let a = NetmapBuilder::new("netmap:dom{1").build().unwrap();
+    let b = NetmapBuilder::new("netmap:dom}1").build().unwrap();
+    let e = NetmapBuilder::new("emu:dom{1").build().unwrap();
+    let _e_peer = NetmapBuilder::new("emu:dom}1").build().unwrap();
+    assert_eq!(a.backend(), BackendKind::Libnetmap);
+    let mut atx = a.tx_ring(0).unwrap();
+    for p in [b"one", b"two"] {
+        atx.send(p).unwrap();
+    }
+    atx.sync().unwrap();
+    drop(atx);
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    // To the embedded kernel: refused, naming the library's region.
+    let mut etx = e.tx_ring(0).unwrap();
+    match etx.forward(rx.recv().unwrap()) {
+        Err(Error::MemoryMismatch { a: from, b: to }) => {
+            assert!(from.contains("libnetmap"), "{from}");
+            assert!(!from.contains("kernel memory"), "{from}");
+            assert!(to.contains("embedded"), "{to}");
+        }
+        other => panic!("expected MemoryMismatch, got {other:?}"),
+    }
+    // Within the library's memory (the two ends of its pipe): swapped.
+    let mut btx = b.tx_ring(0).unwrap();
+    btx.forward(rx.recv().unwrap()).unwrap();
+    btx.sync().unwrap();
+    drop((btx, rx));
+    let mut arx = a.rx_ring(0).unwrap();
+    arx.sync().unwrap();
+    assert_eq!(arx.recv().unwrap().payload(), b"two");
 }
 
 fn threads() {

@@ -188,6 +188,7 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
         crate::backend::MemDomain::Kernel => ffi::NETMAP_DEVICE_NAME,
         crate::backend::MemDomain::Emulated => "the embedded netmap device",
         crate::backend::MemDomain::AfPacket => "an AF_PACKET socket",
+        crate::backend::MemDomain::Library(_) => "the library's netmap device",
     }
 }
 

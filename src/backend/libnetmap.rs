@@ -77,13 +77,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::backend::kernel::{KernelPort, RegisterExtras};
 use crate::backend::sys::{self, Deadline, PollFn};
-use crate::backend::{KernelFd, Mapping, SyncDir};
+use crate::backend::{KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_header, nmreq_register};
 use crate::spec::{self, PortSpec};
@@ -146,6 +147,9 @@ pub(crate) struct LibNetmap {
     /// Which of `ioctl` and `poll` the library defines itself (and its
     /// ports are therefore synced and polled through).
     pub(crate) own_io: Vec<&'static str>,
+    /// Whose memory its ports' regions are: the kernel's, unless the
+    /// library brings its own `ioctl` (and so its own netmap).
+    pub(crate) domain: MemDomain,
 
     /// `nmport_close`.
     nmport_close: ffi::nmport_close_t,
@@ -408,6 +412,12 @@ fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
         }
         None => libc::ioctl as IoctlFn,
     };
+    let domain = if own_io.contains(&"ioctl") {
+        static LOADED: AtomicU32 = AtomicU32::new(0);
+        MemDomain::Library(LOADED.fetch_add(1, Ordering::Relaxed))
+    } else {
+        MemDomain::Kernel
+    };
     // SAFETY: `PollFn` is the prototype of `poll` in <poll.h>.
     let poll = match unsafe { own_symbol::<PollFn>(&lib, "poll", anchor) } {
         Some(f) => {
@@ -422,6 +432,7 @@ fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
         symbols,
         missing_optional,
         own_io,
+        domain,
         nmport_close,
         nmport_prepare,
         nmport_open_desc,

@@ -94,6 +94,11 @@ pub(crate) enum MemDomain {
     /// The `PACKET_MMAP` rings of one AF_PACKET port: every such port has a
     /// memory id of its own, so buffers never move between two of them.
     AfPacket,
+    /// The netmap implementation inside a libnetmap that brings its own
+    /// `ioctl` (one over a user-space netmap, say): its memory is neither
+    /// the kernel's nor this process's embedded kernel's. The number tells
+    /// loaded libraries apart.
+    Library(u32),
 }
 
 /// A netmap control device: `open("/dev/netmap")` and friends.
