@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use ::mio::event::Source;
 use ::mio::unix::SourceFd;
@@ -227,8 +227,6 @@ pub struct LocalPort {
     port: Netmap,
     token: Token,
     interest: Interest,
-    /// The descriptor of the `Poll` it is registered with.
-    poll_fd: RawFd,
     /// Not `Send`: it must stay on the thread that polls it.
     _not_send: PhantomData<*const ()>,
 }
@@ -239,7 +237,6 @@ impl fmt::Debug for LocalPort {
             .field("port", &self.port)
             .field("token", &self.token)
             .field("interest", &self.interest)
-            .field("poll_fd", &self.poll_fd)
             .finish()
     }
 }
@@ -263,14 +260,23 @@ impl LocalPort {
         self.interest
     }
 
-    fn check_poll(&self, poll: &Poll) -> io::Result<()> {
-        if poll.as_raw_fd() == self.poll_fd {
-            Ok(())
-        } else {
-            Err(io::Error::new(
+    /// The error of a `reregister` or `deregister` on `poll`, with "not
+    /// registered here" told as such.
+    ///
+    /// The `Poll` is recognised by the port's registration in it, not by its
+    /// descriptor's number: a `Poll` dropped and another created in its
+    /// place may get the same number (and every epoll instance the same
+    /// inode), but not the registration of this port's descriptor, which
+    /// this `LocalPort` holds open and registered only there. So the kernel
+    /// answers `ENOENT` for any other `Poll`, and nothing changes.
+    fn not_here(&self, e: io::Error) -> io::Error {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is registered with another mio::Poll", self.port.name()),
-            ))
+            )
+        } else {
+            e
         }
     }
 
@@ -280,8 +286,9 @@ impl LocalPort {
     /// nothing changes). The new registration reports the port's current
     /// state at once: packets already waiting give a readable event.
     pub fn reregister(&mut self, poll: &Poll, token: Token, interest: Interest) -> io::Result<()> {
-        self.check_poll(poll)?;
-        poll.registry().reregister(&mut self.port, token, interest)?;
+        poll.registry()
+            .reregister(&mut self.port, token, interest)
+            .map_err(|e| self.not_here(e))?;
         self.token = token;
         self.interest = interest;
         Ok(())
@@ -293,8 +300,9 @@ impl LocalPort {
     /// `poll` must be the `Poll` it was registered with; on any error the
     /// port is dropped, which closes it and so removes it from every `Poll`.
     pub fn into_inner(mut self, poll: &Poll) -> io::Result<Netmap> {
-        self.check_poll(poll)?;
-        poll.registry().deregister(&mut self.port)?;
+        poll.registry()
+            .deregister(&mut self.port)
+            .map_err(|e| self.not_here(e))?;
         Ok(self.port)
     }
 }
@@ -329,7 +337,6 @@ impl Netmap {
             port: self,
             token,
             interest,
-            poll_fd: poll.as_raw_fd(),
             _not_send: PhantomData,
         })
     }

@@ -14,6 +14,7 @@ use crate::backend::devnetmap::DevNetmap;
 use crate::backend::fork::{Owner, Privatize};
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
+use crate::backend::sys::Deadline;
 use crate::backend::{emu, Kernel, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi;
@@ -33,6 +34,11 @@ impl fmt::Display for RegionKey {
         match self.domain {
             MemDomain::Kernel => write!(f, "kernel memory region {}", self.mem_id),
             MemDomain::Emulated => write!(f, "embedded memory region {}", self.mem_id),
+            MemDomain::Library(n) => write!(
+                f,
+                "memory region {} of the netmap inside libnetmap #{n} (it brings its own ioctl)",
+                self.mem_id
+            ),
             MemDomain::AfPacket => write!(
                 f,
                 "the AF_PACKET rings of one port (id {}; their frames cannot move to another port)",
@@ -407,8 +413,9 @@ fn open_spec(
             (kernel::open(&kernel, &spec, extras)?, kernel.domain())
         }
         Via::Kernel(k) => (kernel::open(*k, &spec, extras)?, k.domain()),
-        // libnetmap drives the real kernel (or brings its own `ioctl`).
-        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, MemDomain::Kernel),
+        // libnetmap drives the real kernel, or the netmap behind its own
+        // `ioctl`, whose memory is its own.
+        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, lib.domain),
     };
     Netmap::new(port, spec, choice.backend, domain, refused)
 }
@@ -953,11 +960,10 @@ impl Netmap {
 
     fn wait(&self, events: i16, timeout: Option<Duration>) -> Result<bool> {
         self.check_owner()?;
-        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         let revents = self
             .port
             .fd
-            .poll(events, ms)
+            .poll(events, Deadline::after(timeout))
             .map_err(|e| Error::io(format!("poll on {}", self.spec.text), e))?;
         if revents & libc::POLLERR != 0 {
             return Err(Error::io(

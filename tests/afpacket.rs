@@ -9,6 +9,8 @@
 mod netns;
 #[path = "support/packets.rs"]
 mod packets;
+#[path = "support/signals.rs"]
+mod signals;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -495,6 +497,48 @@ fn mio_readiness_drives_a_ping_pong() {
         secs * 1e6 / ROUNDS as f64
     );
     assert_eq!(pings, ROUNDS);
+}
+
+/// A wait on an idle port keeps its deadline under a signal every 20 ms:
+/// each interrupted `epoll_wait` goes on with the time left, so the wait
+/// neither ends early nor starts over.
+#[test]
+fn poll_under_signals_returns_at_its_deadline() {
+    let Some(ns) = Netns::new("poll_under_signals_returns_at_its_deadline") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let idle = open(&format!("afpacket:{B}"));
+    let ((ready, waited), sent) = signals::interrupted(Duration::from_millis(20), PATIENCE, move || {
+        let t0 = Instant::now();
+        let ready = idle.poll(Some(Duration::from_millis(300))).unwrap();
+        (ready, t0.elapsed())
+    });
+    assert!(!ready, "nothing was sent");
+    assert!(sent >= 5, "only {sent} signals were sent");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "returned early, after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+}
+
+/// A timeout under a millisecond waits for it, rather than rounding to a
+/// zero-millisecond `epoll_wait` that returns at once.
+#[test]
+fn sub_millisecond_poll_waits() {
+    let Some(ns) = Netns::new("sub_millisecond_poll_waits") else {
+        return;
+    };
+    let _inside = ns.enter();
+    let idle = open(&format!("afpacket:{B}"));
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        assert!(!idle.poll(Some(Duration::from_micros(500))).unwrap());
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_micros(500), "returned after {waited:?}");
+        assert!(waited < Duration::from_secs(1), "took {waited:?}");
+    }
 }
 
 #[test]

@@ -103,6 +103,11 @@ struct Child {
 /// Runs `scenario` in a child with `env` set (a `None` value removes the
 /// variable) and asserts that it passed.
 fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
+    run_within(scenario, env, Duration::from_secs(120))
+}
+
+/// [`run`], failing if the child has not finished within `limit`.
+fn run_within(scenario: &str, env: &[(&str, Option<OsString>)], limit: Duration) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(SCENARIO, scenario)
@@ -129,7 +134,7 @@ fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
         err.read_to_string(&mut s).ok();
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -137,7 +142,7 @@ fn run(scenario: &str, env: &[(&str, Option<OsString>)]) -> Child {
         if Instant::now() > deadline {
             child.kill().ok();
             child.wait().ok();
-            panic!("scenario {scenario} hung for two minutes");
+            panic!("scenario {scenario} hung for {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -204,6 +209,21 @@ fn a_file_that_is_not_a_shared_library_is_refused_without_a_crash() {
     run("not-a-library", &lib(&truncated));
 }
 
+/// A FIFO would block the loader (and the check before it) forever on its
+/// open or read: it is refused at once, unopened.
+#[test]
+fn a_fifo_is_refused_without_opening_it() {
+    let fifo = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fifo-library-{}.so", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    run_within("not-a-file", &lib(&fifo), Duration::from_secs(30));
+    std::fs::remove_file(&fifo).ok();
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
 #[test]
 fn errors_raised_inside_the_library_reach_the_callers_error() {
     let child = run("errors", &lib(&stubs().full));
@@ -213,6 +233,14 @@ fn errors_raised_inside_the_library_reach_the_callers_error() {
         "the library printed its message:\n{}",
         child.stderr
     );
+}
+
+/// Ports of a library with its own `ioctl` live in the library's memory:
+/// buffers swap between them, never with the embedded kernel's (or the
+/// real kernel's) ports.
+#[test]
+fn a_library_with_its_own_ioctl_has_memory_of_its_own() {
+    run("domains", &lib(&stubs().full));
 }
 
 #[test]
@@ -278,8 +306,10 @@ fn child() {
         "missing-required" => missing_required(),
         "missing-optional" => missing_optional(),
         "not-a-library" => not_a_library(),
+        "not-a-file" => not_a_file(),
         "errors" => errors(),
         "threads" => threads(),
+        "domains" => domains(),
         "compare" => compare(),
         other => panic!("unknown scenario {other}"),
     }
@@ -555,6 +585,21 @@ fn not_a_library() {
     }
 }
 
+fn not_a_file() {
+    not_a_library();
+    match probe::probe().library {
+        LibraryStatus::Unusable(why) => assert!(why.contains("not a regular file (it is a FIFO)"), "{why}"),
+        other => panic!("loaded a FIFO: {other:?}"),
+    }
+    match NetmapBuilder::new("netmap:x{1")
+        .backend(BackendKind::Libnetmap)
+        .build()
+    {
+        Err(e @ Error::Library { .. }) => assert!(e.to_string().contains("not a regular file"), "{e}"),
+        other => panic!("expected a library error, got {other:?}"),
+    }
+}
+
 fn errors() {
     // The slave end of a pipe whose master is not open: the library's
     // ENOENT becomes the error a caller can act on.
@@ -614,6 +659,40 @@ fn errors() {
     // The failed opens left nothing behind: the names open now.
     NetmapBuilder::new("netmap:opt{1").build().unwrap();
     NetmapBuilder::new("netmap:nomaster{9").build().unwrap();
+}
+
+fn domains() {
+    let a = NetmapBuilder::new("netmap:dom{1").build().unwrap();
+    let b = NetmapBuilder::new("netmap:dom}1").build().unwrap();
+    let e = NetmapBuilder::new("emu:dom{1").build().unwrap();
+    let _e_peer = NetmapBuilder::new("emu:dom}1").build().unwrap();
+    assert_eq!(a.backend(), BackendKind::Libnetmap);
+    let mut atx = a.tx_ring(0).unwrap();
+    for p in [b"one", b"two"] {
+        atx.send(p).unwrap();
+    }
+    atx.sync().unwrap();
+    drop(atx);
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    // To the embedded kernel: refused, naming the library's region.
+    let mut etx = e.tx_ring(0).unwrap();
+    match etx.forward(rx.recv().unwrap()) {
+        Err(Error::MemoryMismatch { a: from, b: to }) => {
+            assert!(from.contains("libnetmap"), "{from}");
+            assert!(!from.contains("kernel memory"), "{from}");
+            assert!(to.contains("embedded"), "{to}");
+        }
+        other => panic!("expected MemoryMismatch, got {other:?}"),
+    }
+    // Within the library's memory (the two ends of its pipe): swapped.
+    let mut btx = b.tx_ring(0).unwrap();
+    btx.forward(rx.recv().unwrap()).unwrap();
+    btx.sync().unwrap();
+    drop((btx, rx));
+    let mut arx = a.rx_ring(0).unwrap();
+    arx.sync().unwrap();
+    assert_eq!(arx.recv().unwrap().payload(), b"two");
 }
 
 fn threads() {

@@ -262,6 +262,29 @@ fn reregister_delivers_under_the_new_token() {
     poll.registry().deregister(&mut b).unwrap();
 }
 
+/// A `Poll` dropped and another made in its place, on the same descriptor
+/// number, is not the `Poll` a `LocalPort` was registered with.
+#[test]
+fn a_new_poll_on_a_reused_number_is_refused() {
+    // Alone: no other test opens a descriptor between the drop and the new
+    // `Poll`, so the new one gets the lowest free number, the old one's.
+    let _g = alone();
+    let (a, b) = pair("mio_reuse", 8);
+    let poll = Poll::new().unwrap();
+    let old = poll.as_raw_fd();
+    let mut b = b.register_local(&poll, Token(1), Interest::READABLE).unwrap();
+    drop(poll);
+    let poll = Poll::new().unwrap();
+    assert_eq!(poll.as_raw_fd(), old, "the descriptor number was not reused");
+    let e = b.reregister(&poll, Token(2), Interest::READABLE).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("another mio::Poll"), "{e}");
+    assert_eq!(b.token(), Token(1));
+    let e = b.into_inner(&poll).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    drop(a);
+}
+
 /// The descriptors (name -> what it is) this process has open.
 fn open_fds() -> BTreeMap<RawFd, String> {
     std::fs::read_dir("/proc/self/fd")

@@ -168,9 +168,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::backend::kring::{SharedRing, Slot, RING_HDR, SLOT_SIZE};
+use crate::backend::sys::{self, cvt, Deadline};
 use crate::backend::{
     errno, lock, nm_prev as prev, update_body, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir,
 };
@@ -330,15 +330,6 @@ fn page_size() -> usize {
         .ok()
         .filter(|&p| p.is_power_of_two())
         .unwrap_or(4096)
-}
-
-/// `Ok(r)` for a non-negative result, else `errno`.
-fn cvt(r: c_int) -> io::Result<c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
 }
 
 fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: c_int, name: c_int, value: &T) -> io::Result<()> {
@@ -1349,21 +1340,15 @@ impl AfPacketFd {
         Ok(())
     }
 
-    /// Sleeps on the private set until an event or `timeout_ms`; returns
+    /// Sleeps on the private set until an event or `deadline` (a signal
+    /// does not end the sleep: it goes on with the time left); returns
     /// whether some socket reported an error (read and cleared).
-    fn wait(&self, port: &Port, timeout_ms: i32) -> io::Result<bool> {
+    fn wait(&self, port: &Port, deadline: Deadline) -> io::Result<bool> {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        let n = loop {
+        let n = sys::wait_until(deadline, |ms| {
             // SAFETY: `evs` is a live, writable array of 8 events and we pass 8.
-            let n = unsafe { libc::epoll_wait(self.waiter.as_raw_fd(), evs.as_mut_ptr(), 8, timeout_ms) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        };
+            cvt(unsafe { libc::epoll_wait(self.waiter.as_raw_fd(), evs.as_mut_ptr(), 8, ms) })
+        })? as usize;
         let mut failed = false;
         for ev in &evs[..n] {
             let (events, data) = (ev.events, ev.u64);
@@ -1830,19 +1815,19 @@ fn rx_packet(v: &RingView, t: u32, status: u32, h: &Tpacket2Hdr) -> (usize, u16)
 /// `TP_STATUS_SEND_REQUEST`. A full socket buffer (`EAGAIN`, `ENOBUFS`) is
 /// not an error: the next sync resumes.
 fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
-    loop {
+    let sent = sys::retry(|| {
         // SAFETY: a zero-length send with a null buffer; the kernel reads
         // the frames from the mapped TX ring.
         let r = unsafe { libc::send(fd.as_raw_fd(), ptr::null::<c_void>(), 0, libc::MSG_DONTWAIT) };
-        if r >= 0 {
-            return Ok(());
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => return Ok(()),
-            _ => return Err(e),
-        }
+    });
+    match sent {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => Ok(()),
+        r => r,
     }
 }
 
@@ -1884,15 +1869,12 @@ impl KernelFd for AfPacketFd {
         port.sync_all(dir).map(drop)
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
         let Some(port) = self.port.as_ref() else {
             return Ok(libc::POLLERR);
         };
         let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
         let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
-        let deadline = u64::try_from(timeout_ms)
-            .ok()
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
         let mut armed = false;
         let result = loop {
             let mut revents = 0;
@@ -1922,17 +1904,10 @@ impl KernelFd for AfPacketFd {
                 }
                 continue;
             }
-            let ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break Ok(0);
-                    }
-                    left.as_millis().clamp(1, i32::MAX as u128) as i32
-                }
-            };
-            match self.wait(port, ms) {
+            if deadline.passed() {
+                break Ok(0);
+            }
+            match self.wait(port, deadline) {
                 Ok(true) => break Ok(libc::POLLERR),
                 Ok(false) => {}
                 Err(e) => break Err(e),

@@ -1,10 +1,13 @@
 //! The real [`Kernel`]: `/dev/netmap`, driven with `libc`.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::ptr::NonNull;
 
+use crate::backend::sys::{self, Deadline};
 use crate::backend::{Kernel, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::ffi::{self, nmreq_header};
 
@@ -14,18 +17,48 @@ pub(crate) struct DevNetmap {
     path: CString,
 }
 
+/// The major number of Linux's misc devices, which netmap registers as.
+#[cfg(target_os = "linux")]
+const MISC_MAJOR: libc::c_uint = 10;
+
 impl DevNetmap {
     /// The system's device, `/dev/netmap`.
     pub(crate) fn system() -> Self {
+        Self::at(ffi::NETMAP_DEVICE_NAME)
+    }
+
+    /// The device node at `path`.
+    fn at(path: &str) -> Self {
         DevNetmap {
-            path: CString::new(ffi::NETMAP_DEVICE_NAME).unwrap_or_default(),
+            path: CString::new(path).unwrap_or_default(),
         }
     }
 
-    /// Whether this process may open the device for reading and writing,
-    /// asked without opening it (an open makes the module set up a
-    /// per-descriptor context).
+    /// Whether this looks like netmap's device and this process may open it
+    /// for reading and writing, asked without opening it (an open makes the
+    /// module set up a per-descriptor context).
+    ///
+    /// The node must be a character device (any other file there, which
+    /// would take every port, is refused so that a fallback can be taken);
+    /// on Linux also a misc device (major 10), as netmap's always is, so
+    /// that `/dev/null` (1:3) or another driver's node is refused too. A
+    /// misc device that is not netmap's passes here and fails at register,
+    /// where `kernel::open` says it does not answer netmap's requests.
     pub(crate) fn accessible(&self) -> io::Result<()> {
+        let meta = std::fs::metadata(OsStr::from_bytes(self.path.as_bytes()))?;
+        if !meta.file_type().is_char_device() {
+            return Err(io::Error::other("not a character device (is it netmap's?)"));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+            if major != MISC_MAJOR {
+                return Err(io::Error::other(format!(
+                    "character device {major}:{minor} is not netmap's (a misc device, \
+                     {MISC_MAJOR}:*, on Linux)"
+                )));
+            }
+        }
         // SAFETY: `path` is a NUL-terminated string; `access` only reads it.
         if unsafe { libc::access(self.path.as_ptr(), libc::R_OK | libc::W_OK) } == 0 {
             Ok(())
@@ -59,20 +92,15 @@ struct DevFd {
     fd: OwnedFd,
 }
 
-/// `ioctl` with a request that takes no argument, retried on `EINTR`.
+/// `ioctl` with a request that takes no argument, retried on `EINTR` (a
+/// sync has no timeout: repeating it is what the caller wants).
 fn ioctl_none(fd: BorrowedFd<'_>, req: u64) -> io::Result<()> {
-    loop {
+    sys::retry(|| {
         // SAFETY: `req` is one of netmap's `_IO` requests, which take no
         // argument; `fd` is a live descriptor.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+        sys::cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req as _) })
+    })
+    .map(drop)
 }
 
 impl KernelFd for DevFd {
@@ -115,8 +143,8 @@ impl KernelFd for DevFd {
         ioctl_none(self.fd.as_fd(), req)
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
-        poll_fd(self.fd.as_fd(), events, timeout_ms)
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
+        sys::poll_fd(self.fd.as_fd(), events, deadline)
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -124,22 +152,59 @@ impl KernelFd for DevFd {
     }
 }
 
-/// `poll(2)` on one descriptor, retried on `EINTR`; returns `revents`.
-pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> io::Result<i16> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if r >= 0 {
-            return Ok(if r == 0 { 0 } else { pfd.revents });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(path: &str) -> String {
+        match DevNetmap::at(path).accessible() {
+            Ok(()) => panic!("{path} taken for netmap's device"),
+            Err(e) => e.to_string(),
         }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+    }
+
+    #[test]
+    fn only_a_character_device_is_taken_for_netmap() {
+        let file = std::env::temp_dir().join(format!("netmap-rs-devnetmap-{}", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let path = file.to_str().unwrap().to_owned();
+        let regular = refusal(&path);
+        let dir = refusal(std::env::temp_dir().to_str().unwrap());
+        std::fs::remove_file(&file).ok();
+        assert_eq!(regular, "not a character device (is it netmap's?)");
+        assert_eq!(dir, regular);
+        let missing = DevNetmap::at("/nonexistent/netmap").accessible().unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_device_that_is_not_netmaps_is_named_at_register() {
+        // Past the check, as another misc device would be: /dev/null knows
+        // no netmap request.
+        let spec = crate::spec::parse("netmap:eth0").unwrap();
+        let dev = DevNetmap::at("/dev/null");
+        let e = crate::backend::kernel::open(&dev, &spec, Default::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/dev/netmap does not answer netmap's requests"),
+            "{e}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn on_linux_only_a_misc_device_is() {
+        let null = refusal("/dev/null");
+        assert!(null.contains("1:3 is not netmap's"), "{null}");
+        // Another misc device passes the check (and would fail at register).
+        let tun = "/dev/net/tun";
+        let misc = std::fs::metadata(tun)
+            .is_ok_and(|m| m.file_type().is_char_device() && libc::major(m.rdev()) == MISC_MAJOR);
+        if misc {
+            match DevNetmap::at(tun).accessible() {
+                Ok(()) => {}
+                Err(e) => assert!(e.raw_os_error().is_some(), "{e}"),
+            }
         }
     }
 }

@@ -84,9 +84,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backend::kring::{SharedRing, RING_HDR, SLOT_SIZE};
+use crate::backend::sys::Deadline;
 use crate::backend::{
     errno, lock, nm_prev as prev, update_body, within, Kernel, KernelFd, Mapping, MemDomain, SyncDir,
 };
@@ -1268,15 +1269,15 @@ impl KernelFd for EmuFd {
         }
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
         let Some(reg) = self.reg.as_ref() else {
             return Ok(libc::POLLERR);
         };
         let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
         let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
-        let deadline = u64::try_from(timeout_ms)
-            .ok()
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        // A condvar wait takes the time left as a `Duration`: no rounding to
+        // milliseconds, and no signal cuts it short.
+        let deadline = deadline.instant();
         let pipe = &reg.pipe;
         let mut st = pipe.lock();
         loop {
@@ -1339,6 +1340,12 @@ mod tests {
     use std::marker::PhantomData;
     use std::sync::atomic::AtomicU32;
     use std::thread;
+    use std::time::Duration;
+
+    /// `n` milliseconds from now.
+    fn ms(n: u64) -> Deadline {
+        Deadline::after(Some(Duration::from_millis(n)))
+    }
 
     // ---- A C-like client of the embedded kernel. ----
 
@@ -1967,7 +1974,7 @@ mod tests {
         // None of that registered anything; mmap and sync say so.
         assert_eq!(errno_of(fd.mmap(4096)), libc::EINVAL);
         assert_eq!(errno_of(fd.sync(SyncDir::Tx)), libc::ENXIO);
-        assert_eq!(fd.poll(libc::POLLIN, 0).unwrap(), libc::POLLERR);
+        assert_eq!(fd.poll(libc::POLLIN, ms(0)).unwrap(), libc::POLLERR);
         // The pipe "bad{1" was never made.
         let mut info = nmreq_port_info_get::default();
         let mut hdr = header("bad}1", NETMAP_REQ_PORT_INFO_GET, ptr::addr_of_mut!(info) as u64);
@@ -2031,7 +2038,7 @@ mod tests {
         // Laps over the small ring, driven through poll.
         for n in 0..100u32 {
             assert!(p.tx(1).send(&n.to_le_bytes(), 0));
-            assert_eq!(p.fd.poll(libc::POLLIN, 1000).unwrap(), libc::POLLIN);
+            assert_eq!(p.fd.poll(libc::POLLIN, ms(1000)).unwrap(), libc::POLLIN);
             assert_eq!(p.rx(1).recv().unwrap().0, n.to_le_bytes());
         }
         // Its rings can be held exclusively too, and its pipes share its
@@ -2131,7 +2138,7 @@ mod tests {
         assert_eq!(rx.tail(), 2);
         // poll reports the error too.
         rx.set_head_cur(4, 4);
-        assert_ne!(s.fd.poll(libc::POLLIN, 0).unwrap() & libc::POLLERR, 0);
+        assert_ne!(s.fd.poll(libc::POLLIN, ms(0)).unwrap() & libc::POLLERR, 0);
         assert_eq!(rx.recv().unwrap().0, b"a");
         assert_eq!(rx.recv().unwrap().0, b"b");
     }
@@ -2259,7 +2266,7 @@ mod tests {
         drop(s);
         let s = open("efd}1");
         assert!(s.readable_now());
-        assert_eq!(s.fd.poll(libc::POLLIN, 0).unwrap(), libc::POLLIN);
+        assert_eq!(s.fd.poll(libc::POLLIN, ms(0)).unwrap(), libc::POLLIN);
         assert_eq!(s.rx(0).recv().unwrap().0, b"y");
     }
 
@@ -2300,17 +2307,17 @@ mod tests {
         let m = open_slots("poll{1", 4);
         let s = open("poll}1");
         let both = libc::POLLIN | libc::POLLOUT;
-        assert_eq!(m.fd.poll(both, 0).unwrap(), libc::POLLOUT);
+        assert_eq!(m.fd.poll(both, ms(0)).unwrap(), libc::POLLOUT);
         let t0 = Instant::now();
-        assert_eq!(s.fd.poll(libc::POLLIN, 50).unwrap(), 0);
+        assert_eq!(s.fd.poll(libc::POLLIN, ms(50)).unwrap(), 0);
         assert!(t0.elapsed() >= Duration::from_millis(45));
         // poll's txsync sends what is pending (no NR_NO_TX_POLL).
         assert!(m.tx(0).send(b"q", 0));
-        assert_eq!(m.fd.poll(libc::POLLIN, 0).unwrap(), 0);
-        assert_eq!(s.fd.poll(both, 0).unwrap(), both);
+        assert_eq!(m.fd.poll(libc::POLLIN, ms(0)).unwrap(), 0);
+        assert_eq!(s.fd.poll(both, ms(0)).unwrap(), both);
         // A full ring is not writable.
         while m.tx(0).send(b"q", 0) {}
-        assert_eq!(m.fd.poll(libc::POLLOUT, 10).unwrap(), 0);
+        assert_eq!(m.fd.poll(libc::POLLOUT, ms(10)).unwrap(), 0);
     }
 
     #[test]
@@ -2318,10 +2325,10 @@ mod tests {
         let m = open_with("ntp{1", |r| r.nr_flags = NR_NO_TX_POLL).unwrap();
         let s = open("ntp}1");
         assert!(m.tx(0).send(b"held", 0));
-        assert_eq!(m.fd.poll(libc::POLLIN, 0).unwrap(), 0);
-        assert_eq!(s.fd.poll(libc::POLLIN, 0).unwrap(), 0, "not sent by poll");
-        assert_eq!(m.fd.poll(libc::POLLOUT, 0).unwrap(), libc::POLLOUT);
-        assert_eq!(s.fd.poll(libc::POLLIN, 0).unwrap(), libc::POLLIN);
+        assert_eq!(m.fd.poll(libc::POLLIN, ms(0)).unwrap(), 0);
+        assert_eq!(s.fd.poll(libc::POLLIN, ms(0)).unwrap(), 0, "not sent by poll");
+        assert_eq!(m.fd.poll(libc::POLLOUT, ms(0)).unwrap(), libc::POLLOUT);
+        assert_eq!(s.fd.poll(libc::POLLIN, ms(0)).unwrap(), libc::POLLIN);
     }
 
     #[test]
@@ -2332,7 +2339,7 @@ mod tests {
         let waiter = {
             let sent = Arc::clone(&sent);
             thread::spawn(move || {
-                let ev = s.fd.poll(libc::POLLIN, -1).unwrap();
+                let ev = s.fd.poll(libc::POLLIN, Deadline::after(None)).unwrap();
                 // The poll slept until the packet was sent (and its sender
                 // set the flag before sending): it did not return early.
                 (ev, sent.load(Ordering::SeqCst), s)
@@ -2356,7 +2363,7 @@ mod tests {
         let rxer = thread::spawn(move || {
             let mut got = 0u32;
             while got < N {
-                assert_ne!(s.fd.poll(libc::POLLIN, 5000).unwrap(), 0, "stalled at {got}");
+                assert_ne!(s.fd.poll(libc::POLLIN, ms(5000)).unwrap(), 0, "stalled at {got}");
                 while let Some((data, _)) = s.rx(0).recv() {
                     assert_eq!(data, got.to_le_bytes());
                     got += 1;
@@ -2366,7 +2373,11 @@ mod tests {
         });
         let mut sent = 0u32;
         while sent < N {
-            assert_ne!(m.fd.poll(libc::POLLOUT, 5000).unwrap(), 0, "stalled at {sent}");
+            assert_ne!(
+                m.fd.poll(libc::POLLOUT, ms(5000)).unwrap(),
+                0,
+                "stalled at {sent}"
+            );
             while sent < N && m.tx(0).send(&sent.to_le_bytes(), 0) {
                 sent += 1;
             }

@@ -198,6 +198,7 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
         crate::backend::MemDomain::Kernel => ffi::NETMAP_DEVICE_NAME,
         crate::backend::MemDomain::Emulated => "the embedded netmap device",
         crate::backend::MemDomain::AfPacket => "an AF_PACKET socket",
+        crate::backend::MemDomain::Library(_) => "the library's netmap device",
     }
 }
 
@@ -211,11 +212,16 @@ fn register_error(kernel: &dyn Kernel, spec: &PortSpec, asked: &nmreq_register, 
             what: format!("registering {name} ({e})"),
         },
         Some(libc::EBUSY) => busy(spec, asked),
+        // A device that knows no netmap request: not netmap's.
+        Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
         Some(libc::EINVAL) => match api_version(kernel) {
             Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
                 kernel: kernel.into(),
                 ours: NETMAP_API.into(),
             },
+            // No API version is accepted, or the probe's request is unknown.
+            Ok(ApiVersion::Unknown) => not_netmap(kernel, &name, e),
+            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
             _ => Error::io(
                 format!("NIOCCTRL(REGISTER) on {name} (the kernel rejected the request)"),
                 e,
@@ -258,6 +264,18 @@ fn rings_asked(reg: &nmreq_register) -> String {
         // with another errno.
         _ => format!("hardware {}", dirs(&|d| format!("{d} rings"))),
     }
+}
+
+/// The error for a register that the device refuses as no netmap device
+/// would.
+fn not_netmap(kernel: &dyn Kernel, name: &str, e: io::Error) -> Error {
+    Error::io(
+        format!(
+            "NIOCCTRL(REGISTER) on {name}: {} does not answer netmap's requests (it is not netmap's device)",
+            device_name(kernel)
+        ),
+        e,
+    )
 }
 
 /// What a kernel says of netmap API versions.

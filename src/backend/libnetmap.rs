@@ -14,8 +14,9 @@
 //! point into. The library is opened with `RTLD_NOW | RTLD_LOCAL`: every
 //! undefined symbol is resolved at load time (a broken library fails here,
 //! not at its first call), and its symbols do not leak into the global
-//! namespace. A path is first checked not to be an ELF file cut short, on
-//! which glibc's loader would crash the process instead of failing.
+//! namespace. A path is first checked to be a regular file (the loader would
+//! block forever reading a FIFO) and not an ELF file cut short, on which
+//! glibc's loader would crash the process instead of failing.
 //!
 //! Required: `nmport_open`, `nmport_close`, `nmport_prepare`,
 //! `nmport_open_desc`, `nmport_undo_prepare`, `nmport_inject`. Optional, each
@@ -76,12 +77,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
-use crate::backend::{KernelFd, Mapping, SyncDir};
+use crate::backend::sys::{self, Deadline, PollFn};
+use crate::backend::{KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_header, nmreq_register};
 use crate::spec::{self, PortSpec};
@@ -115,9 +118,6 @@ type IoctlReq = libc::c_ulong;
 /// same registers as fixed ones.
 type IoctlFn = unsafe extern "C" fn(c_int, IoctlReq, ...) -> c_int;
 
-/// `poll`, as the C library declares it.
-type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
-
 /// Required entry points that are only checked for, never called.
 const REQUIRED_UNCALLED: &[&str] = &["nmport_open"];
 
@@ -147,6 +147,9 @@ pub(crate) struct LibNetmap {
     /// Which of `ioctl` and `poll` the library defines itself (and its
     /// ports are therefore synced and polled through).
     pub(crate) own_io: Vec<&'static str>,
+    /// Whose memory its ports' regions are: the kernel's, unless the
+    /// library brings its own `ioctl` (and so its own netmap).
+    pub(crate) domain: MemDomain,
 
     /// `nmport_close`.
     nmport_close: ffi::nmport_close_t,
@@ -337,7 +340,7 @@ fn search_names(names: &[OsString], from_env: bool) -> Result<LibNetmap, LoadFai
 /// Opens one name and resolves every entry point.
 fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
     if name.as_bytes().contains(&b'/') {
-        check_elf(Path::new(name)).map_err(Why::NotLoadable)?;
+        check_file(Path::new(name)).map_err(Why::NotLoadable)?;
     }
     // SAFETY: opening a library runs its initialisers (and, on unload, its
     // finalisers). We accept that for the library the user named through
@@ -409,6 +412,12 @@ fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
         }
         None => libc::ioctl as IoctlFn,
     };
+    let domain = if own_io.contains(&"ioctl") {
+        static LOADED: AtomicU32 = AtomicU32::new(0);
+        MemDomain::Library(LOADED.fetch_add(1, Ordering::Relaxed))
+    } else {
+        MemDomain::Kernel
+    };
     // SAFETY: `PollFn` is the prototype of `poll` in <poll.h>.
     let poll = match unsafe { own_symbol::<PollFn>(&lib, "poll", anchor) } {
         Some(f) => {
@@ -423,6 +432,7 @@ fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
         symbols,
         missing_optional,
         own_io,
+        domain,
         nmport_close,
         nmport_prepare,
         nmport_open_desc,
@@ -502,21 +512,42 @@ fn nul_terminated(name: &str) -> Vec<u8> {
     cname
 }
 
-/// Refuses an ELF file that the dynamic loader would map past its end: one
-/// whose program headers, or a loadable or dynamic segment, run beyond the
-/// end of the file (a library cut short by an interrupted copy). glibc's
-/// loader does not check this; it maps the segment and dies of `SIGBUS` when
-/// it touches the missing pages, taking the process with it. Anything that
-/// is not an ELF file, or cannot be read, is left to `dlopen`, which refuses
-/// it cleanly.
-fn check_elf(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::FileExt;
-    let Ok(file) = std::fs::File::open(path) else {
+/// Refuses what `dlopen` must not be given: anything but a regular file
+/// (after symlinks), which it would open and read (a FIFO with no writer
+/// blocks it forever, a device may do anything), and an ELF file that the
+/// dynamic loader would map past its end: one whose program headers, or a
+/// loadable or dynamic segment, run beyond the end of the file (a library
+/// cut short by an interrupted copy). glibc's loader does not check this;
+/// it maps the segment and dies of `SIGBUS` when it touches the missing
+/// pages, taking the process with it. A path that does not exist or cannot
+/// be read, or a regular file that is not ELF, is left to `dlopen`, which
+/// refuses it cleanly.
+fn check_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let not_regular = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        (!t.is_file()).then(|| format!("not a regular file (it is {})", file_kind(&t)))
+    };
+    // `stat` first, so that a FIFO or a device is never opened.
+    if let Some(why) = std::fs::metadata(path).ok().as_ref().and_then(not_regular) {
+        return Err(why);
+    }
+    // O_NONBLOCK: should the path have become a FIFO since, the open does
+    // not wait for a writer (and the `fstat` below refuses it).
+    let Ok(file) = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
         return Ok(());
     };
-    let Ok(len) = file.metadata().map(|m| m.len()) else {
+    let Ok(meta) = file.metadata() else {
         return Ok(());
     };
+    if let Some(why) = not_regular(&meta) {
+        return Err(why);
+    }
+    let len = meta.len();
     let mut ident = [0u8; 64];
     let got = file.read_at(&mut ident, 0).unwrap_or(0);
     if got < 16 || ident[..4] != *b"\x7fELF" {
@@ -573,6 +604,24 @@ fn check_elf(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What kind of file `t` is, in words, for a refusal.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown kind"
+    }
 }
 
 /// Sorts a `dlopen` failure into "absent" and "present but refused", keeping
@@ -863,19 +912,13 @@ impl LibFd {
     /// `arg` must be what request `req` expects (null for the sync
     /// requests).
     unsafe fn ioctl(&self, req: u64, arg: *mut c_void) -> io::Result<()> {
-        loop {
+        sys::retry(|| {
             // SAFETY: `ioctl` is callable while the library is loaded (the
             // descriptor holds it); the fd is open until the descriptor
             // closes; the caller vouches for `arg`.
-            let r = unsafe { (self.desc.lib.ioctl)(self.desc.fd, req as IoctlReq, arg) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+            sys::cvt(unsafe { (self.desc.lib.ioctl)(self.desc.fd, req as IoctlReq, arg) })
+        })
+        .map(drop)
     }
 }
 
@@ -902,24 +945,11 @@ impl KernelFd for LibFd {
         unsafe { self.ioctl(req, ptr::null_mut()) }
     }
 
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16> {
-        let mut pfd = libc::pollfd {
-            fd: self.desc.fd,
-            events,
-            revents: 0,
-        };
-        loop {
-            // SAFETY: `poll` is callable while the library is loaded; `pfd`
-            // is one valid pollfd and the count is 1.
-            let r = unsafe { (self.desc.lib.poll)(&mut pfd, 1, timeout_ms) };
-            if r >= 0 {
-                return Ok(if r == 0 { 0 } else { pfd.revents });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16> {
+        // SAFETY: the library's `poll` is `poll(2)` or its own equivalent,
+        // callable while the library is loaded (the descriptor holds it);
+        // the fd is open until the descriptor closes.
+        unsafe { sys::poll_with(self.desc.lib.poll, self.desc.fd, events, deadline) }
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -1339,6 +1369,31 @@ mod tests {
     }
 
     #[test]
+    fn only_regular_files_are_given_to_the_loader() {
+        let fifo = scratch("fifo.so");
+        let link = scratch("fifo-link.so");
+        let _ = std::fs::remove_file(&fifo);
+        let _ = std::fs::remove_file(&link);
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        // Each returns at once: nothing opens the FIFO, which has no writer.
+        let results: Vec<_> = [&fifo, &link, &PathBuf::from("/dev/null")]
+            .iter()
+            .map(|p| (p.to_path_buf(), load_from(p.as_os_str())))
+            .collect();
+        std::fs::remove_file(&link).ok();
+        std::fs::remove_file(&fifo).ok();
+        for (path, r) in results {
+            match expect_err(r).attempts[0].why {
+                Why::NotLoadable(ref msg) => assert!(msg.contains("not a regular file"), "{msg}"),
+                ref other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+    }
+
+    #[test]
     fn a_truncated_library_is_refused_before_the_loader_sees_it() {
         // The C library this process runs on, cut short.
         let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
@@ -1348,7 +1403,7 @@ mod tests {
         // SAFETY: filled by `dladdr`; `dli_fname` is its NUL-terminated path.
         let libc_path = unsafe { CStr::from_ptr(info.assume_init().dli_fname) };
         let whole = std::fs::read(OsStr::from_bytes(libc_path.to_bytes())).unwrap();
-        assert!(check_elf(Path::new(OsStr::from_bytes(libc_path.to_bytes()))).is_ok());
+        assert!(check_file(Path::new(OsStr::from_bytes(libc_path.to_bytes()))).is_ok());
         let cut = scratch("truncated.so");
         std::fs::write(&cut, &whole[..4096.min(whole.len() / 2)]).unwrap();
         let r = load_from(cut.as_os_str());

@@ -13,6 +13,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::ffi::nmreq_header;
+use sys::Deadline;
 
 pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
@@ -21,6 +22,7 @@ pub(crate) mod fork;
 pub(crate) mod kernel;
 pub(crate) mod kring;
 pub(crate) mod libnetmap;
+pub(crate) mod sys;
 
 /// `i - 1`, wrapping at `n` (the kernel's `nm_prev`; `nm_next` is in `ffi`).
 pub(crate) fn nm_prev(i: u32, n: u32) -> u32 {
@@ -93,6 +95,11 @@ pub(crate) enum MemDomain {
     /// The `PACKET_MMAP` rings of one AF_PACKET port: every such port has a
     /// memory id of its own, so buffers never move between two of them.
     AfPacket,
+    /// The netmap implementation inside a libnetmap that brings its own
+    /// `ioctl` (one over a user-space netmap, say): its memory is neither
+    /// the kernel's nor this process's embedded kernel's. The number tells
+    /// loaded libraries apart.
+    Library(u32),
 }
 
 /// A netmap control device: `open("/dev/netmap")` and friends.
@@ -126,9 +133,10 @@ pub(crate) trait KernelFd: Send + fmt::Debug {
 
     /// Waits, as `poll(2)` on a netmap fd does, until a bound RX ring has
     /// packets (`POLLIN`) or a bound TX ring has room (`POLLOUT`); returns the
-    /// `revents`, or 0 on timeout. Like the kernel's handler, it leaves the
-    /// rings synced.
-    fn poll(&self, events: i16, timeout_ms: i32) -> io::Result<i16>;
+    /// `revents`, or 0 once `deadline` passes. Like the kernel's handler, it
+    /// leaves the rings synced. A signal does not end the wait early, nor
+    /// restart its timeout: the wait goes on until the same deadline.
+    fn poll(&self, events: i16, deadline: Deadline) -> io::Result<i16>;
 
     /// The file descriptor that an event loop waits on.
     fn as_fd(&self) -> BorrowedFd<'_>;

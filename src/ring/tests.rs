@@ -145,7 +145,7 @@ impl KernelFd for HeapFd {
         Ok(())
     }
 
-    fn poll(&self, _events: i16, _timeout_ms: i32) -> io::Result<i16> {
+    fn poll(&self, _events: i16, _deadline: crate::backend::sys::Deadline) -> io::Result<i16> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
 

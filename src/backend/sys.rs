@@ -1,0 +1,187 @@
+//! Syscall helpers: the result convention of `libc` calls, retrying on
+//! `EINTR`, and waiting until a deadline.
+//!
+//! A wait that a signal interrupts is retried with the time that remains,
+//! never with the whole timeout again: a caller that asked for one second
+//! gets one second even if a signal arrives every 50 ms.
+
+use std::ffi::c_int;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// `Ok(r)` for a non-negative result, else `errno`.
+pub(crate) fn cvt(r: c_int) -> io::Result<c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Runs `f` again for as long as it fails with `EINTR`.
+///
+/// For calls that have no timeout (a sync, a send): repeating one is what
+/// its caller wants. A call that waits uses [`wait_until`] instead.
+pub(crate) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// When a wait gives up: at an instant, or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// `timeout` from now; `None`, or a timeout too long to represent,
+    /// never passes.
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// The instant it passes, if any.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        self.0
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn passed(self) -> bool {
+        self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The timeout argument of `poll(2)` and `epoll_wait(2)` for the time
+    /// left: -1 for never, 0 once passed, else the milliseconds left rounded
+    /// *up* (so that 500 µs left waits 1 ms, not 0 ms, which would return at
+    /// once and make a caller's loop spin), at most `c_int::MAX`.
+    pub(crate) fn poll_ms(self) -> c_int {
+        let Some(d) = self.0 else {
+            return -1;
+        };
+        let left = d.saturating_duration_since(Instant::now());
+        let ms = left.as_nanos().div_ceil(1_000_000);
+        c_int::try_from(ms).unwrap_or(c_int::MAX)
+    }
+}
+
+/// Calls `wait` with the `poll(2)` timeout left until `deadline`, and again
+/// with what is left then for as long as it fails with `EINTR`.
+pub(crate) fn wait_until<T>(
+    deadline: Deadline,
+    mut wait: impl FnMut(c_int) -> io::Result<T>,
+) -> io::Result<T> {
+    retry(|| wait(deadline.poll_ms()))
+}
+
+/// `poll` as the C library declares it.
+pub(crate) type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+
+/// `poll(2)` on one descriptor until an event or `deadline`, retried on
+/// `EINTR` with the time left; returns `revents`, or 0 on timeout.
+pub(crate) fn poll_fd(fd: BorrowedFd<'_>, events: i16, deadline: Deadline) -> io::Result<i16> {
+    // SAFETY: `libc::poll` is `poll(2)` itself, and `fd` is a live
+    // descriptor for the duration of the borrow.
+    unsafe { poll_with(libc::poll, fd.as_raw_fd(), events, deadline) }
+}
+
+/// [`poll_fd`] through another implementation of `poll` (a library's own).
+///
+/// # Safety
+/// `poll` must behave as `poll(2)` does on a one-entry array (read the
+/// entry, write its `revents`, return the count or -1 with `errno` set) and
+/// stay callable during the call; `fd` must stay open during the call.
+pub(crate) unsafe fn poll_with(poll: PollFn, fd: c_int, events: i16, deadline: Deadline) -> io::Result<i16> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let n = wait_until(deadline, |ms| {
+        pfd.revents = 0;
+        // SAFETY: `pfd` is one live, writable pollfd and the count is 1;
+        // the caller vouches for `poll` and `fd`.
+        cvt(unsafe { poll(&mut pfd, 1, ms) })
+    })?;
+    Ok(if n == 0 { 0 } else { pfd.revents })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+    #[test]
+    fn poll_timeouts_round_up_and_reach_zero_only_when_passed() {
+        assert_eq!(Deadline::after(None).poll_ms(), -1);
+        assert_eq!(Deadline::after(Some(Duration::ZERO)).poll_ms(), 0);
+        assert!(Deadline::after(Some(Duration::ZERO)).passed());
+        let sub_ms = Deadline::after(Some(Duration::from_micros(500)));
+        let ms = sub_ms.poll_ms();
+        assert!(ms == 1 || (ms == 0 && sub_ms.passed()), "{ms}");
+        assert_eq!(Deadline::after(Some(Duration::from_micros(900))).poll_ms(), 1);
+        let ms = Deadline::after(Some(Duration::from_millis(1500))).poll_ms();
+        assert!((1400..=1500).contains(&ms), "{ms}");
+        assert_eq!(
+            Deadline::after(Some(Duration::from_secs(1 << 40))).poll_ms(),
+            c_int::MAX
+        );
+        // Too far ahead to represent: never.
+        assert_eq!(Deadline::after(Some(Duration::MAX)), Deadline::after(None));
+        assert!(!Deadline::after(None).passed());
+    }
+
+    #[test]
+    fn retry_repeats_only_interrupted_calls() {
+        let mut calls = 0;
+        let r = retry(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(io::Error::from_raw_os_error(libc::EINTR))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r.unwrap(), 3);
+        let mut calls = 0;
+        let r: io::Result<()> = retry(|| {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(libc::EAGAIN))
+        });
+        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::EAGAIN), 1));
+    }
+
+    #[test]
+    fn wait_until_retries_with_what_is_left() {
+        let deadline = Deadline::after(Some(Duration::from_millis(200)));
+        let mut asked = Vec::new();
+        let r = wait_until(deadline, |ms| {
+            asked.push(ms);
+            if asked.len() < 3 {
+                std::thread::sleep(Duration::from_millis(60));
+                Err(io::Error::from_raw_os_error(libc::EINTR))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(r.is_ok());
+        assert_eq!(asked.len(), 3);
+        assert!(asked[0] > asked[1] && asked[1] > asked[2], "{asked:?}");
+        assert!(asked[2] <= 200 - 120, "{asked:?}");
+    }
+
+    #[test]
+    fn poll_fd_waits_a_sub_millisecond_timeout() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two ints, as pipe2 expects.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).unwrap();
+        // SAFETY: pipe2 just returned both descriptors; nothing else owns them.
+        let (r, _w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let t0 = Instant::now();
+        let deadline = Deadline::after(Some(Duration::from_micros(500)));
+        assert_eq!(poll_fd(r.as_fd(), libc::POLLIN, deadline).unwrap(), 0);
+        assert!(t0.elapsed() >= Duration::from_micros(500), "{:?}", t0.elapsed());
+    }
+}
