@@ -38,6 +38,7 @@ const LEN: usize = BUFS_OFS + NBUFS * BUF;
 #[derive(Debug)]
 struct Heap {
     base: NonNull<u8>,
+    layout: Layout,
 }
 
 // SAFETY: the region is plain memory; all access goes through raw pointers
@@ -46,15 +47,10 @@ unsafe impl Send for Heap {}
 // SAFETY: as above.
 unsafe impl Sync for Heap {}
 
-const LAYOUT: Layout = match Layout::from_size_align(LEN, 128) {
-    Ok(l) => l,
-    Err(_) => panic!("layout"),
-};
-
 impl Drop for Heap {
     fn drop(&mut self) {
-        // SAFETY: allocated in `heap_port` with `LAYOUT`, freed once here.
-        unsafe { dealloc(self.base.as_ptr(), LAYOUT) }
+        // SAFETY: allocated in `heap_port_sized` with `layout`, freed once here.
+        unsafe { dealloc(self.base.as_ptr(), self.layout) }
     }
 }
 
@@ -178,9 +174,16 @@ const FLAGS: usize = std::mem::offset_of!(netmap_slot, flags);
 /// RX ring, with `forge` run over it before the port opens (to play a
 /// hostile peer), and the port opened on it.
 fn heap_port_with(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
-    // SAFETY: `LAYOUT` has a non-zero size.
-    let base = NonNull::new(unsafe { alloc_zeroed(LAYOUT) }).expect("allocation");
-    let heap = Arc::new(Heap { base });
+    heap_port_sized(BUF, forge)
+}
+
+/// [`heap_port_with`], with buffers of `buf` bytes.
+fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
+    let len = BUFS_OFS + NBUFS * buf;
+    let layout = Layout::from_size_align(len, 128).expect("a heap layout");
+    // SAFETY: `layout` has a non-zero size.
+    let base = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("allocation");
+    let heap = Arc::new(Heap { base, layout });
     let b = base.as_ptr();
     put(b, IF_OFS + std::mem::offset_of!(netmap_if, ni_tx_rings), 1u32);
     put(b, IF_OFS + std::mem::offset_of!(netmap_if, ni_rx_rings), 1u32);
@@ -192,7 +195,7 @@ fn heap_port_with(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
         put(
             b,
             ofs + std::mem::offset_of!(netmap_ring, nr_buf_size),
-            BUF as u32,
+            buf as u32,
         );
         put(b, ofs + std::mem::offset_of!(netmap_ring, dir), k as u16);
         let tail = if k == 0 { SLOTS - 1 } else { 0 };
@@ -205,7 +208,7 @@ fn heap_port_with(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     forge(b);
     let reg = nmreq_register {
         nr_offset: IF_OFS as u64,
-        nr_memsize: LEN as u64,
+        nr_memsize: len as u64,
         nr_tx_slots: SLOTS,
         nr_rx_slots: SLOTS,
         nr_tx_rings: 1,
@@ -215,7 +218,7 @@ fn heap_port_with(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     };
     let owner: Arc<dyn Send + Sync> = heap;
     // SAFETY: the region stays allocated while `owner` lives.
-    let map = unsafe { Mapping::shared(base, LEN, owner) };
+    let map = unsafe { Mapping::shared(base, len, owner) };
     let port = KernelPort {
         map,
         fd: Box::new(HeapFd {
@@ -488,4 +491,20 @@ fn scratch_memory_is_lent_by_the_port_and_reused() {
     drop(rx);
     let rx = port.rx_ring(0).unwrap();
     assert_eq!(rx.scratch.mem.capacity(), cap, "the port kept it");
+}
+
+#[test]
+fn slots_never_carry_a_truncated_length() {
+    // Buffers larger than a slot's `u16` length can say.
+    let port = heap_port_sized(70_000, |_| {}).unwrap();
+    let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
+    assert_eq!(tx.buf_size(), 70_000);
+    assert_eq!(tx.max_packet(), u16::MAX as usize * NETMAP_MAX_FRAGS as usize);
+    let big = packet(9, 66_000);
+    tx.send(&big).unwrap();
+    assert!(matches!(tx.batch().push(66_000), Err(Error::PacketTooLarge { max: 65_535, .. })));
+    tx.sync().unwrap();
+    assert_eq!(rx.sync().unwrap(), 2, "two slots, not one with a cut length");
+    let frame = rx.recv().unwrap();
+    assert_eq!((frame.slots(), frame.payload()), (2, &big[..]));
 }
