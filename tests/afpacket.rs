@@ -5,6 +5,8 @@
 //! Ports are opened on the test thread, which `Netns::enter` has moved into
 //! the namespace; helper threads get ports moved to them.
 
+#[path = "support/fork.rs"]
+mod fork;
 #[path = "support/netns.rs"]
 mod netns;
 #[path = "support/packets.rs"]
@@ -508,19 +510,7 @@ fn poll_under_signals_returns_at_its_deadline() {
         return;
     };
     let _inside = ns.enter();
-    let idle = open(&format!("afpacket:{B}"));
-    let ((ready, waited), sent) = signals::interrupted(Duration::from_millis(20), PATIENCE, move || {
-        let t0 = Instant::now();
-        let ready = idle.poll(Some(Duration::from_millis(300))).unwrap();
-        (ready, t0.elapsed())
-    });
-    assert!(!ready, "nothing was sent");
-    assert!(sent >= 5, "only {sent} signals were sent");
-    assert!(
-        waited >= Duration::from_millis(300),
-        "returned early, after {waited:?}"
-    );
-    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+    signals::poll_keeps_its_deadline(open(&format!("afpacket:{B}")), PATIENCE);
 }
 
 /// A timeout under a millisecond waits for it, rather than rounding to a
@@ -531,14 +521,7 @@ fn sub_millisecond_poll_waits() {
         return;
     };
     let _inside = ns.enter();
-    let idle = open(&format!("afpacket:{B}"));
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        assert!(!idle.poll(Some(Duration::from_micros(500))).unwrap());
-        let waited = t0.elapsed();
-        assert!(waited >= Duration::from_micros(500), "returned after {waited:?}");
-        assert!(waited < Duration::from_secs(1), "took {waited:?}");
-    }
+    signals::sub_millisecond_poll_waits(&open(&format!("afpacket:{B}")));
 }
 
 #[test]
@@ -929,27 +912,13 @@ fn a_forked_child_cannot_reach_the_parents_shared_rings() {
         make_frame(&mut buf, 7);
         buf
     };
-    // SAFETY: the child calls only the crate (whose calls answer `Forked`
-    // before they reach a backend lock another thread might hold) and
-    // `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
+    fork::in_child(|| {
         // The inherited handle writes a frame and publishes it: into the
         // child's private copy of the rings, not the parent's.
-        let ok = tx.send(&child_frame).is_ok()
+        tx.send(&child_frame).is_ok()
             && matches!(tx.sync(), Err(Error::Forked { .. }))
-            && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }));
-        // SAFETY: ends the child without unwinding into the test harness.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: `pid` is our child; `status` is a live int.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child status {status}"
-    );
+            && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }))
+    });
     // Neither the child's bytes nor its head reached the parent's ring: the
     // slot it wrote is still the parent's to fill, and a sync sends nothing.
     {

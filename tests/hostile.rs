@@ -7,6 +7,8 @@
 //! that one test), so a crash or an abort fails the scenario instead of
 //! killing the run, and a hang fails it after [`PATIENCE`].
 
+#[path = "support/fork.rs"]
+mod fork;
 #[path = "support/packets.rs"]
 mod packets;
 
@@ -238,32 +240,23 @@ fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings() {
         "a_forked_child_gets_errors_and_the_parent_keeps_its_rings",
         || {
             let (a, b) = pair("hostilefork", 64);
-            let mut tx = a.tx_ring(0).unwrap();
-            tx.send(b"before").unwrap();
-            // SAFETY: this scenario process has one thread (the test harness runs
-            // it alone); the child only calls the crate and `_exit`.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-            if pid == 0 {
-                // The child: an inherited ring handle writes its own memory; every
-                // call that would reach the rings refuses.
-                let ok = tx.send(b"from the child").is_ok()
+            let mut tx = Some(a.tx_ring(0).unwrap());
+            tx.as_mut().unwrap().send(b"before").unwrap();
+            let mut ports = Some((&a, &b));
+            // This scenario process runs one thread.
+            fork::in_child(|| {
+                // An inherited ring handle writes its own memory; every call
+                // that would reach the rings refuses. Then the child drops
+                // its copies of the handle and the ports (the parent's stay).
+                let (a, b) = ports.take().unwrap();
+                let mut tx = tx.take().unwrap();
+                tx.send(b"from the child").is_ok()
                     && matches!(tx.sync(), Err(Error::Forked { .. }))
                     && matches!(b.rx_ring(0), Err(Error::Forked { .. }))
                     && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }))
-                    && matches!(a.inject(b"x"), Err(Error::Forked { .. }));
-                drop(tx);
-                drop((a, b));
-                // SAFETY: ends the child without running the parent's exit code.
-                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-            }
-            let mut status = 0;
-            // SAFETY: `pid` is our child; `status` is a live int.
-            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "child status {status}"
-            );
+                    && matches!(a.inject(b"x"), Err(Error::Forked { .. }))
+            });
+            let mut tx = tx.unwrap();
             tx.send(b"after").unwrap();
             tx.sync().unwrap();
             let mut got = Vec::new();

@@ -502,7 +502,10 @@ fn slots_never_carry_a_truncated_length() {
     assert_eq!(tx.max_packet(), u16::MAX as usize * NETMAP_MAX_FRAGS as usize);
     let big = packet(9, 66_000);
     tx.send(&big).unwrap();
-    assert!(matches!(tx.batch().push(66_000), Err(Error::PacketTooLarge { max: 65_535, .. })));
+    assert!(matches!(
+        tx.batch().push(66_000),
+        Err(Error::PacketTooLarge { max: 65_535, .. })
+    ));
     tx.sync().unwrap();
     assert_eq!(rx.sync().unwrap(), 2, "two slots, not one with a cut length");
     let frame = rx.recv().unwrap();

@@ -7,11 +7,15 @@
 //! during a blocking call makes it fail with `EINTR`, as it does in a
 //! program with its own signal handlers. A closure that never returns fails
 //! the test after the limit instead of hanging the suite.
+//! [`poll_keeps_its_deadline`] and [`sub_millisecond_poll_waits`] are the
+//! checks every backend's `Netmap::poll` must pass.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use netmap_rs::Netmap;
 
 use std::os::unix::thread::JoinHandleExt;
 
@@ -82,5 +86,35 @@ pub fn interrupted<T: Send + 'static>(
                 Ok(()) => unreachable!("the worker returned without sending"),
             }
         }
+    }
+}
+
+/// `idle.poll(300 ms)`, on a port with nothing to read, under `SIGALRM`
+/// every 20 ms: returns `Ok(false)` at its deadline, neither cut short nor
+/// restarted by the signals, within `limit`.
+pub fn poll_keeps_its_deadline(idle: Netmap, limit: Duration) {
+    let ((ready, waited), sent) = interrupted(Duration::from_millis(20), limit, move || {
+        let t0 = Instant::now();
+        let ready = idle.poll(Some(Duration::from_millis(300))).unwrap();
+        (ready, t0.elapsed())
+    });
+    assert!(!ready, "nothing was sent");
+    assert!(sent >= 5, "only {sent} signals were sent");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "returned early, after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+}
+
+/// A timeout under a millisecond on an idle port waits for it, rather than
+/// rounding to a zero-millisecond wait that returns at once.
+pub fn sub_millisecond_poll_waits(idle: &Netmap) {
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        assert!(!idle.poll(Some(Duration::from_micros(500))).unwrap());
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_micros(500), "returned after {waited:?}");
+        assert!(waited < Duration::from_secs(1), "took {waited:?}");
     }
 }
