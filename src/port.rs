@@ -670,8 +670,17 @@ impl Netmap {
         // SAFETY: the mapping is the port's and lives as long as the
         // `Netmap`, which owns both it and the table; every ring handle
         // borrows the `Netmap`.
-        let rings =
-            unsafe { RingTable::read(base, len, port.nifp, &port.reg, port.tx.clone(), port.rx.clone())? };
+        let rings = unsafe {
+            RingTable::read(
+                base,
+                len,
+                port.nifp,
+                &port.table,
+                &port.reg,
+                port.tx.clone(),
+                port.rx.clone(),
+            )?
+        };
         let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
         Ok(Netmap {
             live_tx: cells(rings.tx.len()),

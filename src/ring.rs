@@ -416,34 +416,35 @@ impl RingCore {
     }
 }
 
-/// The rings bound to a port, read and checked once when it opens: ring
-/// pointers, ids, counts and constants are never read from shared memory
-/// again.
-#[derive(Debug)]
-pub(crate) struct RingTable {
-    /// The bound TX rings, in id order.
-    pub(crate) tx: Box<[RingCore]>,
-    /// The bound RX rings, in id order.
-    pub(crate) rx: Box<[RingCore]>,
+/// A port's `netmap_if` as read once at open: its ring counts and its
+/// table of ring offsets, copied out of shared memory and checked.
+///
+/// The table has one entry per TX ring (the hardware ones, then the host
+/// ones), then one per RX ring. The kernel counts at least one host ring
+/// per direction in the table (a placeholder, offset 0, on ports without
+/// host rings, such as pipes and VALE ports), so its length follows the
+/// `netmap_if`'s counts, not the register reply's.
+#[derive(Debug, Clone)]
+pub(crate) struct IfTable {
+    /// TX entries (hardware and host).
+    ntx: usize,
+    /// Every entry: `ntx` TX ones, then the RX ones.
+    ofs: Box<[isize]>,
 }
 
-impl RingTable {
-    /// Reads the `netmap_if` at `nifp` and the rings `tx` and `rx` (ids, host
-    /// rings after the hardware ones) that it designates, checking each
-    /// against the mapping and the register reply `reg`.
+impl IfTable {
+    /// Reads the `netmap_if` at `nifp` and its table, checking them against
+    /// the mapping and the register reply `reg`.
     ///
     /// # Safety
-    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
-    /// the table and every [`RingCore`] made from it. `nifp` may point
-    /// anywhere: it is checked.
+    /// `[map_base, map_base + map_len)` must be a live mapping. `nifp` may
+    /// point anywhere: it is checked.
     pub(crate) unsafe fn read(
         map_base: *mut u8,
         map_len: usize,
         nifp: NonNull<netmap_if>,
         reg: &nmreq_register,
-        tx: Range<u16>,
-        rx: Range<u16>,
-    ) -> Result<RingTable> {
+    ) -> Result<IfTable> {
         let corrupt = |what: String| Error::RingCorrupt { ring: 0, what };
         let nif = nifp.as_ptr();
         let (base, end) = (map_base as usize, map_base as usize + map_len);
@@ -472,42 +473,98 @@ impl RingTable {
             reg.nr_host_rx_rings,
         ]
         .map(u32::from);
-        if counts != replied {
+        // Host counts may be the placeholder 1 where the reply says 0.
+        let agrees = |i: usize| counts[i] == replied[i] || (i % 2 == 1 && replied[i] == 0 && counts[i] == 1);
+        if !(0..4).all(agrees) {
             return Err(corrupt(format!(
                 "the netmap_if counts rings (TX, host TX, RX, host RX) {counts:?}, the register \
                  reply {replied:?}"
             )));
         }
-        let ntx = replied[0] as usize + replied[1] as usize;
-        let nrx = replied[2] as usize + replied[3] as usize;
+        let ntx = counts[0] as usize + counts[1] as usize;
+        let n = ntx + counts[2] as usize + counts[3] as usize;
         // SAFETY: the header of `IF_HDR` bytes lies in the mapping (checked).
         let table = unsafe { nif.cast::<u8>().add(IF_HDR) }.cast::<isize>();
-        if (ntx + nrx) * std::mem::size_of::<isize>() > end - table as usize {
+        if n * std::mem::size_of::<isize>() > end - table as usize {
             return Err(corrupt(
                 "the ring offset table runs past the mapped region".into(),
             ));
         }
-        if usize::from(tx.end) > ntx || usize::from(rx.end) > nrx {
-            return Err(corrupt(format!(
-                "bound rings TX {tx:?} / RX {rx:?} beyond the port's {ntx} / {nrx}"
-            )));
+        // SAFETY: the `n` entries lie in the mapping (checked) and are
+        // 8-aligned (the netmap_if is, and its header is 56 bytes). Each is
+        // read once, here.
+        let ofs = (0..n).map(|i| unsafe { table.add(i).read_volatile() }).collect();
+        Ok(IfTable { ntx, ofs })
+    }
+
+    /// The table's TX entries (hardware rings, then host rings).
+    pub(crate) fn tx(&self) -> &[isize] {
+        &self.ofs[..self.ntx]
+    }
+
+    /// The table's RX entries (hardware rings, then host rings).
+    pub(crate) fn rx(&self) -> &[isize] {
+        &self.ofs[self.ntx..]
+    }
+}
+
+/// The rings bound to a port, read and checked once when it opens: ring
+/// pointers, ids, counts and constants are never read from shared memory
+/// again.
+#[derive(Debug)]
+pub(crate) struct RingTable {
+    /// The bound TX rings, in id order.
+    pub(crate) tx: Box<[RingCore]>,
+    /// The bound RX rings, in id order.
+    pub(crate) rx: Box<[RingCore]>,
+}
+
+impl RingTable {
+    /// The rings `tx` and `rx` (ids, host rings after the hardware ones)
+    /// that `table`, the table of the `netmap_if` at `nifp`, designates,
+    /// each checked against the mapping and the register reply `reg`.
+    ///
+    /// # Safety
+    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
+    /// the table and every [`RingCore`] made from it.
+    pub(crate) unsafe fn read(
+        map_base: *mut u8,
+        map_len: usize,
+        nifp: NonNull<netmap_if>,
+        table: &IfTable,
+        reg: &nmreq_register,
+        tx: Range<u16>,
+        rx: Range<u16>,
+    ) -> Result<RingTable> {
+        if usize::from(tx.end) > table.tx().len() || usize::from(rx.end) > table.rx().len() {
+            return Err(Error::RingCorrupt {
+                ring: 0,
+                what: format!(
+                    "bound rings TX {tx:?} / RX {rx:?} beyond the port's {} / {}",
+                    table.tx().len(),
+                    table.rx().len()
+                ),
+            });
         }
-        let ring = |entry: usize, id: u16, num_slots: u32| -> Result<RingCore> {
-            // SAFETY: `entry < ntx + nrx`, so it lies in the table, which is
-            // inside the mapping (checked) and 8-aligned (the netmap_if is,
-            // and its header is 56 bytes). Read once.
-            let ofs = unsafe { table.add(entry).read_volatile() };
-            let at = nif.cast::<u8>().wrapping_offset(ofs).cast::<netmap_ring>();
-            let ptr = NonNull::new(at).ok_or_else(|| corrupt("a null ring".into()))?;
+        let ring = |ofs: isize, id: u16, num_slots: u32| -> Result<RingCore> {
+            let at = nifp
+                .as_ptr()
+                .cast::<u8>()
+                .wrapping_offset(ofs)
+                .cast::<netmap_ring>();
+            let ptr = NonNull::new(at).ok_or_else(|| Error::RingCorrupt {
+                ring: id,
+                what: "a null ring".into(),
+            })?;
             // SAFETY: the caller's contract on the mapping; `new` checks
             // that the ring lies inside it.
             unsafe { RingCore::new(ptr, map_base, map_len, RingShape { id, num_slots }) }
         };
         let tx = tx
-            .map(|id| ring(id as usize, id, reg.nr_tx_slots))
+            .map(|id| ring(table.tx()[id as usize], id, reg.nr_tx_slots))
             .collect::<Result<Box<[_]>>>()?;
         let rx = rx
-            .map(|id| ring(ntx + id as usize, id, reg.nr_rx_slots))
+            .map(|id| ring(table.rx()[id as usize], id, reg.nr_rx_slots))
             .collect::<Result<Box<[_]>>>()?;
         // One region has one buffer size.
         if let Some(first) = tx.iter().chain(rx.iter()).next() {

@@ -13,6 +13,7 @@ use crate::ffi::{
     NR_EXCLUSIVE, NR_REG_NIC_SW, NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY,
     NR_TX_RINGS_ONLY,
 };
+use crate::ring::IfTable;
 use crate::spec::PortSpec;
 
 /// What the caller may add to the request beyond the port name.
@@ -43,6 +44,8 @@ pub(crate) struct KernelPort {
     pub map: Mapping,
     pub fd: Box<dyn KernelFd>,
     pub nifp: NonNull<netmap_if>,
+    /// The `netmap_if`'s counts and ring offsets, read once.
+    pub table: IfTable,
     pub reg: nmreq_register,
     /// Ids of the TX rings bound to the handle (empty if none).
     pub tx: Range<u16>,
@@ -127,11 +130,14 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
     // SAFETY: `offset + size_of::<netmap_if>() <= memsize`, checked above,
     // and the mapping spans `memsize` bytes.
     let nifp = unsafe { NonNull::new_unchecked(ffi::NETMAP_IF(map.base().as_ptr(), offset)) };
-    let (tx, rx) = ring_range(&map, nifp, &reg, spec)?;
+    // SAFETY: the mapping is live; `read` checks `nifp` against it.
+    let table = unsafe { IfTable::read(map.base().as_ptr(), map.len(), nifp, &reg)? };
+    let (tx, rx) = ring_range(&table, spec)?;
     Ok(KernelPort {
         map,
         fd,
         nifp,
+        table,
         reg,
         tx,
         rx,
@@ -140,48 +146,21 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
 
 /// First and last TX and RX ring ids bound to this handle: the rings whose
 /// `ring_ofs` entries are non-zero, as libnetmap's `nmport_mmap` finds them.
-fn ring_range(
-    map: &Mapping,
-    nifp: NonNull<netmap_if>,
-    reg: &nmreq_register,
-    spec: &PortSpec,
-) -> Result<(Range<u16>, Range<u16>)> {
-    let nif = nifp.as_ptr();
-    // The reply's counts; `RingTable::read` checks that the netmap_if agrees.
-    let (host_tx, host_rx) = (reg.nr_host_tx_rings, reg.nr_host_rx_rings);
-    let num_tx = reg.nr_tx_rings as usize + host_tx as usize;
-    let num_rx = reg.nr_rx_rings as usize + host_rx as usize;
-    let ofs_end =
-        nif as usize + std::mem::size_of::<netmap_if>() + (num_tx + num_rx) * std::mem::size_of::<isize>();
-    if ofs_end > map.base().as_ptr() as usize + map.len() {
-        return Err(Error::RingCorrupt {
-            ring: 0,
-            what: "the ring offset table runs past the mapped region".into(),
-        });
-    }
-    let ofs = |i: usize| -> isize {
-        // SAFETY: `i < num_tx + num_rx`, and the table of that many entries
-        // lies inside the mapping (checked above).
-        unsafe { std::ptr::addr_of!((*nif).ring_ofs).cast::<isize>().add(i).read() }
-    };
-    let range = |base: usize, n: usize, dir: &str| -> Result<Range<u16>> {
-        let first = (0..n).find(|&i| ofs(base + i) != 0);
-        let Some(first) = first else {
+fn ring_range(table: &IfTable, spec: &PortSpec) -> Result<(Range<u16>, Range<u16>)> {
+    let range = |ofs: &[isize], dir: &str| -> Result<Range<u16>> {
+        let Some(first) = ofs.iter().position(|&o| o != 0) else {
             return Ok(0..0);
         };
-        let mut last = first;
-        while last + 1 < n && ofs(base + last + 1) != 0 {
-            last += 1;
-        }
+        let last = first + ofs[first..].iter().take_while(|&&o| o != 0).count();
         let to16 = |v: usize| {
             u16::try_from(v).map_err(|_| Error::RingCorrupt {
                 ring: 0,
                 what: format!("{dir} ring id {v} of {} out of range", spec.text),
             })
         };
-        Ok(to16(first)?..to16(last + 1)?)
+        Ok(to16(first)?..to16(last)?)
     };
-    Ok((range(0, num_tx, "TX")?, range(num_tx, num_rx, "RX")?))
+    Ok((range(table.tx(), "TX")?, range(table.rx(), "RX")?))
 }
 
 fn open_error(kernel: &dyn Kernel, e: io::Error) -> Error {

@@ -87,6 +87,7 @@ use crate::backend::sys::{self, Deadline, PollFn};
 use crate::backend::{KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_header, nmreq_register};
+use crate::ring::IfTable;
 use crate::spec::{self, PortSpec};
 
 /// The environment variable that names the library to load.
@@ -1114,11 +1115,14 @@ pub(crate) fn open(lib: &Arc<LibNetmap>, spec: &PortSpec, extras: RegisterExtras
     // when the last `Arc` of the descriptor, `owner` included, drops.
     let map = unsafe { Mapping::shared(base, len, owner) };
     let nifp = NonNull::new(o.nifp).ok_or_else(|| corrupt("no netmap_if".into()))?;
-    let (tx, rx) = ring_ids(&map, nifp, o.tx, o.rx).map_err(corrupt)?;
+    // SAFETY: the mapping is live; `read` checks `nifp` against it.
+    let table = unsafe { IfTable::read(map.base().as_ptr(), map.len(), nifp, &o.reg)? };
+    let (tx, rx) = ring_ids(&table, o.tx, o.rx).map_err(corrupt)?;
     Ok(KernelPort {
         map,
         fd: Box::new(LibFd { desc }),
         nifp,
+        table,
         reg: o.reg,
         tx,
         rx,
@@ -1224,39 +1228,8 @@ fn library_error(
 }
 
 /// The bound TX and RX ring ids from libnetmap's first/last pairs, checked
-/// against the `netmap_if` (whose ring offset table must lie in the mapping,
-/// as the ring lookup reads it).
-fn ring_ids(
-    map: &Mapping,
-    nifp: NonNull<netmap_if>,
-    tx: (u16, u16),
-    rx: (u16, u16),
-) -> Result<(Range<u16>, Range<u16>), String> {
-    let nif = nifp.as_ptr() as usize;
-    let (base, end) = (
-        map.base().as_ptr() as usize,
-        map.base().as_ptr() as usize + map.len(),
-    );
-    if nif < base || nif + std::mem::size_of::<netmap_if>() > end {
-        return Err("netmap_if outside the memory region".into());
-    }
-    let n = nifp.as_ptr();
-    // SAFETY: the netmap_if header lies inside the mapping (checked above);
-    // its counts are constant after registration.
-    let (num_tx, num_rx) = unsafe {
-        (
-            ptr::addr_of!((*n).ni_tx_rings).read() as usize
-                + ptr::addr_of!((*n).ni_host_tx_rings).read() as usize,
-            ptr::addr_of!((*n).ni_rx_rings).read() as usize
-                + ptr::addr_of!((*n).ni_host_rx_rings).read() as usize,
-        )
-    };
-    let table_end = (num_tx + num_rx)
-        .checked_mul(std::mem::size_of::<isize>())
-        .and_then(|t| t.checked_add(nif + std::mem::size_of::<netmap_if>()));
-    if table_end.is_none_or(|t| t > end) {
-        return Err("the ring offset table runs past the memory region".into());
-    }
+/// against the `netmap_if`'s table (read once at open).
+fn ring_ids(table: &IfTable, tx: (u16, u16), rx: (u16, u16)) -> Result<(Range<u16>, Range<u16>), String> {
     // With no ring bound in a direction, libnetmap leaves `last` one below
     // `first` (`first` being the ring count, so 0xffff for none of zero
     // rings); that is reported as `0..0`, as the kernel path does.
@@ -1270,7 +1243,10 @@ fn ring_ids(
         }
         Ok(first..stop)
     };
-    Ok((range(tx, num_tx, "TX")?, range(rx, num_rx, "RX")?))
+    Ok((
+        range(tx, table.tx().len(), "TX")?,
+        range(rx, table.rx().len(), "RX")?,
+    ))
 }
 
 #[cfg(test)]
@@ -1539,13 +1515,16 @@ mod tests {
             ptr::addr_of_mut!((*nif).ni_tx_rings).write(2);
             ptr::addr_of_mut!((*nif).ni_rx_rings).write(2);
         }
-        let owner = Arc::new(words);
-        let base = NonNull::new(owner.as_ptr().cast_mut().cast::<u8>()).unwrap();
-        // SAFETY: the 512 bytes at `base` live as long as `owner`, which
-        // the mapping holds; `ring_ids` only reads them.
-        let map = unsafe { Mapping::shared(base, 512, owner as Arc<dyn Send + Sync>) };
-        let nifp = base.cast::<netmap_if>();
-        let ids = |tx, rx| ring_ids(&map, nifp, tx, rx);
+        let base = NonNull::new(words.as_mut_ptr().cast::<u8>()).unwrap();
+        let reg = nmreq_register {
+            nr_tx_rings: 2,
+            nr_rx_rings: 2,
+            ..Default::default()
+        };
+        // SAFETY: the 512 bytes at `base` live while `words` does, to the
+        // end of the test.
+        let table = unsafe { IfTable::read(base.as_ptr(), 512, base.cast(), &reg) }.unwrap();
+        let ids = |tx, rx| ring_ids(&table, tx, rx);
         assert_eq!(ids((0, 1), (0, 1)), Ok((0..2, 0..2)));
         assert_eq!(ids((1, 1), (0, 0)), Ok((1..2, 0..1)));
         // Nothing bound: `first` is the count, `last` one below it.
@@ -1554,10 +1533,5 @@ mod tests {
         // Rings the netmap_if does not have.
         assert!(ids((0, 2), (0, 1)).is_err());
         assert!(ids((0, 1), (1, 5)).is_err());
-        // A netmap_if outside the region.
-        let outside = NonNull::new(base.as_ptr().wrapping_add(500))
-            .unwrap()
-            .cast::<netmap_if>();
-        assert!(ring_ids(&map, outside, (0, 1), (0, 1)).is_err());
     }
 }

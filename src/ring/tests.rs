@@ -33,6 +33,9 @@ const BUFS_OFS: usize = RX_OFS + RING_BYTES;
 /// Buffers 0 and 1 are reserved, as in netmap; TX has 2..10, RX 10..18.
 const NBUFS: usize = 2 + 2 * SLOTS as usize;
 const LEN: usize = BUFS_OFS + NBUFS * BUF;
+/// The table entry of the RX ring: after the TX ring's and the placeholder
+/// host TX ring's.
+const RX_ENTRY: usize = IF_OFS + IF_HDR + 2 * 8;
 
 /// The heap region, freed when the last `Arc` (the port's mapping) drops.
 #[derive(Debug)]
@@ -187,8 +190,20 @@ fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     let b = base.as_ptr();
     put(b, IF_OFS + std::mem::offset_of!(netmap_if, ni_tx_rings), 1u32);
     put(b, IF_OFS + std::mem::offset_of!(netmap_if, ni_rx_rings), 1u32);
+    // As the kernel does for ports without host rings: one placeholder host
+    // ring per direction in the table, offset 0.
+    put(
+        b,
+        IF_OFS + std::mem::offset_of!(netmap_if, ni_host_tx_rings),
+        1u32,
+    );
+    put(
+        b,
+        IF_OFS + std::mem::offset_of!(netmap_if, ni_host_rx_rings),
+        1u32,
+    );
     put(b, IF_OFS + IF_HDR, (TX_OFS - IF_OFS) as isize);
-    put(b, IF_OFS + IF_HDR + 8, (RX_OFS - IF_OFS) as isize);
+    put(b, RX_ENTRY, (RX_OFS - IF_OFS) as isize);
     for (k, ofs) in [TX_OFS, RX_OFS].into_iter().enumerate() {
         put(b, ofs, (BUFS_OFS - ofs) as i64);
         put(b, ofs + std::mem::offset_of!(netmap_ring, num_slots), SLOTS);
@@ -219,7 +234,10 @@ fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     let owner: Arc<dyn Send + Sync> = heap;
     // SAFETY: the region stays allocated while `owner` lives.
     let map = unsafe { Mapping::shared(base, len, owner) };
+    // SAFETY: the region is live; `read` checks the netmap_if against it.
+    let table = unsafe { IfTable::read(b, len, NonNull::new(b.cast()).unwrap(), &reg)? };
     let port = KernelPort {
+        table,
         map,
         fd: Box::new(HeapFd {
             base,
@@ -348,7 +366,7 @@ fn forwarding_swaps_buffers() {
 fn forged_ring_constants_refuse_the_port() {
     use std::mem::offset_of;
     type Forge = Box<dyn FnOnce(*mut u8)>;
-    let cases: [(&str, Forge); 6] = [
+    let cases: [(&str, Forge); 7] = [
         (
             "the register reply 8",
             Box::new(|b| put(b, RX_OFS + offset_of!(netmap_ring, num_slots), 1u32 << 30)),
@@ -359,7 +377,7 @@ fn forged_ring_constants_refuse_the_port() {
         ),
         (
             "aligned",
-            Box::new(|b| put(b, IF_OFS + IF_HDR + 8, (RX_OFS - IF_OFS + 4) as isize)),
+            Box::new(|b| put(b, RX_ENTRY, (RX_OFS - IF_OFS + 4) as isize)),
         ),
         ("outside", Box::new(|b| put(b, IF_OFS + IF_HDR, isize::MAX))),
         (
@@ -367,6 +385,10 @@ fn forged_ring_constants_refuse_the_port() {
             Box::new(|b| put(b, IF_OFS + offset_of!(netmap_if, ni_tx_rings), 1000u32)),
         ),
         ("buf_ofs", Box::new(|b| put(b, RX_OFS, i64::MIN))),
+        (
+            "host RX",
+            Box::new(|b| put(b, IF_OFS + offset_of!(netmap_if, ni_host_rx_rings), 2u32)),
+        ),
     ];
     for (what, forge) in cases {
         match heap_port_with(forge) {
@@ -383,7 +405,7 @@ fn shared_memory_is_not_read_again_after_open() {
     // A peer rewrites the netmap_if counts, the ring offsets and a ring
     // header after the port opened: the port never looks at them again.
     put(b, IF_OFS + std::mem::offset_of!(netmap_if, ni_tx_rings), u32::MAX);
-    put(b, IF_OFS + IF_HDR + 8, isize::MIN);
+    put(b, RX_ENTRY, isize::MIN);
     put(b, RX_OFS + std::mem::offset_of!(netmap_ring, num_slots), u32::MAX);
     let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
     tx.send(b"still fine").unwrap();
