@@ -38,7 +38,9 @@ fn emu_pair(name: &str) -> (Netmap, Netmap) {
     packets::pair(name, 64)
 }
 
-/// A pipe of the netmap module, named uniquely for this process.
+/// A pipe of the netmap module, named uniquely for this process. (A pipe
+/// without a parent interface gets a persistent VALE port of its name as
+/// parent, so the name stays within `IFNAMSIZ`.)
 fn kernel_pair(name: &str) -> (Netmap, Netmap) {
     let open = |end: char| {
         NetmapBuilder::new(&format!("netmap:{name}{}{end}1", std::process::id()))
@@ -164,7 +166,7 @@ fn poke<T>(p: *mut T, v: T) {
 }
 
 fn forged_netmap_if_counts_after_open_change_nothing(pair: Pair) {
-    let (a, b) = pair("hostilecounts");
+    let (a, b) = pair("hcounts");
     let nifp = b.raw_if().as_ptr();
     // SAFETY: fields of b's live netmap_if.
     unsafe {
@@ -181,7 +183,7 @@ fn forged_netmap_if_counts_after_open_change_nothing(pair: Pair) {
 }
 
 fn forged_ring_constants_after_open_change_nothing(pair: Pair) {
-    let (a, b) = pair("hostileconsts");
+    let (a, b) = pair("hconsts");
     let r = ring_of(&b, 1, 0);
     // SAFETY: fields of b's live RX ring header.
     unsafe {
@@ -202,7 +204,7 @@ fn forged_ring_constants_after_open_change_nothing(pair: Pair) {
 }
 
 fn a_corrupt_buffer_index_is_skipped_and_drain_rx_returns(pair: Pair) {
-    let (a, b) = pair("hostilebufidx");
+    let (a, b) = pair("hbufidx");
     let mut tx = a.tx_ring(0).unwrap();
     for p in [&b"first"[..], b"second", b"third"] {
         tx.send(p).unwrap();
@@ -226,7 +228,7 @@ fn a_corrupt_buffer_index_is_skipped_and_drain_rx_returns(pair: Pair) {
 }
 
 fn a_forged_length_is_clamped_to_the_buffer(pair: Pair) {
-    let (a, b) = pair("hostilelen");
+    let (a, b) = pair("hlen");
     let mut tx = a.tx_ring(0).unwrap();
     tx.send(b"short").unwrap();
     tx.sync().unwrap();
@@ -239,7 +241,7 @@ fn a_forged_length_is_clamped_to_the_buffer(pair: Pair) {
 }
 
 fn a_forged_head_is_an_error(pair: Pair) {
-    let (a, _b) = pair("hostilehead");
+    let (a, _b) = pair("hhead");
     let r = ring_of(&a, 0, 0);
     // SAFETY: the head word of a's TX ring.
     unsafe { poke(ptr::addr_of_mut!((*r).head), 1000) };
@@ -250,7 +252,7 @@ fn a_forged_head_is_an_error(pair: Pair) {
 }
 
 fn a_tail_forged_while_syncing_is_refused_never_trusted(pair: Pair) {
-    let (a, _b) = pair("hostiletail");
+    let (a, _b) = pair("htail");
     let mut tx = a.tx_ring(0).unwrap();
     // A peer thread stores a tail past the ring's end, over and over,
     // racing the embedded kernel, which rewrites it at every sync.
@@ -287,7 +289,7 @@ fn a_tail_forged_while_syncing_is_refused_never_trusted(pair: Pair) {
 }
 
 fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
-    let (a, b) = pair("hostilefork");
+    let (a, b) = pair("hfork");
     let mut tx = a.tx_ring(0).unwrap();
     tx.send(b"before").unwrap();
     // This scenario process runs one thread.
