@@ -18,7 +18,7 @@ use crate::backend::sys::Deadline;
 use crate::backend::{emu, Kernel, MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi;
-use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
+use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing, RESERVED_BUFS};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
 /// Identifies a memory region: buffers can be swapped between two ports only
@@ -666,19 +666,25 @@ impl Netmap {
             domain,
             mem_id: port.reg.nr_mem_id,
         };
-        let (base, len) = (port.map.base().as_ptr(), port.map.len());
+        // netmap reserves buffers 0 and 1; the AF_PACKET layout, ours,
+        // numbers its frames from 0.
+        let first_buf = if domain == MemDomain::AfPacket {
+            0
+        } else {
+            RESERVED_BUFS
+        };
         // SAFETY: the mapping is the port's and lives as long as the
         // `Netmap`, which owns both it and the table; every ring handle
         // borrows the `Netmap`.
         let rings = unsafe {
             RingTable::read(
-                base,
-                len,
+                &port.map,
                 port.nifp,
                 &port.table,
                 &port.reg,
                 port.tx.clone(),
                 port.rx.clone(),
+                first_buf,
             )?
         };
         let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
@@ -688,7 +694,8 @@ impl Netmap {
             scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
             owner: Owner::current(),
             // The embedded kernel's regions are private mappings already.
-            private: (domain != MemDomain::Emulated).then(|| Privatize::new(base, len)),
+            private: (domain != MemDomain::Emulated)
+                .then(|| Privatize::new(port.map.base().as_ptr(), port.map.len())),
             rings,
             port: ManuallyDrop::new(port),
             spec,

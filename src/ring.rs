@@ -24,7 +24,7 @@ use std::ops::Range;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::backend::SyncDir;
+use crate::backend::{Mapping, SyncDir};
 use crate::error::{Error, Result};
 use crate::ffi::{
     self, netmap_if, netmap_ring, netmap_slot, nm_next, nmreq_register, NETMAP_MAX_FRAGS, NS_BUF_CHANGED,
@@ -42,7 +42,12 @@ pub(crate) struct RingCore {
     slots: NonNull<netmap_slot>,
     /// `ring + buf_ofs`: buffer `i` starts at `bufs + i * buf_size`.
     bufs: NonNull<u8>,
-    /// Buffer indices below this lie inside the mapping.
+    /// The first buffer index a slot may hold: netmap reserves buffers 0
+    /// and 1 (the kernel parks unused slots of placeholder rings on buffer
+    /// 0), so a slot naming one is corrupt.
+    first_buf: u32,
+    /// Valid buffer indices are `first_buf..first_buf + nbufs`, all inside
+    /// the mapping.
     nbufs: u32,
     /// Bits of a slot's `ptr` that hold the packet's offset in its buffer
     /// (0 unless the port was opened with offsets).
@@ -88,6 +93,10 @@ const RING_ALIGN: usize = std::mem::align_of::<u64>();
 /// buffer's usable capacity is capped here, so no length is ever truncated.
 const SLOT_LEN_MAX: usize = u16::MAX as usize;
 
+/// Buffers netmap never puts in a slot in use: 0 (where the kernel parks
+/// the slots of placeholder rings) and 1.
+pub(crate) const RESERVED_BUFS: u32 = 2;
+
 /// What the register reply says a ring must look like.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingShape {
@@ -95,6 +104,8 @@ pub(crate) struct RingShape {
     pub id: u16,
     /// `nr_tx_slots` or `nr_rx_slots` of the register reply.
     pub num_slots: u32,
+    /// The first buffer index a slot may hold (see [`RingCore`]).
+    pub first_buf: u32,
 }
 
 impl RingCore {
@@ -165,7 +176,8 @@ impl RingCore {
                 "buf_ofs {buf_ofs} points outside the mapped region"
             )));
         }
-        let nbufs = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
+        let in_map = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
+        let nbufs = in_map.saturating_sub(shape.first_buf);
         // SAFETY: `bufs` lies inside the mapping (checked), so it is not null;
         // the slot array follows the header inside the mapping (checked).
         let (slots, bufs) = unsafe {
@@ -178,6 +190,7 @@ impl RingCore {
             ring,
             slots,
             bufs,
+            first_buf: shape.first_buf,
             nbufs,
             offset_mask,
             num_slots,
@@ -311,12 +324,13 @@ impl RingCore {
         unsafe { self.slots.as_ptr().add(i as usize) }
     }
 
-    /// The start of buffer `idx`, or `None` if the index points outside the
-    /// mapping (a corrupt slot).
+    /// The start of buffer `idx`, or `None` if the index is reserved or
+    /// points outside the mapping (a corrupt slot).
     #[inline]
     pub(crate) fn buf(&self, idx: u32) -> Option<*mut u8> {
-        if idx < self.nbufs {
-            // SAFETY: `idx < nbufs` puts the whole buffer inside the mapping.
+        if idx.wrapping_sub(self.first_buf) < self.nbufs {
+            // SAFETY: `first_buf <= idx < first_buf + nbufs` puts the whole
+            // buffer inside the mapping.
             Some(unsafe { self.bufs.as_ptr().add(idx as usize * self.buf_size as usize) })
         } else {
             None
@@ -436,18 +450,12 @@ impl IfTable {
     /// Reads the `netmap_if` at `nifp` and its table, checking them against
     /// the mapping and the register reply `reg`.
     ///
-    /// # Safety
-    /// `[map_base, map_base + map_len)` must be a live mapping. `nifp` may
-    /// point anywhere: it is checked.
-    pub(crate) unsafe fn read(
-        map_base: *mut u8,
-        map_len: usize,
-        nifp: NonNull<netmap_if>,
-        reg: &nmreq_register,
-    ) -> Result<IfTable> {
+    /// `nifp` may point anywhere: it is checked against `map`.
+    pub(crate) fn read(map: &Mapping, nifp: NonNull<netmap_if>, reg: &nmreq_register) -> Result<IfTable> {
         let corrupt = |what: String| Error::RingCorrupt { ring: 0, what };
         let nif = nifp.as_ptr();
-        let (base, end) = (map_base as usize, map_base as usize + map_len);
+        let base = map.base().as_ptr() as usize;
+        let end = base + map.len();
         if (nif as usize) < base
             || (nif as usize).checked_add(IF_HDR).is_none_or(|e| e > end)
             || nif as usize % std::mem::align_of::<netmap_if>() != 0
@@ -522,19 +530,19 @@ pub(crate) struct RingTable {
 impl RingTable {
     /// The rings `tx` and `rx` (ids, host rings after the hardware ones)
     /// that `table`, the table of the `netmap_if` at `nifp`, designates,
-    /// each checked against the mapping and the register reply `reg`.
+    /// each checked against the mapping and the register reply `reg`; slots
+    /// may hold buffers from `first_buf` on.
     ///
     /// # Safety
-    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
-    /// the table and every [`RingCore`] made from it.
+    /// `map` must outlive the table and every [`RingCore`] made from it.
     pub(crate) unsafe fn read(
-        map_base: *mut u8,
-        map_len: usize,
+        map: &Mapping,
         nifp: NonNull<netmap_if>,
         table: &IfTable,
         reg: &nmreq_register,
         tx: Range<u16>,
         rx: Range<u16>,
+        first_buf: u32,
     ) -> Result<RingTable> {
         if usize::from(tx.end) > table.tx().len() || usize::from(rx.end) > table.rx().len() {
             return Err(Error::RingCorrupt {
@@ -556,9 +564,14 @@ impl RingTable {
                 ring: id,
                 what: "a null ring".into(),
             })?;
+            let shape = RingShape {
+                id,
+                num_slots,
+                first_buf,
+            };
             // SAFETY: the caller's contract on the mapping; `new` checks
             // that the ring lies inside it.
-            unsafe { RingCore::new(ptr, map_base, map_len, RingShape { id, num_slots }) }
+            unsafe { RingCore::new(ptr, map.base().as_ptr(), map.len(), shape) }
         };
         let tx = tx
             .map(|id| ring(table.tx()[id as usize], id, reg.nr_tx_slots))

@@ -126,8 +126,8 @@ fn tx_only_and_rx_only_ports_of_one_pipe_end_coexist_across_processes() {
     let (master, slave) = (format!("netmap:nmrstr{pid}{{1"), format!("netmap:nmrstr{pid}}}1"));
     // The slave end here; the master's RX rings here, its TX rings in a
     // child process: all exclusive, none shared.
-    let master_rx = open(&format!("{master}/R")).unwrap();
     let slave_port = open(&slave).unwrap();
+    let master_rx = open(&format!("{master}/R")).unwrap();
     let sender = spawn(test, "send", &format!("{master}/T"));
     let mut rx = slave_port.rx_ring(0).unwrap();
     let mut got = Vec::new();

@@ -130,8 +130,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
     // SAFETY: `offset + size_of::<netmap_if>() <= memsize`, checked above,
     // and the mapping spans `memsize` bytes.
     let nifp = unsafe { NonNull::new_unchecked(ffi::NETMAP_IF(map.base().as_ptr(), offset)) };
-    // SAFETY: the mapping is live; `read` checks `nifp` against it.
-    let table = unsafe { IfTable::read(map.base().as_ptr(), map.len(), nifp, &reg)? };
+    let table = IfTable::read(&map, nifp, &reg)?;
     let (tx, rx) = ring_range(&table, spec)?;
     Ok(KernelPort {
         map,

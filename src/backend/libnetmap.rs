@@ -1115,8 +1115,7 @@ pub(crate) fn open(lib: &Arc<LibNetmap>, spec: &PortSpec, extras: RegisterExtras
     // when the last `Arc` of the descriptor, `owner` included, drops.
     let map = unsafe { Mapping::shared(base, len, owner) };
     let nifp = NonNull::new(o.nifp).ok_or_else(|| corrupt("no netmap_if".into()))?;
-    // SAFETY: the mapping is live; `read` checks `nifp` against it.
-    let table = unsafe { IfTable::read(map.base().as_ptr(), map.len(), nifp, &o.reg)? };
+    let table = IfTable::read(&map, nifp, &o.reg)?;
     let (tx, rx) = ring_ids(&table, o.tx, o.rx).map_err(corrupt)?;
     Ok(KernelPort {
         map,
@@ -1515,15 +1514,17 @@ mod tests {
             ptr::addr_of_mut!((*nif).ni_tx_rings).write(2);
             ptr::addr_of_mut!((*nif).ni_rx_rings).write(2);
         }
-        let base = NonNull::new(words.as_mut_ptr().cast::<u8>()).unwrap();
         let reg = nmreq_register {
             nr_tx_rings: 2,
             nr_rx_rings: 2,
             ..Default::default()
         };
-        // SAFETY: the 512 bytes at `base` live while `words` does, to the
-        // end of the test.
-        let table = unsafe { IfTable::read(base.as_ptr(), 512, base.cast(), &reg) }.unwrap();
+        let owner = Arc::new(words);
+        let base = NonNull::new(owner.as_ptr().cast_mut().cast::<u8>()).unwrap();
+        // SAFETY: the 512 bytes at `base` live as long as `owner`, which
+        // the mapping holds; `IfTable::read` only reads them.
+        let map = unsafe { Mapping::shared(base, 512, owner as Arc<dyn Send + Sync>) };
+        let table = IfTable::read(&map, base.cast(), &reg).unwrap();
         let ids = |tx, rx| ring_ids(&table, tx, rx);
         assert_eq!(ids((0, 1), (0, 1)), Ok((0..2, 0..2)));
         assert_eq!(ids((1, 1), (0, 0)), Ok((1..2, 0..1)));

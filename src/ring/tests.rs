@@ -234,8 +234,7 @@ fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     let owner: Arc<dyn Send + Sync> = heap;
     // SAFETY: the region stays allocated while `owner` lives.
     let map = unsafe { Mapping::shared(base, len, owner) };
-    // SAFETY: the region is live; `read` checks the netmap_if against it.
-    let table = unsafe { IfTable::read(b, len, NonNull::new(b.cast()).unwrap(), &reg)? };
+    let table = IfTable::read(&map, NonNull::new(b.cast()).unwrap(), &reg)?;
     let port = KernelPort {
         table,
         map,
@@ -532,4 +531,24 @@ fn slots_never_carry_a_truncated_length() {
     assert_eq!(rx.sync().unwrap(), 2, "two slots, not one with a cut length");
     let frame = rx.recv().unwrap();
     assert_eq!((frame.slots(), frame.payload()), (2, &big[..]));
+}
+
+#[test]
+fn slots_naming_reserved_buffers_are_corrupt() {
+    // The kernel parks the slots of placeholder rings on buffer 0: a ring
+    // whose slots all name it would hand every packet the same bytes.
+    let port = heap_port();
+    let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
+    put(region(&port), slot_at(TX_OFS, 0, BUF_IDX), 0u32);
+    assert!(matches!(tx.send(b"zero"), Err(Error::RingCorrupt { .. })));
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    // The emptied slot (still on buffer 0) and the two packets arrived; the
+    // peer parks the second packet's slot on buffer 1. Both are skipped.
+    put(region(&port), slot_at(RX_OFS, 2, BUF_IDX), 1u32);
+    let got: Vec<Vec<u8>> = rx.iter().map(|f| f.to_vec()).collect();
+    assert_eq!(got, [b"one".to_vec()]);
+    assert!(matches!(rx.sync(), Err(Error::RingCorrupt { .. })));
 }
