@@ -18,9 +18,11 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::backend::kernel::KernelPort;
 use crate::backend::kring::{SharedRing, Slot};
-use crate::backend::{nm_prev, KernelFd, Mapping, MemDomain};
+use crate::backend::{nm_prev, KernelFd, Mapping, MemDomain, SyncDir};
 use crate::error::BackendKind;
-use crate::ffi::nmreq_header;
+use crate::ffi::{nmreq_header, nmreq_register};
+use crate::frame::Frame;
+use crate::port::Netmap;
 use crate::spec;
 
 const SLOTS: u32 = 8;

@@ -1,0 +1,502 @@
+//! TX and RX rings: index arithmetic, send, receive, batches, sync.
+//!
+//! A netmap ring is shared with the kernel. The user owns the slots in
+//! `[head, tail)`; the kernel owns the rest. `head` and `cur` are written by
+//! the user and read by the kernel during a sync; `tail` is written by the
+//! kernel during a sync and read by the user after it. This module never
+//! builds a Rust reference over those fields: it keeps its own copies of
+//! `head` and `tail`, stores `head`/`cur` with `Release` before each sync and
+//! loads `tail` with `Acquire` after it. Indices wrap at `num_slots`, which
+//! need not be a power of two.
+//!
+//! Received slots are handed back to the kernel lazily: the shared `head`
+//! moves past a slot only when `recv` finds the ring drained, at the next
+//! `iter` or `sync`, or when the ring handle drops. All of these take the
+//! ring by `&mut` (or by value), so none can run while a [`Frame`] of that
+//! slot is alive, and a poll of the port (by
+//! [`Netmap::poll`](crate::Netmap::poll) or an event loop) never returns to
+//! the kernel a slot that user code still reads. It also keeps the receive
+//! loop free of stores to the shared ring.
+
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::{Error, Result};
+use crate::ffi::{self, netmap_if, netmap_ring, netmap_slot, nm_next, NETMAP_MAX_FRAGS, NS_MOREFRAG};
+
+/// The part of a ring that both directions share: cached constants of the
+/// ring, the user's copies of `head` and `tail`, and raw access to slots and
+/// buffers.
+#[derive(Clone)]
+pub(crate) struct RingCore {
+    ring: NonNull<netmap_ring>,
+    slots: NonNull<netmap_slot>,
+    /// `ring + buf_ofs`: buffer `i` starts at `bufs + i * buf_size`.
+    bufs: NonNull<u8>,
+    /// The first buffer index a slot may hold: netmap reserves buffers 0
+    /// and 1 (the kernel parks unused slots of placeholder rings on buffer
+    /// 0), so a slot naming one is corrupt.
+    first_buf: u32,
+    /// Valid buffer indices are `first_buf..first_buf + nbufs`, all inside
+    /// the mapping.
+    nbufs: u32,
+    /// Bits of a slot's `ptr` that hold the packet's offset in its buffer
+    /// (0 unless the port was opened with offsets).
+    offset_mask: u64,
+    num_slots: u32,
+    buf_size: u32,
+    /// Bytes a slot can carry from the start of its buffer:
+    /// `min(buf_size, u16::MAX)`.
+    slot_cap: u32,
+    /// The user's next slot; published to the kernel's `head`/`cur`.
+    head: u32,
+    /// The kernel's `tail` as of the last sync.
+    tail: u32,
+    /// What the shared `head` holds now.
+    published: u32,
+    /// Corrupt slots skipped since the last report (see
+    /// [`take_skipped`](RingCore::take_skipped)).
+    skipped: u32,
+    id: u16,
+}
+
+impl fmt::Debug for RingCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("id", &self.id)
+            .field("num_slots", &self.num_slots)
+            .field("buf_size", &self.buf_size)
+            .field("head", &self.head)
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+/// Size of the ring header before the slot array.
+const RING_HDR: usize = std::mem::size_of::<netmap_ring>();
+
+/// The alignment the ring code needs of a ring header: that of its widest
+/// field read (`buf_ofs`, `offset_mask`) and of the slots that follow it.
+/// The kernel places rings on cache lines; this is the least that is sound.
+const RING_ALIGN: usize = std::mem::align_of::<u64>();
+
+/// The largest length a slot can carry (`netmap_slot::len` is a `u16`): a
+/// buffer's usable capacity is capped here, so no length is ever truncated.
+const SLOT_LEN_MAX: usize = u16::MAX as usize;
+
+/// Buffers netmap never puts in a slot in use: 0 (where the kernel parks
+/// the slots of placeholder rings) and 1.
+pub(crate) const RESERVED_BUFS: u32 = 2;
+
+/// What the register reply says a ring must look like.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingShape {
+    /// The ring's id (its position among the rings of its direction).
+    pub id: u16,
+    /// `nr_tx_slots` or `nr_rx_slots` of the register reply.
+    pub num_slots: u32,
+    /// The first buffer index a slot may hold (see [`RingCore`]).
+    pub first_buf: u32,
+}
+
+impl RingCore {
+    /// Reads and checks a ring's constants, once: the ring lies in the
+    /// mapping, aligned, with the reply's slot count, a buffer size that
+    /// fits the region, and buffers inside it. Nothing checked here is read
+    /// from shared memory again.
+    ///
+    /// # Safety
+    /// `[map_base, map_base + map_len)` must be a live mapping that outlives
+    /// the returned value (and every clone of it).
+    pub(crate) unsafe fn new(
+        ring: NonNull<netmap_ring>,
+        map_base: *mut u8,
+        map_len: usize,
+        shape: RingShape,
+    ) -> Result<Self> {
+        let r = ring.as_ptr();
+        let id = shape.id;
+        let map_end = map_base as usize + map_len;
+        let corrupt = |what: String| Error::RingCorrupt { ring: id, what };
+        if (r as usize) < map_base as usize || (r as usize).checked_add(RING_HDR).is_none_or(|e| e > map_end)
+        {
+            return Err(corrupt("the ring lies outside the mapped region".into()));
+        }
+        if r as usize % RING_ALIGN != 0 {
+            return Err(corrupt(format!(
+                "the ring header at region offset {} is not {RING_ALIGN}-byte aligned",
+                r as usize - map_base as usize
+            )));
+        }
+        // SAFETY: the header lies inside the mapping and is aligned (checked
+        // above). Another process may write these fields; each is read once,
+        // here, and checked before use.
+        let (buf_ofs, num_slots, buf_size, offset_mask) = unsafe {
+            (
+                ptr::addr_of!((*r).buf_ofs).read_volatile(),
+                ptr::addr_of!((*r).num_slots).read_volatile(),
+                ptr::addr_of!((*r).nr_buf_size).read_volatile(),
+                ptr::addr_of!((*r).offset_mask).read_volatile(),
+            )
+        };
+        if num_slots != shape.num_slots || num_slots < 2 {
+            return Err(corrupt(format!(
+                "the ring header says {num_slots} slots, the register reply {}",
+                shape.num_slots
+            )));
+        }
+        let slots_end = (num_slots as usize)
+            .checked_mul(std::mem::size_of::<netmap_slot>())
+            .and_then(|n| n.checked_add(r as usize + RING_HDR));
+        if slots_end.is_none_or(|end| end > map_end) {
+            return Err(corrupt("the slot array runs past the mapped region".into()));
+        }
+        // Every slot holds a buffer of its own, so the ring's buffers cannot
+        // take more room than the region has.
+        if buf_size == 0 || u64::from(buf_size) * u64::from(num_slots) > map_len as u64 {
+            return Err(corrupt(format!(
+                "nr_buf_size {buf_size} with {num_slots} slots does not fit the region of {map_len} bytes"
+            )));
+        }
+        let bufs = r.cast::<u8>().wrapping_offset(buf_ofs as isize);
+        if buf_ofs.unsigned_abs() > map_len as u64
+            || (bufs as usize) < map_base as usize
+            || bufs as usize > map_end
+        {
+            return Err(corrupt(format!(
+                "buf_ofs {buf_ofs} points outside the mapped region"
+            )));
+        }
+        let in_map = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
+        let nbufs = in_map.saturating_sub(shape.first_buf);
+        // SAFETY: `bufs` lies inside the mapping (checked), so it is not null;
+        // the slot array follows the header inside the mapping (checked).
+        let (slots, bufs) = unsafe {
+            (
+                NonNull::new_unchecked(r.cast::<u8>().add(RING_HDR).cast::<netmap_slot>()),
+                NonNull::new_unchecked(bufs),
+            )
+        };
+        Ok(RingCore {
+            ring,
+            slots,
+            bufs,
+            first_buf: shape.first_buf,
+            nbufs,
+            offset_mask,
+            num_slots,
+            buf_size,
+            slot_cap: (buf_size as usize).min(SLOT_LEN_MAX) as u32,
+            head: 0,
+            tail: 0,
+            published: 0,
+            skipped: 0,
+            id,
+        })
+    }
+
+    /// A fresh handle's view of the ring: these constants, with `head` and
+    /// `tail` read from the ring now.
+    pub(crate) fn attach(&self) -> Result<RingCore> {
+        let head = self.shared(RingField::Head).load(Ordering::Acquire);
+        let tail = self.shared(RingField::Tail).load(Ordering::Acquire);
+        if head >= self.num_slots || tail >= self.num_slots {
+            return Err(Error::RingCorrupt {
+                ring: self.id,
+                what: format!("head {head} / tail {tail} beyond {} slots", self.num_slots),
+            });
+        }
+        Ok(RingCore {
+            head,
+            tail,
+            published: head,
+            skipped: 0,
+            ..self.clone()
+        })
+    }
+
+    #[inline]
+    fn shared(&self, field: RingField) -> &AtomicU32 {
+        // SAFETY: `ring` points at a live ring header (constructor contract);
+        // `ring_field` yields an aligned u32 inside it, shared with the
+        // kernel, which is accessed only atomically here.
+        unsafe { &*ring_field(self.ring.as_ptr(), field) }
+    }
+
+    /// Stores the user's `head` (and `cur`) into the shared ring, handing the
+    /// slots before it to the kernel at its next sync.
+    #[inline]
+    pub(crate) fn publish(&mut self) {
+        if self.published != self.head {
+            // `cur` first: the kernel reads head, then cur, and expects cur
+            // to be at or past head.
+            self.shared(RingField::Cur).store(self.head, Ordering::Release);
+            self.shared(RingField::Head).store(self.head, Ordering::Release);
+            self.published = self.head;
+        }
+    }
+
+    /// Reloads `tail` after a sync. Written by the kernel.
+    #[inline]
+    pub(crate) fn reload_tail(&mut self) -> Result<()> {
+        let tail = self.shared(RingField::Tail).load(Ordering::Acquire);
+        if tail >= self.num_slots {
+            return Err(Error::RingCorrupt {
+                ring: self.id,
+                what: format!("tail {tail} beyond {} slots", self.num_slots),
+            });
+        }
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// Whether `[head, tail)` is empty.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    /// Slots in `[head, tail)`.
+    #[inline]
+    pub(crate) fn space(&self) -> u32 {
+        ffi::nm_space(self.head, self.tail, self.num_slots)
+    }
+
+    /// Slots in `[head, tail)` up to the end of the last complete packet:
+    /// a trailing chain of `NS_MOREFRAG` slots shorter than
+    /// `NETMAP_MAX_FRAGS` is still arriving, unless the ring is full and it
+    /// never can (then `recv` skips it).
+    #[inline]
+    pub(crate) fn complete_space(&self) -> u32 {
+        let space = self.space();
+        if space == 0 {
+            return 0;
+        }
+        let last = crate::backend::nm_prev(self.tail, self.num_slots);
+        // SAFETY: `last` is the final slot of the non-empty [head, tail).
+        let (_, _, flags) = unsafe { read_slot(self.slot(last)) };
+        if flags & NS_MOREFRAG == 0 {
+            return space;
+        }
+        self.complete_space_cold(space)
+    }
+
+    #[cold]
+    fn complete_space_cold(&self, space: u32) -> u32 {
+        let mut run = 0;
+        let mut i = self.tail;
+        while run < space && run < NETMAP_MAX_FRAGS {
+            i = crate::backend::nm_prev(i, self.num_slots);
+            // SAFETY: `i` stays within the `space` user-owned slots before tail.
+            let (_, _, flags) = unsafe { read_slot(self.slot(i)) };
+            if flags & NS_MOREFRAG == 0 {
+                break;
+            }
+            run += 1;
+        }
+        if run == NETMAP_MAX_FRAGS || space + 1 == self.num_slots {
+            space
+        } else {
+            space - run
+        }
+    }
+
+    #[inline]
+    pub(crate) fn next(&self, i: u32) -> u32 {
+        nm_next(i, self.num_slots)
+    }
+
+    #[inline]
+    pub(crate) fn slot(&self, i: u32) -> *mut netmap_slot {
+        debug_assert!(i < self.num_slots);
+        // SAFETY: every index handed here is `< num_slots` (all come from
+        // `next`/`head`/`tail`, which stay below it), and the slot array
+        // of `num_slots` entries lies inside the mapping.
+        unsafe { self.slots.as_ptr().add(i as usize) }
+    }
+
+    /// The start of buffer `idx`, or `None` if the index is reserved or
+    /// points outside the mapping (a corrupt slot).
+    #[inline]
+    pub(crate) fn buf(&self, idx: u32) -> Option<*mut u8> {
+        if idx.wrapping_sub(self.first_buf) < self.nbufs {
+            // SAFETY: `first_buf <= idx < first_buf + nbufs` puts the whole
+            // buffer inside the mapping.
+            Some(unsafe { self.bufs.as_ptr().add(idx as usize * self.buf_size as usize) })
+        } else {
+            None
+        }
+    }
+
+    /// Where slot `s`'s packet starts and how many bytes it may carry from
+    /// there: its buffer, past the slot's offset when the ring has offsets,
+    /// at most `u16::MAX` bytes (what `len` can say). `None` if the slot is
+    /// corrupt (buffer outside the mapping, offset past it).
+    ///
+    /// # Safety
+    /// `s` must be a slot the user owns.
+    #[inline]
+    pub(crate) unsafe fn data(&self, s: *const netmap_slot, idx: u32) -> Option<(*mut u8, usize)> {
+        let buf = self.buf(idx)?;
+        if self.offset_mask == 0 {
+            return Some((buf, self.slot_cap as usize));
+        }
+        let bs = self.buf_size as usize;
+        // SAFETY: the caller owns the slot.
+        let off = (unsafe { ptr::addr_of!((*s).ptr).read() } & self.offset_mask) as usize;
+        if off >= bs {
+            return None;
+        }
+        // SAFETY: `off < bs`, so the pointer stays inside the buffer.
+        Some((unsafe { buf.add(off) }, (bs - off).min(SLOT_LEN_MAX)))
+    }
+
+    /// Bytes a slot can carry from the start of its buffer.
+    #[inline]
+    pub(crate) fn slot_cap(&self) -> usize {
+        self.slot_cap as usize
+    }
+
+    /// Counts a corrupt slot that was skipped.
+    #[cold]
+    fn skip(&mut self) {
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// The error for the corrupt slots skipped since the last call, if any.
+    #[cold]
+    fn take_skipped(&mut self) -> Result<()> {
+        match std::mem::take(&mut self.skipped) {
+            0 => Ok(()),
+            n => Err(Error::RingCorrupt {
+                ring: self.id,
+                what: format!(
+                    "{n} received slot(s) held a buffer index or offset outside the mapped region \
+                     and were skipped"
+                ),
+            }),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn buf_size(&self) -> usize {
+        self.buf_size as usize
+    }
+
+    #[inline]
+    pub(crate) fn num_slots(&self) -> u32 {
+        self.num_slots
+    }
+
+    #[inline]
+    pub(crate) fn head(&self) -> u32 {
+        self.head
+    }
+
+    #[inline]
+    pub(crate) fn set_head(&mut self, head: u32) {
+        debug_assert!(head < self.num_slots);
+        self.head = head;
+    }
+
+    #[inline]
+    pub(crate) fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
+
+    #[cold]
+    fn corrupt_slot(&self, i: u32, idx: u32) -> Error {
+        Error::RingCorrupt {
+            ring: self.id,
+            what: format!(
+                "slot {i} holds buffer index {idx} (or an offset) outside the mapped region; \
+                 it was handed back empty"
+            ),
+        }
+    }
+}
+
+/// The fixed part of a `netmap_if`, before `ring_ofs[]`.
+const IF_HDR: usize = std::mem::size_of::<netmap_if>();
+
+#[derive(Clone, Copy)]
+enum RingField {
+    Head,
+    Cur,
+    Tail,
+}
+
+/// Raw pointer to `head`, `cur` or `tail` of `r`, as an atomic.
+///
+/// # Safety
+/// `r` must point at a readable ring header.
+#[inline]
+unsafe fn ring_field(r: *mut netmap_ring, f: RingField) -> *const AtomicU32 {
+    // SAFETY: the caller guarantees `r` points at a ring header; the fields
+    // are u32s at 4-byte aligned offsets, the layout AtomicU32 requires.
+    unsafe {
+        match f {
+            RingField::Head => ptr::addr_of_mut!((*r).head),
+            RingField::Cur => ptr::addr_of_mut!((*r).cur),
+            RingField::Tail => ptr::addr_of_mut!((*r).tail),
+        }
+        .cast::<AtomicU32>()
+    }
+}
+
+/// Reads a slot's `buf_idx`, `len` and `flags`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+pub(crate) unsafe fn read_slot(s: *const netmap_slot) -> (u32, u16, u16) {
+    // SAFETY: the caller owns the slot; nobody writes it concurrently.
+    unsafe {
+        (
+            ptr::addr_of!((*s).buf_idx).read(),
+            ptr::addr_of!((*s).len).read(),
+            ptr::addr_of!((*s).flags).read(),
+        )
+    }
+}
+
+/// Writes a slot's `len` and `flags`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+pub(crate) unsafe fn write_slot(s: *mut netmap_slot, len: u16, flags: u16) {
+    // SAFETY: the caller owns the slot; nobody reads it concurrently.
+    unsafe {
+        ptr::addr_of_mut!((*s).len).write(len);
+        ptr::addr_of_mut!((*s).flags).write(flags);
+    }
+}
+
+/// Writes a slot's `buf_idx`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+pub(crate) unsafe fn write_slot_buf(s: *mut netmap_slot, idx: u32) {
+    // SAFETY: the caller owns the slot.
+    unsafe { ptr::addr_of_mut!((*s).buf_idx).write(idx) }
+}
+
+mod rx;
+mod table;
+mod tx;
+
+pub(crate) use rx::Scratch;
+pub use rx::{RxIter, RxRing};
+pub(crate) use table::{IfTable, RingTable};
+pub use tx::{TxBatch, TxRing};
+
+#[cfg(test)]
+mod tests;

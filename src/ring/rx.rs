@@ -1,0 +1,321 @@
+//! Receive rings: frames in place, batches, multi-slot assembly.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr;
+
+use super::{read_slot, RingCore};
+use crate::backend::SyncDir;
+use crate::error::Result;
+use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
+use crate::frame::Frame;
+use crate::port::{Netmap, RegionKey};
+
+/// A receive ring of an open port.
+///
+/// [`sync`](RxRing::sync) asks the kernel for new packets (and returns the
+/// slots already read); [`recv`](RxRing::recv) and [`iter`](RxRing::iter)
+/// hand them out as [`Frame`]s borrowed from the ring.
+pub struct RxRing<'a> {
+    pub(super) core: RingCore,
+    port: &'a Netmap,
+    index: usize,
+    pub(super) region: RegionKey,
+    /// Room to assemble multi-slot packets, lent by the port (see
+    /// [`Scratch`]).
+    pub(super) scratch: Scratch,
+}
+
+impl fmt::Debug for RxRing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxRing")
+            .field("index", &self.index)
+            .field("ring", &self.core)
+            .finish()
+    }
+}
+
+impl<'a> RxRing<'a> {
+    #[inline]
+    pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
+        RxRing {
+            core,
+            region: port.region_key(),
+            port,
+            index,
+            scratch: port.take_scratch(index),
+        }
+    }
+
+    /// Slots holding received data not yet handed out.
+    #[inline]
+    pub fn pending(&self) -> usize {
+        self.core.space() as usize
+    }
+
+    /// Whether no received packet is waiting (as of the last sync).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.core.space() == 0
+    }
+
+    /// Total slots in the ring.
+    #[inline]
+    pub fn num_slots(&self) -> usize {
+        self.core.num_slots() as usize
+    }
+
+    /// Bytes one slot's buffer holds.
+    #[inline]
+    pub fn buf_size(&self) -> usize {
+        self.core.buf_size()
+    }
+
+    /// The kernel's id of this ring.
+    #[inline]
+    pub fn id(&self) -> u16 {
+        self.core.id()
+    }
+
+    /// The next received packet, or `None` when the packets seen at the last
+    /// [`sync`](RxRing::sync) are used up. The frame borrows the ring, so the
+    /// ring cannot sync while it is alive; its slot returns to the kernel
+    /// afterwards.
+    #[inline]
+    pub fn recv(&mut self) -> Option<Frame<'_>> {
+        if self.core.is_empty() {
+            // Every frame handed out is gone (`&mut self`): give their slots
+            // back now, so that a poll of the port can reuse them.
+            self.core.publish();
+            return None;
+        }
+        let region = self.region;
+        // SAFETY: `&mut self` ends every earlier frame; the frame returned
+        // borrows `self`.
+        unsafe { next_frame(&mut self.core, &mut self.scratch, region) }
+    }
+
+    /// Every packet received as of the last sync, as frames that may be
+    /// kept side by side (for example to forward them all). The slots return
+    /// to the kernel at the next `recv`, `iter` or `sync`.
+    #[inline]
+    pub fn iter(&mut self) -> RxIter<'_> {
+        self.core.publish();
+        RxIter {
+            local: self.core.clone(),
+            core: &mut self.core,
+            scratch: &mut self.scratch,
+            region: self.region,
+            _frames: PhantomData,
+        }
+    }
+
+    /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
+    /// port) and learns of newly received packets; returns how many slots
+    /// now hold unread, complete packets (the fragments of a multi-slot
+    /// packet whose last slot has not arrived yet are not counted), so a
+    /// loop that syncs until this is 0 always ends.
+    ///
+    /// Errors: [`Error::RingCorrupt`](crate::Error::RingCorrupt) once after `recv`/`iter` skipped
+    /// slots whose buffer lay outside the region (another process wrote
+    /// them); the sync itself has happened, and the ring goes on.
+    #[inline]
+    pub fn sync(&mut self) -> Result<usize> {
+        self.core.publish();
+        self.port.sync(SyncDir::Rx)?;
+        self.core.reload_tail()?;
+        self.core.take_skipped()?;
+        Ok(self.core.complete_space() as usize)
+    }
+}
+
+impl Drop for RxRing<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Frames are gone; give their slots back at the next sync.
+        self.core.publish();
+        self.port
+            .put_scratch(self.index, std::mem::take(&mut self.scratch));
+        self.port.release_ring(SyncDir::Rx, self.index);
+    }
+}
+
+/// Frames available in an [`RxRing`], from [`RxRing::iter`]; frames it yields
+/// may live side by side until the ring is used again.
+pub struct RxIter<'r> {
+    /// A copy the loop works on (so its fields live in registers); its
+    /// `head` goes back to `core` when the iterator drops.
+    local: RingCore,
+    core: &'r mut RingCore,
+    scratch: &'r mut Scratch,
+    region: RegionKey,
+    _frames: PhantomData<Frame<'r>>,
+}
+
+impl fmt::Debug for RxIter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxIter")
+            .field("pending", &self.core.space())
+            .finish()
+    }
+}
+
+impl<'r> Iterator for RxIter<'r> {
+    type Item = Frame<'r>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Frame<'r>> {
+        // SAFETY: frames of one batch cover disjoint slots (head only moves
+        // forward, and the shared head is not published until the ring is
+        // borrowed mutably again, after every frame of 'r is gone), and
+        // multi-slot frames are assembled into disjoint parts of the scratch.
+        unsafe { next_frame(&mut self.local, self.scratch, self.region) }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.local.space() as usize))
+    }
+}
+
+impl Drop for RxIter<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.set_head(self.local.head());
+        self.core.skipped = self.local.skipped;
+    }
+}
+
+/// Assembly room for multi-slot packets: the packet starting at slot `s`
+/// goes at `s * slot_cap`, so packets of one batch never overlap. It is
+/// allocated when a ring first meets such a packet, without being filled
+/// (only bytes copied in are ever read), and it belongs to the port, which
+/// lends it to the ring's handle: `(num_slots + NETMAP_MAX_FRAGS) * slot_cap`
+/// bytes at most per RX ring, with `num_slots * buf_size` bounded by the
+/// region's size (checked at open).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub(super) mem: Vec<u8>,
+}
+
+/// What [`next_multi`] found at the head of the ring.
+enum Multi<'f> {
+    /// A whole packet, and the head past it.
+    Frame(Frame<'f>, u32),
+    /// Its last fragment has not arrived: wait for the next sync.
+    Incomplete,
+    /// A corrupt packet, skipped: the head past it.
+    Skipped(u32),
+}
+
+/// Takes the next packet from `core`, advancing the user's `head` past it
+/// (without publishing it). Slots whose buffer lies outside the region are
+/// skipped and counted.
+///
+/// # Safety
+/// The caller must make the returned frame borrow `core` (and `scratch`)
+/// for `'f`, and no frame previously handed out may overlap it: it must be
+/// dropped, or cover other slots.
+#[inline]
+unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: RegionKey) -> Option<Frame<'f>> {
+    loop {
+        let i = core.head();
+        if i == core.tail() {
+            return None;
+        }
+        let s = core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (idx, len, flags) = unsafe { read_slot(s) };
+        if flags & NS_MOREFRAG == 0 {
+            core.set_head(core.next(i));
+            // SAFETY: slot `i` is user-owned.
+            let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+                core.skip();
+                continue;
+            };
+            let len = (len as usize).min(cap);
+            // SAFETY: the buffer lies in the mapping; the slot is user-owned
+            // and stays so until the shared head is published, which needs
+            // `&mut` on the ring, after the frame ('f) is gone.
+            let data = unsafe { std::slice::from_raw_parts(buf, len) };
+            return Some(Frame::new(data, core, i, 1, region));
+        }
+        // The cold path works on a copy, so that `core` never escapes this
+        // function and its fields can stay in registers in the receive loop.
+        // SAFETY: forwarded contract.
+        match unsafe { next_multi(core.clone(), scratch, region) } {
+            Multi::Frame(frame, head) => {
+                core.set_head(head);
+                return Some(frame);
+            }
+            Multi::Incomplete => return None,
+            Multi::Skipped(head) => {
+                core.set_head(head);
+                core.skip();
+            }
+        }
+    }
+}
+
+/// The multi-slot case of [`next_frame`]. Each slot is read once.
+///
+/// # Safety
+/// As for [`next_frame`].
+#[cold]
+#[inline(never)]
+unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch, region: RegionKey) -> Multi<'f> {
+    let first = core.head();
+    let space = core.space();
+    // Find the fragments: (start, length) of each, or `None` for a corrupt
+    // one. A chain not yet complete within [head, tail) waits for the next
+    // sync, unless the ring is full and it can never complete.
+    let mut parts = [None::<(*mut u8, usize)>; NETMAP_MAX_FRAGS as usize];
+    let mut n = 0usize;
+    let mut i = first;
+    loop {
+        if n == space as usize {
+            if space + 1 < core.num_slots() {
+                return Multi::Incomplete;
+            }
+            return Multi::Skipped(i);
+        }
+        let s = core.slot(i);
+        // SAFETY: slot `i` is within the `space` user-owned slots from head.
+        let (idx, len, flags) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        parts[n] = unsafe { core.data(s, idx) }.map(|(buf, cap)| (buf, (len as usize).min(cap)));
+        n += 1;
+        i = core.next(i);
+        if flags & NS_MOREFRAG == 0 || n == parts.len() {
+            break;
+        }
+    }
+    let parts = &parts[..n];
+    if parts.iter().any(Option::is_none) {
+        return Multi::Skipped(i);
+    }
+    let cap = core.slot_cap();
+    let need = (core.num_slots() as usize + parts.len()) * cap;
+    if scratch.mem.capacity() < need {
+        scratch.mem = Vec::with_capacity(need);
+    }
+    let start = first as usize * cap;
+    // SAFETY: `start <= num_slots * cap <= need`, inside the allocation.
+    let base = unsafe { scratch.mem.as_mut_ptr().add(start) };
+    let mut total = 0usize;
+    for &(src, len) in parts.iter().flatten() {
+        // SAFETY: `src` holds `len <= cap` bytes of a user-owned slot's
+        // buffer, inside the mapping. The destination `[start, start + n*cap)`
+        // lies in the scratch's allocation (sized for `num_slots + n` slots
+        // of `cap` bytes) and belongs to this packet alone: packets of one
+        // batch start at distinct slots and span no further than the next
+        // packet's first slot.
+        unsafe { ptr::copy_nonoverlapping(src, base.add(total), len) };
+        total += len;
+    }
+    // SAFETY: the `total` bytes from `base` were just written; the frame
+    // borrows the scratch (through the ring) for 'f, and no later write
+    // touches this range while the frame lives (see above).
+    let data = unsafe { std::slice::from_raw_parts(base, total) };
+    Multi::Frame(Frame::new(data, &core, first, n as u16, region), i)
+}

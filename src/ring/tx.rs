@@ -1,0 +1,551 @@
+//! Transmit rings: send, in-place batches, zero-copy forwarding.
+
+use std::fmt;
+use std::ptr;
+
+use super::rx::RxRing;
+use super::{read_slot, write_slot, write_slot_buf, RingCore};
+use crate::backend::SyncDir;
+use crate::error::{Error, Result};
+use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
+use crate::frame::Frame;
+use crate::port::{Netmap, RegionKey};
+
+/// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
+/// buffer into `rs`, flagging both `NS_BUF_CHANGED`.
+///
+/// # Safety
+/// Both slots must be owned by the user.
+#[inline]
+unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) {
+    // SAFETY: the caller owns both slots; they are distinct (one RX, one TX).
+    unsafe {
+        let (ridx, rlen, rflags) = read_slot(rs);
+        let (tidx, _, _) = read_slot(ts);
+        write_slot_buf(ts, ridx);
+        write_slot(ts, rlen, NS_BUF_CHANGED | (rflags & NS_MOREFRAG));
+        write_slot_buf(rs, tidx);
+        write_slot(rs, 0, NS_BUF_CHANGED);
+        if offsets {
+            // The packets' offsets travel with the buffers.
+            ptr::swap(ptr::addr_of_mut!((*rs).ptr), ptr::addr_of_mut!((*ts).ptr));
+        }
+    }
+}
+
+/// Swaps as many packets as fit from the user-owned RX slots of `src` to
+/// the free TX slots of `dst`, advancing both heads (unpublished); returns
+/// the slots moved. Multi-slot packets move whole or wait.
+#[inline]
+fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> usize {
+    let (mut ri, mut ti) = (src.head(), dst.head());
+    let (mut avail, mut room) = (src.space(), dst.space());
+    let mut moved = 0usize;
+    while avail > 0 && room > 0 {
+        let rs = src.slot(ri);
+        // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
+        let (_, _, flags) = unsafe { read_slot(rs) };
+        if flags & NS_MOREFRAG == 0 {
+            // SAFETY: `ri` is a user-owned RX slot, `ti` a free TX slot.
+            unsafe { swap_slots(rs, dst.slot(ti), OFFSETS) };
+            ri = src.next(ri);
+            ti = dst.next(ti);
+            avail -= 1;
+            room -= 1;
+            moved += 1;
+            continue;
+        }
+        let n = match chain_len(src, ri, avail) {
+            Some(n) if n <= room => n,
+            _ => break, // incomplete, or no room: it waits
+        };
+        for _ in 0..n {
+            // SAFETY: the `n` slots from `ri` are user-owned RX slots (counted
+            // within `avail`), the `n` from `ti` free TX slots (`n <= room`).
+            unsafe { swap_slots(src.slot(ri), dst.slot(ti), OFFSETS) };
+            ri = src.next(ri);
+            ti = dst.next(ti);
+        }
+        avail -= n;
+        room -= n;
+        moved += n as usize;
+    }
+    src.set_head(ri);
+    dst.set_head(ti);
+    moved
+}
+
+/// The length of the multi-slot packet starting at user-owned slot `i`, or
+/// `None` if it does not end within the `avail` slots from there.
+#[cold]
+fn chain_len(core: &RingCore, mut i: u32, avail: u32) -> Option<u32> {
+    let mut n = 1;
+    loop {
+        // SAFETY: `i` stays among the `avail` user-owned slots.
+        let (_, _, f) = unsafe { read_slot(core.slot(i)) };
+        if f & NS_MOREFRAG == 0 || n == NETMAP_MAX_FRAGS {
+            return Some(n);
+        }
+        if n == avail {
+            return None;
+        }
+        i = core.next(i);
+        n += 1;
+    }
+}
+
+/// A transmit ring of an open port.
+///
+/// Packets are staged with [`send`](TxRing::send) (a copy into the next free
+/// slot), built in place with [`batch`](TxRing::batch), or forwarded without
+/// a copy with [`forward`](TxRing::forward); [`sync`](TxRing::sync) hands
+/// them to the kernel and learns which slots it has freed.
+///
+/// A `TxRing` borrows its [`Netmap`], is not `Send`, and is the only live
+/// handle to its ring. Ring handles stay on the thread that holds the port:
+///
+/// ```compile_fail,E0277
+/// # use netmap_rs::prelude::*;
+/// # fn main() -> Result<(), Error> {
+/// let port = NetmapBuilder::new("emu:home{1").build()?;
+/// let tx = port.tx_ring(0)?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(tx)); // error: `TxRing` cannot be sent between threads
+/// });
+/// # Ok(())
+/// # }
+/// ```
+///
+/// and a port cannot be shared between threads either (it is `Send`, not
+/// `Sync`; open one port per ring instead):
+///
+/// ```compile_fail,E0277
+/// fn shared<T: Sync>() {}
+/// shared::<netmap_rs::Netmap>(); // error: `Netmap` is not `Sync`
+/// ```
+pub struct TxRing<'a> {
+    core: RingCore,
+    port: &'a Netmap,
+    index: usize,
+    region: RegionKey,
+}
+
+impl fmt::Debug for TxRing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxRing")
+            .field("index", &self.index)
+            .field("ring", &self.core)
+            .finish()
+    }
+}
+
+impl<'a> TxRing<'a> {
+    #[inline]
+    pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
+        TxRing {
+            core,
+            region: port.region_key(),
+            port,
+            index,
+        }
+    }
+
+    /// Free slots: how many single-slot packets can be staged before a sync.
+    #[inline]
+    pub fn space(&self) -> usize {
+        self.core.space() as usize
+    }
+
+    /// Total slots in the ring.
+    #[inline]
+    pub fn num_slots(&self) -> usize {
+        self.core.num_slots() as usize
+    }
+
+    /// Bytes one slot's buffer holds.
+    #[inline]
+    pub fn buf_size(&self) -> usize {
+        self.core.buf_size()
+    }
+
+    /// The kernel's id of this ring.
+    #[inline]
+    pub fn id(&self) -> u16 {
+        self.core.id()
+    }
+
+    /// The largest packet [`send`](TxRing::send) accepts: it spans at most
+    /// `NETMAP_MAX_FRAGS` slots, each carrying at most
+    /// `min(buf_size, u16::MAX)` bytes.
+    #[inline]
+    pub fn max_packet(&self) -> usize {
+        self.core.slot_cap() * NETMAP_MAX_FRAGS as usize
+    }
+
+    /// Copies `data` into the next free slot (or slots: a packet larger than
+    /// one buffer is written as a multi-slot packet, `NS_MOREFRAG` on all but
+    /// its last slot) and makes it visible to the next sync.
+    ///
+    /// Errors: [`Error::RingFull`] if the free slots cannot hold it (call
+    /// [`sync`](TxRing::sync) and retry), [`Error::PacketTooLarge`] if it
+    /// exceeds [`max_packet`](TxRing::max_packet), [`Error::RingCorrupt`] if
+    /// a slot it needed holds a buffer outside the region (that slot is
+    /// sent empty, so the ring moves on: retry).
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let port = NetmapBuilder::new("emu:send{1").build()?;
+    /// let mut tx = port.tx_ring(0)?;
+    /// tx.send(&[0u8; 60])?;
+    /// tx.sync()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        if self.core.is_empty() {
+            return Err(self.too_large_or_full(data.len()));
+        }
+        let i = self.core.head();
+        let s = self.core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (idx, _, _) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
+            return Err(self.skip_corrupt(i, idx));
+        };
+        if data.len() > cap {
+            return self.send_multi(data, (buf, cap));
+        }
+        // SAFETY: `buf` starts `cap >= data.len()` bytes of the slot's
+        // buffer, in the mapping and owned by the user with its slot; `data`
+        // is a separate Rust slice, so the ranges do not overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+            write_slot(s, data.len() as u16, 0);
+        }
+        self.core.set_head(self.core.next(i));
+        self.core.publish();
+        Ok(())
+    }
+
+    /// The error for a packet of `len` bytes that does not fit now.
+    #[cold]
+    fn too_large_or_full(&self, len: usize) -> Error {
+        if len > self.max_packet() {
+            Error::PacketTooLarge {
+                len,
+                max: self.max_packet(),
+            }
+        } else {
+            Error::RingFull { ring: self.core.id() }
+        }
+    }
+
+    /// Hands the slots from head through corrupt slot `i` (buffer index
+    /// `idx`) to the kernel empty, so that the ring moves past it, and
+    /// returns the error that says so.
+    #[cold]
+    fn skip_corrupt(&mut self, i: u32, idx: u32) -> Error {
+        let mut j = self.core.head();
+        loop {
+            // SAFETY: `j` runs from head to `i`, slots the caller found in
+            // [head, tail), owned by the user.
+            unsafe { write_slot(self.core.slot(j), 0, 0) };
+            let done = j == i;
+            j = self.core.next(j);
+            if done {
+                break;
+            }
+        }
+        self.core.set_head(j);
+        self.core.publish();
+        self.core.corrupt_slot(i, idx)
+    }
+
+    /// The multi-slot case of [`send`](TxRing::send); `first` is the head
+    /// slot's buffer and capacity, as `send` read them.
+    #[cold]
+    fn send_multi(&mut self, data: &[u8], first: (*mut u8, usize)) -> Result<()> {
+        if data.len() > self.max_packet() {
+            return Err(self.too_large_or_full(data.len()));
+        }
+        // Find the slots the packet needs, reading each slot once and
+        // checking each before writing any, so that an error leaves the
+        // ring as it was.
+        let mut parts = [(ptr::null_mut::<u8>(), 0usize); NETMAP_MAX_FRAGS as usize];
+        parts[0] = first;
+        let (mut n, mut room) = (1usize, first.1);
+        let mut i = self.core.next(self.core.head());
+        while room < data.len() {
+            if n == self.core.space() as usize || n == parts.len() {
+                return Err(self.too_large_or_full(data.len()));
+            }
+            let s = self.core.slot(i);
+            // SAFETY: the first `space` slots from head are user-owned.
+            let (idx, _, _) = unsafe { read_slot(s) };
+            // SAFETY: as above.
+            let Some(part) = (unsafe { self.core.data(s, idx) }) else {
+                return Err(self.skip_corrupt(i, idx));
+            };
+            parts[n] = part;
+            room += part.1;
+            n += 1;
+            i = self.core.next(i);
+        }
+        let mut i = self.core.head();
+        let mut rest = data;
+        for (k, &(buf, cap)) in parts[..n].iter().enumerate() {
+            let (chunk, tail) = rest.split_at(cap.min(rest.len()));
+            let flags = if k + 1 < n { NS_MOREFRAG } else { 0 };
+            // SAFETY: slot `i` is the `k`th of the `n` user-owned slots from
+            // head found above; `buf` holds `cap >= chunk.len()` bytes of its
+            // buffer, inside the mapping; `chunk <= cap <= u16::MAX`.
+            unsafe {
+                ptr::copy_nonoverlapping(chunk.as_ptr(), buf, chunk.len());
+                write_slot(self.core.slot(i), chunk.len() as u16, flags);
+            }
+            rest = tail;
+            i = self.core.next(i);
+        }
+        self.core.set_head(i);
+        self.core.publish();
+        Ok(())
+    }
+
+    /// Starts building packets in place, in the slot buffers themselves.
+    /// Nothing is visible to the kernel until [`TxBatch::commit`]; dropping
+    /// the batch without committing discards what it staged.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let port = NetmapBuilder::new("emu:batch{1").build()?;
+    /// let mut tx = port.tx_ring(0)?;
+    /// let mut batch = tx.batch();
+    /// for n in 0..4u8 {
+    ///     let buf = batch.push(64)?;
+    ///     buf.fill(n);
+    /// }
+    /// assert_eq!(batch.commit(), 4);
+    /// tx.sync()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn batch(&mut self) -> TxBatch<'_, 'a> {
+        let head = self.core.head();
+        TxBatch {
+            ring: self,
+            head,
+            count: 0,
+        }
+    }
+
+    /// Forwards a received packet without copying it: the buffers of
+    /// `frame`'s slots and of the next free TX slots trade places, and both
+    /// sides are marked `NS_BUF_CHANGED`.
+    ///
+    /// Both ports must share one memory region ([`Error::MemoryMismatch`]
+    /// otherwise: copy with [`send`](TxRing::send) instead). On
+    /// [`Error::RingFull`] the frame is dropped like any frame read: check
+    /// [`space`](TxRing::space) first to keep it.
+    #[inline]
+    pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
+        if frame.region() != self.region {
+            return Err(self.mismatch(&frame));
+        }
+        if frame.nslots() == 1 {
+            if self.core.is_empty() {
+                return Err(Error::RingFull { ring: self.core.id() });
+            }
+            let i = self.core.head();
+            // SAFETY: the frame's slot is owned by the user while the frame
+            // lives (we hold it by value); slot `i` = head is in [head, tail).
+            // Both buffers belong to one region (checked above), and every
+            // buffer index is range-checked again when it is used.
+            unsafe { swap_slots(frame.slot(0), self.core.slot(i), true) };
+            self.core.set_head(self.core.next(i));
+            self.core.publish();
+            return Ok(());
+        }
+        self.forward_multi(frame)
+    }
+
+    /// Forwards every packet waiting in `rx` that fits in this ring,
+    /// without copying: the batch form of [`forward`](TxRing::forward),
+    /// which publishes both rings once. Multi-slot packets move whole or
+    /// wait. Returns how many slots moved.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// // Two pipes of one parent share a memory region.
+    /// let (a, b) = (NetmapBuilder::new("emu:fa{1").build()?, NetmapBuilder::new("emu:fa}1").build()?);
+    /// let (c, d) = (NetmapBuilder::new("emu:fa{2").build()?, NetmapBuilder::new("emu:fa}2").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send(b"through")?;
+    /// tx.sync()?;
+    /// let (mut rx, mut fwd) = (b.rx_ring(0)?, c.tx_ring(0)?);
+    /// rx.sync()?;
+    /// assert_eq!(fwd.forward_from(&mut rx)?, 1);
+    /// fwd.sync()?;
+    /// let mut out = d.rx_ring(0)?;
+    /// out.sync()?;
+    /// assert_eq!(out.recv().unwrap().payload(), b"through");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn forward_from(&mut self, rx: &mut RxRing<'_>) -> Result<usize> {
+        if rx.region != self.region {
+            return Err(Error::MemoryMismatch {
+                a: rx.region.to_string(),
+                b: self.region.to_string(),
+            });
+        }
+        let (src, dst) = (&mut rx.core, &mut self.core);
+        // Two copies of the loop, so the per-slot work has no branch on
+        // whether offsets travel with the buffers.
+        let moved = if src.offset_mask | dst.offset_mask != 0 {
+            move_slots::<true>(src, dst)
+        } else {
+            move_slots::<false>(src, dst)
+        };
+        src.publish();
+        dst.publish();
+        Ok(moved)
+    }
+
+    #[cold]
+    fn mismatch(&self, frame: &Frame<'_>) -> Error {
+        Error::MemoryMismatch {
+            a: frame.region().to_string(),
+            b: self.region.to_string(),
+        }
+    }
+
+    #[cold]
+    fn forward_multi(&mut self, frame: Frame<'_>) -> Result<()> {
+        let n = frame.nslots();
+        if (self.core.space() as usize) < n {
+            return Err(Error::RingFull { ring: self.core.id() });
+        }
+        let mut i = self.core.head();
+        for k in 0..n {
+            // SAFETY: as in `forward`, for each slot of the packet.
+            unsafe { swap_slots(frame.slot(k), self.core.slot(i), true) };
+            i = self.core.next(i);
+        }
+        self.core.set_head(i);
+        self.core.publish();
+        Ok(())
+    }
+
+    /// Hands staged packets to the kernel (`NIOCTXSYNC` on the port) and
+    /// learns which slots it has freed.
+    #[inline]
+    pub fn sync(&mut self) -> Result<()> {
+        self.core.publish();
+        self.port.sync(SyncDir::Tx)?;
+        self.core.reload_tail()
+    }
+}
+
+impl Drop for TxRing<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.port.release_ring(SyncDir::Tx, self.index);
+    }
+}
+
+/// Packets built in place in a [`TxRing`]'s slot buffers, published together
+/// by [`commit`](TxBatch::commit). Dropping an uncommitted batch discards it.
+#[must_use = "a TX batch publishes nothing until commit()"]
+pub struct TxBatch<'r, 'a> {
+    ring: &'r mut TxRing<'a>,
+    head: u32,
+    count: usize,
+}
+
+impl fmt::Debug for TxBatch<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxBatch").field("staged", &self.count).finish()
+    }
+}
+
+impl TxBatch<'_, '_> {
+    /// Claims the next free slot for a packet of `len` bytes and returns its
+    /// buffer to fill.
+    ///
+    /// Errors: [`Error::PacketTooLarge`] if `len` exceeds one slot (its
+    /// buffer, and at most `u16::MAX` bytes), [`Error::RingFull`] if no slot
+    /// is free, [`Error::RingCorrupt`] if the next slot holds a buffer
+    /// outside the region (it is staged empty, so the ring moves on: push
+    /// again).
+    #[inline]
+    pub fn push(&mut self, len: usize) -> Result<&mut [u8]> {
+        let core = &self.ring.core;
+        if len > core.slot_cap() {
+            return Err(Error::PacketTooLarge {
+                len,
+                max: core.slot_cap(),
+            });
+        }
+        if self.head == core.tail() {
+            return Err(Error::RingFull { ring: core.id() });
+        }
+        let i = self.head;
+        let s = core.slot(i);
+        // SAFETY: slot `i` lies in [head, tail) and is user-owned.
+        let (idx, _, _) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+            // Staged empty, so that the ring moves past it at commit.
+            // SAFETY: as above.
+            unsafe { write_slot(s, 0, 0) };
+            self.head = core.next(i);
+            return Err(core.corrupt_slot(i, idx));
+        };
+        if len > cap {
+            return Err(Error::PacketTooLarge { len, max: cap });
+        }
+        // SAFETY: the slot is user-owned, the buffer lies in the mapping and
+        // holds `cap >= len` bytes from `buf` (`cap <= u16::MAX`); the
+        // returned slice borrows `self`, so no other slice of this buffer
+        // exists while it lives.
+        let out = unsafe {
+            write_slot(s, len as u16, 0);
+            std::slice::from_raw_parts_mut(buf, len)
+        };
+        self.head = core.next(i);
+        self.count += 1;
+        Ok(out)
+    }
+
+    /// How many packets are staged.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing is staged.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Free slots left.
+    #[inline]
+    pub fn space(&self) -> usize {
+        ffi::nm_space(self.head, self.ring.core.tail(), self.ring.core.num_slots()) as usize
+    }
+
+    /// Publishes every staged packet to the next sync; returns how many.
+    #[inline]
+    pub fn commit(self) -> usize {
+        self.ring.core.set_head(self.head);
+        self.ring.core.publish();
+        self.count
+    }
+}
