@@ -254,30 +254,14 @@ impl Pipe {
         let Some(head) = self.prologue(st, k) else {
             return false;
         };
-        let n = self.nslots;
         let ring = self.ring(k);
         let p = self.peer(k);
         let kr = &mut st.krings[k];
         // Room the peer released since the last sync.
         kr.hwtail = kr.pipe_tail;
-        let mut publish = None;
-        if head != kr.hwcur {
-            let peer = self.ring(p);
-            let mut i = kr.hwcur;
-            while i != head {
-                let s = ring.load(i);
-                peer.store(i, s);
-                if s.flags & NS_BUF_CHANGED != 0 {
-                    ring.set_flags(i, s.flags & !NS_BUF_CHANGED);
-                }
-                i = next(i, n);
-                if s.flags & NS_MOREFRAG == 0 {
-                    // Only whole packets reach the peer.
-                    publish = Some(i);
-                }
-            }
-            kr.hwcur = head;
-        }
+        // Only whole packets reach the peer.
+        let publish = self.copy_to_peer(k, kr.hwcur, head);
+        kr.hwcur = head;
         ring.set_tail(kr.hwtail);
         if let Some(t) = publish {
             let pk = &mut st.krings[p];
@@ -300,21 +284,10 @@ impl Pipe {
         // Packets the peer published since the last sync.
         kr.hwtail = kr.pipe_tail;
         let released = head != kr.hwcur;
-        if released {
-            let peer = self.ring(p);
-            let mut i = kr.hwcur;
-            while i != head {
-                // The released slot (maybe with a swapped buffer) goes back
-                // to the sender's ring as free room.
-                let s = ring.load(i);
-                peer.store(i, s);
-                if s.flags & NS_BUF_CHANGED != 0 {
-                    ring.set_flags(i, s.flags & !NS_BUF_CHANGED);
-                }
-                i = next(i, n);
-            }
-            kr.hwcur = head;
-        }
+        // The released slots (maybe with swapped buffers) go back to the
+        // sender's ring as free room.
+        self.copy_to_peer(k, kr.hwcur, head);
+        kr.hwcur = head;
         ring.stamp();
         ring.set_tail(kr.hwtail);
         if released {
@@ -328,6 +301,28 @@ impl Pipe {
             self.wake(st);
         }
         true
+    }
+
+    /// Copies slots `[from, to)` of kring `k` into its peer ring at the same
+    /// positions (a ring pair holds the same buffers at the same positions)
+    /// and clears `NS_BUF_CHANGED` in ring `k`. Returns the position after
+    /// the last slot that ends a packet (no `NS_MOREFRAG`), if any.
+    fn copy_to_peer(&self, k: usize, from: u32, to: u32) -> Option<u32> {
+        let (ring, peer) = (self.ring(k), self.ring(self.peer(k)));
+        let mut packet_end = None;
+        let mut i = from;
+        while i != to {
+            let s = ring.load(i);
+            peer.store(i, s);
+            if s.flags & NS_BUF_CHANGED != 0 {
+                ring.set_flags(i, s.flags & !NS_BUF_CHANGED);
+            }
+            i = next(i, self.nslots);
+            if s.flags & NS_MOREFRAG == 0 {
+                packet_end = Some(i);
+            }
+        }
+        packet_end
     }
 
     /// Whether kring `k` has slots between the user's `cur` and `tail` after
