@@ -182,6 +182,23 @@ fn write_if(reg: &Registration, name: &[u8]) {
     }
 }
 
+/// Writes `pipe`'s shape and memory into the fields that a REGISTER reply
+/// (`nmreq_register`) and a PORT_INFO_GET reply (`nmreq_port_info_get`)
+/// share: two structs with the same field names.
+macro_rules! describe {
+    ($reply:expr, $pipe:expr) => {{
+        let (reply, pipe) = (&mut *$reply, &*$pipe);
+        reply.nr_memsize = pipe.region.len as u64;
+        reply.nr_tx_slots = pipe.nslots;
+        reply.nr_rx_slots = pipe.nslots;
+        reply.nr_tx_rings = pipe.nrings as u16;
+        reply.nr_rx_rings = pipe.nrings as u16;
+        reply.nr_host_tx_rings = 0;
+        reply.nr_host_rx_rings = 0;
+        reply.nr_mem_id = pipe.region.mem_id;
+    }};
+}
+
 impl EmuFd {
     /// A fresh, unregistered handle whose fd is `notifier`'s eventfd.
     pub(super) fn new(notifier: Arc<Notifier>, registry: Arc<Mutex<Registry>>) -> EmuFd {
@@ -222,15 +239,8 @@ impl EmuFd {
         }
         write_if(&reg, &name.full);
 
+        describe!(req, pipe);
         req.nr_offset = reg.nifp_off as u64;
-        req.nr_memsize = pipe.region.len as u64;
-        req.nr_tx_slots = pipe.nslots;
-        req.nr_rx_slots = pipe.nslots;
-        req.nr_tx_rings = pipe.nrings as u16;
-        req.nr_rx_rings = pipe.nrings as u16;
-        req.nr_host_tx_rings = 0;
-        req.nr_host_rx_rings = 0;
-        req.nr_mem_id = pipe.region.mem_id;
         req.nr_extra_bufs = 0;
         self.reg = Some(reg);
         Ok(())
@@ -240,14 +250,7 @@ impl EmuFd {
         let pipe = lock(&self.registry)
             .find_pipe(name)
             .ok_or_else(|| errno(libc::ENOENT))?;
-        info.nr_memsize = pipe.region.len as u64;
-        info.nr_tx_slots = pipe.nslots;
-        info.nr_rx_slots = pipe.nslots;
-        info.nr_tx_rings = pipe.nrings as u16;
-        info.nr_rx_rings = pipe.nrings as u16;
-        info.nr_host_tx_rings = 0;
-        info.nr_host_rx_rings = 0;
-        info.nr_mem_id = pipe.region.mem_id;
+        describe!(info, pipe);
         Ok(())
     }
 
