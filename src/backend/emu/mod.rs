@@ -5,7 +5,7 @@
 //! pipes: `NAME{ID` is the master end of pipe `ID` of parent `NAME`, `NAME}ID`
 //! its slave end. A bare `NAME` is a loopback port, whose TX ring `i` feeds its
 //! own RX ring `i` (a stand-in for an interface looped back by cable; the
-//! embedded kernel has no real interfaces). A handle ([`EmuFd`](fd::EmuFd)) registers one
+//! embedded kernel has no real interfaces). A handle ([`EmuFd`]) registers one
 //! end (all of its rings, one ring, or one direction), and the user then
 //! drives the rings in the returned region exactly as a C netmap program
 //! would: move `head`/`cur`, sync, read `tail`.
@@ -30,7 +30,7 @@
 //! from the `netmap_if` to ring `i`, or 0 for a ring the handle did not bind.
 //! Space is handed out by first-fit free lists, so ports can be opened and
 //! closed forever. The region is unmapped when its last pipe and its last
-//! [`Mapping`] are gone.
+//! [`Mapping`](crate::backend::Mapping) are gone.
 //!
 //! # Rings
 //! Pipe rings come in pairs: master TX ring `i` feeds slave RX ring `i`, and
@@ -55,7 +55,7 @@
 //!
 //! # Readiness
 //! Each handle's fd is an eventfd, so event loops see real readiness. See
-//! [`Notifier`](notify::Notifier) for how netmap's poll semantics map onto it.
+//! [`Notifier`] for how netmap's poll semantics map onto it.
 //!
 //! # Binding
 //! REGISTER binds rings as the module's `netmap_krings_get` does: every ring
