@@ -1,0 +1,152 @@
+//! The embedded kernel: netmap pipes in user space, on the real shared-memory
+//! layout.
+//!
+//! [`Emu`] answers the same `NIOCCTRL` requests as `/dev/netmap` would, for
+//! pipes: `NAME{ID` is the master end of pipe `ID` of parent `NAME`, `NAME}ID`
+//! its slave end. A bare `NAME` is a loopback port, whose TX ring `i` feeds its
+//! own RX ring `i` (a stand-in for an interface looped back by cable; the
+//! embedded kernel has no real interfaces). A handle ([`EmuFd`]) registers one
+//! end (all of its rings, one ring, or one direction), and the user then
+//! drives the rings in the returned region exactly as a C netmap program
+//! would: move `head`/`cur`, sync, read `tail`.
+//!
+//! # Memory
+//! Every parent `NAME` has one [`Region`](region::Region), shared by all of its pipes (and its
+//! loopback port), so a
+//! buffer index means the same buffer in every port of one parent (buffers can
+//! be swapped between them, as with the kernel, where pipes use their parent's
+//! allocator). A region is one anonymous mapping, reserved generously and
+//! populated lazily by the OS, laid out like the kernel's three pools:
+//!
+//! ```text
+//! 0                   len/1024                    len/16                   len
+//! | netmap_if pool    | ring pool                 | buffer pool              |
+//! | one per handle    | 256-byte header + slots,  | 2048-byte buffers,       |
+//! |                   | 4 rings per ring pair     | indices 0, 1 reserved    |
+//! ```
+//!
+//! A ring's `buf_ofs` is the distance from the ring to buffer 0, so
+//! `NETMAP_BUF(ring, idx)` works; a `netmap_if`'s `ring_ofs[i]` is the distance
+//! from the `netmap_if` to ring `i`, or 0 for a ring the handle did not bind.
+//! Space is handed out by first-fit free lists, so ports can be opened and
+//! closed forever. The region is unmapped when its last pipe and its last
+//! [`Mapping`](crate::backend::Mapping) are gone.
+//!
+//! # Rings
+//! Pipe rings come in pairs: master TX ring `i` feeds slave RX ring `i`, and
+//! slave TX ring `i` feeds master RX ring `i` (a loopback port's TX ring `i`
+//! feeds its RX ring `i`). The two rings of a pair hold the
+//! same buffers at the same slot positions. A TX sync copies the slots the user
+//! released (`[hwcur, head)`) into the peer ring at the same positions and
+//! publishes them to the peer up to the end of the last complete packet (a
+//! `NS_MOREFRAG` chain is published whole); an RX sync copies the slots the
+//! user released back into the TX ring, which becomes free room for the sender
+//! at its next sync. Before either, the kernel's prologue check runs: `head`
+//! and `cur` must lie in `[hwcur, hwtail]` (wrapping at `num_slots`), else the
+//! user's view is reset to the kernel's and the sync fails with `EINVAL`.
+//! After either, `tail` is set to `hwtail`.
+//!
+//! The kernel-private state of each ring (`hwcur`, `hwtail`, `pipe_tail`, who
+//! has bound it) lives in [`PipeState`](pipe::PipeState), behind one mutex per pipe, and is
+//! never read back from shared memory. The user-written `head` and `cur` are
+//! loaded with `Acquire`, `tail` is stored with `Release`, and every other
+//! access to the shared region goes through raw pointers and atomics, never a
+//! Rust reference over a whole ring or slot.
+//!
+//! # Readiness
+//! Each handle's fd is an eventfd, so event loops see real readiness. See
+//! [`Notifier`] for how netmap's poll semantics map onto it.
+//!
+//! # Binding
+//! REGISTER binds rings as the module's `netmap_krings_get` does: every ring
+//! the request selects (with `NR_TX_RINGS_ONLY` or `NR_RX_RINGS_ONLY` the
+//! other direction selects none) must be free of an exclusive binder, and,
+//! for a request with `NR_EXCLUSIVE`, of any binder; else nothing is bound
+//! and the answer is `EBUSY`. Otherwise each ring counts one more binder and,
+//! for an exclusive request, is flagged exclusive until that handle closes.
+//! A ring bound by several handles sends its readiness edges to each. A
+//! handle registers once: a second REGISTER on it is `EBUSY`, as for the
+//! module.
+//!
+//! # Unbinding
+//! Closing a handle unbinds its rings but leaves the pipe's state as it is (as
+//! the kernel does when one end of a pipe stays open). A later open that binds
+//! those rings again resumes from the kernel's view: TX slots the old user
+//! filled but never synced are dropped, RX slots it never released are
+//! delivered again. When both ends are closed the pipe and its memory go.
+//!
+//! # Files
+//! [`registry`] holds the process-global registry and parses port names,
+//! [`region`] the shared memory and its pools, [`pipe`] the rings and their
+//! syncs, [`notify`] the eventfd, and [`fd`] the handle that ties them
+//! together.
+
+use std::fmt;
+use std::io;
+use std::mem::size_of;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use crate::backend::{lock, Kernel, KernelFd, MemDomain};
+use crate::ffi::netmap_if;
+
+use fd::EmuFd;
+use notify::Notifier;
+use registry::Registry;
+
+mod fd;
+mod notify;
+mod pipe;
+mod region;
+mod registry;
+#[cfg(test)]
+mod tests;
+
+/// Size of every buffer (`nr_buf_size`).
+const BUF_SIZE: usize = 2048;
+/// Most ring pairs per direction a pipe may have.
+const MAX_RINGS: u32 = 64;
+/// Slots per ring when the request says 0.
+const DEFAULT_SLOTS: u32 = 1024;
+/// Fewest slots per ring: one slot always stays with the kernel.
+const MIN_SLOTS: u32 = 2;
+/// Most slots per ring.
+const MAX_SLOTS: u32 = 16384;
+/// The fixed part of a `netmap_if`, before `ring_ofs[]`.
+const IF_HDR: usize = size_of::<netmap_if>();
+const _: () = assert!(IF_HDR == 56);
+
+/// The embedded kernel: a registry of pipes and of their parents' regions.
+pub(crate) struct Emu {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl fmt::Debug for Emu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (regions, pipes) = lock(&self.registry).counts();
+        f.debug_struct("Emu")
+            .field("regions", &regions)
+            .field("pipes", &pipes)
+            .finish()
+    }
+}
+
+/// The embedded kernel of this process.
+pub(crate) fn emu() -> &'static Emu {
+    static EMU: LazyLock<Emu> = LazyLock::new(|| Emu {
+        registry: Arc::new(Mutex::new(Registry::new())),
+    });
+    &EMU
+}
+
+impl Kernel for Emu {
+    fn open(&self) -> io::Result<Box<dyn KernelFd>> {
+        Ok(Box::new(EmuFd::new(
+            Arc::new(Notifier::new()?),
+            Arc::clone(&self.registry),
+        )))
+    }
+
+    fn domain(&self) -> MemDomain {
+        MemDomain::Emulated
+    }
+}

@@ -1,0 +1,225 @@
+//! One parent's shared memory: the mapping and its three first-fit pools.
+
+use std::fmt;
+use std::io;
+use std::ptr::{self, NonNull};
+use std::sync::{LazyLock, Mutex};
+
+use super::BUF_SIZE;
+use crate::backend::{errno, lock};
+
+/// Buffers 0 and 1 are never handed out, as in netmap.
+const RESERVED_BUFS: usize = 2;
+/// Allocation granularity of the `netmap_if` pool.
+const IF_UNIT: usize = 64;
+/// Region sizes tried in turn: the address space is only reserved
+/// (`MAP_NORESERVE`), pages are populated on first touch. 8 GiB holds about
+/// 900 pipes of the default shape (one ring pair of 1024 slots each way), or
+/// one of the largest shape (64 ring pairs of 16384 slots) beside many small
+/// ones; when memory runs out, REGISTER fails with `ENOMEM`.
+const REGION_SIZES: [u64; 4] = [8 << 30, 1 << 30, 256 << 20, 64 << 20];
+
+/// First-fit free list over `[start, start + len)` ranges of some unit.
+#[derive(Debug)]
+struct Extents {
+    /// Free ranges as `(start, len)`, sorted, never adjacent.
+    free: Vec<(usize, usize)>,
+}
+
+impl Extents {
+    fn new(start: usize, len: usize) -> Self {
+        Extents {
+            free: if len > 0 { vec![(start, len)] } else { Vec::new() },
+        }
+    }
+
+    fn alloc(&mut self, len: usize) -> Option<usize> {
+        let i = self.free.iter().position(|&(_, l)| l >= len)?;
+        let (start, l) = self.free[i];
+        if l == len {
+            self.free.remove(i);
+        } else {
+            self.free[i] = (start + len, l - len);
+        }
+        Some(start)
+    }
+
+    fn release(&mut self, start: usize, len: usize) {
+        let i = self.free.partition_point(|&(s, _)| s < start);
+        let joins_prev = i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == start;
+        let joins_next = i < self.free.len() && start + len == self.free[i].0;
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                self.free[i - 1].1 += len + self.free[i].1;
+                self.free.remove(i);
+            }
+            (true, false) => self.free[i - 1].1 += len,
+            (false, true) => self.free[i] = (start, len + self.free[i].1),
+            (false, false) => self.free.insert(i, (start, len)),
+        }
+    }
+}
+
+/// The three pools of a region.
+#[derive(Debug)]
+struct Pools {
+    /// Byte offsets in `[0, rings_off)`, in `IF_UNIT` multiples.
+    ifs: Extents,
+    /// Byte offsets in `[rings_off, bufs_off)`, in `RING_UNIT` multiples.
+    rings: Extents,
+    /// Buffer indices in `[RESERVED_BUFS, nbufs)`.
+    bufs: Extents,
+}
+
+/// One parent's shared memory: an anonymous mapping and its allocator.
+pub(super) struct Region {
+    pub(super) base: NonNull<u8>,
+    pub(super) len: usize,
+    pub(super) mem_id: u16,
+    /// Offset of buffer 0.
+    pub(super) bufs_off: usize,
+    pools: Mutex<Pools>,
+}
+
+// SAFETY: `base` names a private anonymous mapping owned by this value and
+// unmapped only by its `Drop`; the memory is shared, by design, between the
+// threads that drive the rings, and is only accessed through raw pointers
+// and atomics (see the module docs), while the allocator state is behind a
+// mutex. Nothing in `Region` is tied to the thread that made it.
+unsafe impl Send for Region {}
+// SAFETY: as above: `&Region` gives only the base address, immutable sizes
+// and the mutex-protected allocator.
+unsafe impl Sync for Region {}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("mem_id", &self.mem_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// Reserves a region, trying smaller sizes if the larger ones are refused.
+    pub(super) fn new(mem_id: u16) -> io::Result<Region> {
+        let mut err = errno(libc::ENOMEM);
+        for len in REGION_SIZES.iter().filter_map(|&s| usize::try_from(s).ok()) {
+            // SAFETY: a fresh private anonymous mapping at an address the
+            // kernel picks; it cannot overlap any memory in use.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                err = io::Error::last_os_error();
+                continue;
+            }
+            let Some(base) = NonNull::new(p.cast::<u8>()) else {
+                // SAFETY: `p..p+len` is the mapping just made, used by nothing.
+                unsafe { libc::munmap(p, len) };
+                continue;
+            };
+            // The pools: 1/1024 of the region for netmap_if objects, up to
+            // 1/16 for rings, the rest for buffers.
+            let rings_off = len / 1024;
+            let bufs_off = len / 16;
+            let nbufs = ((len - bufs_off) / BUF_SIZE).min(u32::MAX as usize);
+            return Ok(Region {
+                base,
+                len,
+                mem_id,
+                bufs_off,
+                pools: Mutex::new(Pools {
+                    ifs: Extents::new(0, rings_off),
+                    rings: Extents::new(rings_off, bufs_off - rings_off),
+                    bufs: Extents::new(RESERVED_BUFS, nbufs - RESERVED_BUFS),
+                }),
+            });
+        }
+        Err(err)
+    }
+
+    /// The address `off` bytes into the region.
+    pub(super) fn at(&self, off: usize) -> *mut u8 {
+        debug_assert!(off <= self.len);
+        self.base.as_ptr().wrapping_add(off)
+    }
+
+    pub(super) fn alloc_if(&self, bytes: usize) -> io::Result<usize> {
+        let bytes = bytes.next_multiple_of(IF_UNIT);
+        lock(&self.pools)
+            .ifs
+            .alloc(bytes)
+            .ok_or_else(|| errno(libc::ENOMEM))
+    }
+
+    pub(super) fn free_if(&self, off: usize, bytes: usize) {
+        lock(&self.pools)
+            .ifs
+            .release(off, bytes.next_multiple_of(IF_UNIT));
+    }
+
+    /// Rings and buffers for a new pipe: `(ring bytes offset, first buffer)`.
+    pub(super) fn alloc_pipe(&self, ring_bytes: usize, nbufs: usize) -> io::Result<(usize, usize)> {
+        let mut pools = lock(&self.pools);
+        let rings = pools.rings.alloc(ring_bytes).ok_or_else(|| errno(libc::ENOMEM))?;
+        match pools.bufs.alloc(nbufs) {
+            Some(bufs) => Ok((rings, bufs)),
+            None => {
+                pools.rings.release(rings, ring_bytes);
+                Err(errno(libc::ENOMEM))
+            }
+        }
+    }
+
+    pub(super) fn free_pipe(&self, rings: usize, ring_bytes: usize, bufs: usize, nbufs: usize) {
+        self.discard(rings, ring_bytes);
+        self.discard(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE);
+        let mut pools = lock(&self.pools);
+        pools.rings.release(rings, ring_bytes);
+        pools.bufs.release(bufs, nbufs);
+    }
+
+    /// Gives the whole pages of `[off, off + len)` back to the OS; they read
+    /// as zeros when next touched.
+    fn discard(&self, off: usize, len: usize) {
+        let page = page_size();
+        let start = off.next_multiple_of(page);
+        let end = (off + len) / page * page;
+        if end > start {
+            // SAFETY: `[start, end)` lies inside this region's mapping;
+            // MADV_DONTNEED on a private anonymous mapping only drops page
+            // contents, here of a pipe that no ring handle uses any more.
+            unsafe {
+                libc::madvise(self.at(start).cast(), end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+fn page_size() -> usize {
+    static PAGE: LazyLock<usize> = LazyLock::new(|| {
+        // SAFETY: sysconf reads a system constant and has no preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096)
+    });
+    *PAGE
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base..base+len` is the mapping made in `new`; no pipe and
+        // no `Mapping` refer to it any more (both hold an `Arc<Region>`).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}

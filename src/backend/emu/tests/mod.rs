@@ -1,0 +1,7 @@
+//! Tests of the embedded kernel, through the same requests and ring accesses
+//! a C netmap program makes ([`client`]).
+
+mod binding;
+mod client;
+mod readiness;
+mod rings;
