@@ -1,5 +1,7 @@
 //! What a path must be before `dlopen` may be given it.
 
+use std::fs::{File, Metadata};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Refuses what `dlopen` must not be given: anything but a regular file
@@ -13,18 +15,14 @@ use std::path::Path;
 /// be read, or a regular file that is not ELF, is left to `dlopen`, which
 /// refuses it cleanly.
 pub(super) fn check_file(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let not_regular = |m: &std::fs::Metadata| {
-        let t = m.file_type();
-        (!t.is_file()).then(|| format!("not a regular file (it is {})", file_kind(&t)))
-    };
+    use std::os::unix::fs::OpenOptionsExt;
     // `stat` first, so that a FIFO or a device is never opened.
     if let Some(why) = std::fs::metadata(path).ok().as_ref().and_then(not_regular) {
         return Err(why);
     }
     // O_NONBLOCK: should the path have become a FIFO since, the open does
     // not wait for a writer (and the `fstat` below refuses it).
-    let Ok(file) = std::fs::File::options()
+    let Ok(file) = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
@@ -37,7 +35,20 @@ pub(super) fn check_file(path: &Path) -> Result<(), String> {
     if let Some(why) = not_regular(&meta) {
         return Err(why);
     }
-    let len = meta.len();
+    check_elf(&file, meta.len())
+}
+
+/// Why a file of metadata `m` is not given to `dlopen`, if it is not a
+/// regular file.
+fn not_regular(m: &Metadata) -> Option<String> {
+    let t = m.file_type();
+    (!t.is_file()).then(|| format!("not a regular file (it is {})", file_kind(&t)))
+}
+
+/// Refuses an ELF `file` of `len` bytes whose header, program header table,
+/// or a loadable or dynamic segment runs past its end; a file that is not
+/// ELF passes.
+fn check_elf(file: &File, len: u64) -> Result<(), String> {
     let mut ident = [0u8; 64];
     let got = file.read_at(&mut ident, 0).unwrap_or(0);
     if got < 16 || ident[..4] != *b"\x7fELF" {

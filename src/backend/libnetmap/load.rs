@@ -176,9 +176,7 @@ impl LoadFailure {
                 .join(", "),
         }
     }
-}
 
-impl LoadFailure {
     /// Whether every name tried was simply absent.
     pub(super) fn all_not_found(&self) -> bool {
         self.attempts.iter().all(|a| matches!(a.why, Why::NotFound(_)))
@@ -265,100 +263,43 @@ pub(super) fn search_names(names: &[OsString], from_env: bool) -> Result<LibNetm
 
 /// Opens one name and resolves every entry point.
 pub(super) fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
-    if name.as_bytes().contains(&b'/') {
-        check_file(Path::new(name)).map_err(Why::NotLoadable)?;
-    }
-    // SAFETY: opening a library runs its initialisers (and, on unload, its
-    // finalisers). We accept that for the library the user named through
-    // NETMAP_LIBRARY or installed as libnetmap: loading it is the whole point,
-    // and libnetmap's own initialiser only sets up its default context.
-    let lib = unsafe { Library::open(Some(name), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| classify_open_error(name, &e.to_string()))?;
-
-    let mut symbols = Vec::new();
-    for &sym in REQUIRED_UNCALLED {
-        if !exports(&lib, sym) {
-            return Err(Why::MissingSymbol(sym));
-        }
-        symbols.push(sym);
-    }
+    let lib = open_library(name)?;
+    let mut found = Found::default();
+    found.uncalled(&lib)?;
     // Each use pairs a symbol with its `ffi::<symbol>_t` type, which is
     // declared from that symbol's prototype in libnetmap.h.
     macro_rules! required {
-        ($name:ident: $ty:ty) => {{
+        ($name:ident: $ty:ty) => {
             // SAFETY: `$ty` is the `unsafe extern "C" fn` type declared for
             // this very symbol (see the pairing note above).
-            match unsafe { symbol::<$ty>(&lib, stringify!($name)) } {
-                Some(f) => {
-                    symbols.push(stringify!($name));
-                    f
-                }
-                None => return Err(Why::MissingSymbol(stringify!($name))),
-            }
-        }};
+            unsafe { found.required::<$ty>(&lib, stringify!($name)) }?
+        };
+    }
+    macro_rules! optional {
+        ($name:ident: $ty:ty) => {
+            // SAFETY: as for `required!`: `$ty` is the fn pointer type
+            // declared for this symbol.
+            unsafe { found.optional::<$ty>(&lib, stringify!($name)) }
+        };
     }
     let nmport_close = required!(nmport_close: ffi::nmport_close_t);
     let nmport_prepare = required!(nmport_prepare: ffi::nmport_prepare_t);
     let nmport_open_desc = required!(nmport_open_desc: ffi::nmport_open_desc_t);
     let nmport_undo_prepare = required!(nmport_undo_prepare: ffi::nmport_undo_prepare_t);
     let nmport_inject = required!(nmport_inject: ffi::nmport_inject_t);
-
-    let mut missing_optional = Vec::new();
-    macro_rules! optional {
-        ($name:ident: $ty:ty) => {{
-            // SAFETY: as for `required!`: `$ty` is the fn pointer type
-            // declared for this symbol.
-            let f = unsafe { symbol::<$ty>(&lib, stringify!($name)) };
-            match f {
-                Some(_) => symbols.push(stringify!($name)),
-                None => missing_optional.push(stringify!($name)),
-            }
-            f
-        }};
-    }
     let nmport_extmem = optional!(nmport_extmem: ffi::nmport_extmem_t);
     let nmport_offset = optional!(nmport_offset: ffi::nmport_offset_t);
     let nmctx_get = optional!(nmctx_get: ffi::nmctx_get_t);
-    for &sym in OPTIONAL_REPORTED {
-        if exports(&lib, sym) {
-            symbols.push(sym);
-        } else {
-            missing_optional.push(sym);
-        }
-    }
-
+    found.reported(&lib);
     // Where the library's own code lies: any of its required entry points.
-    let anchor = nmport_prepare as *const c_void;
-    let mut own_io = Vec::new();
-    // SAFETY: `IoctlFn` is the prototype of `ioctl` in <sys/ioctl.h>.
-    let ioctl = match unsafe { own_symbol::<IoctlFn>(&lib, "ioctl", anchor) } {
-        Some(f) => {
-            own_io.push("ioctl");
-            f
-        }
-        None => libc::ioctl as IoctlFn,
-    };
-    let domain = if own_io.contains(&"ioctl") {
-        static LOADED: AtomicU32 = AtomicU32::new(0);
-        MemDomain::Library(LOADED.fetch_add(1, Ordering::Relaxed))
-    } else {
-        MemDomain::Kernel
-    };
-    // SAFETY: `PollFn` is the prototype of `poll` in <poll.h>.
-    let poll = match unsafe { own_symbol::<PollFn>(&lib, "poll", anchor) } {
-        Some(f) => {
-            own_io.push("poll");
-            f
-        }
-        None => libc::poll as PollFn,
-    };
+    let io = PortIo::find(&lib, nmport_prepare as *const c_void);
 
     Ok(LibNetmap {
         path: name.to_string_lossy().into_owned(),
-        symbols,
-        missing_optional,
-        own_io,
-        domain,
+        symbols: found.symbols,
+        missing_optional: found.missing_optional,
+        own_io: io.own,
+        domain: io.domain,
         nmport_close,
         nmport_prepare,
         nmport_open_desc,
@@ -367,10 +308,141 @@ pub(super) fn open_one(name: &OsStr) -> Result<LibNetmap, Why> {
         nmport_extmem,
         nmport_offset,
         nmctx_get,
-        ioctl,
-        poll,
+        ioctl: io.ioctl,
+        poll: io.poll,
         _lib: lib,
     })
+}
+
+/// Opens `name` with `RTLD_NOW | RTLD_LOCAL`, after checking the file when
+/// `name` is a path.
+fn open_library(name: &OsStr) -> Result<Library, Why> {
+    if name.as_bytes().contains(&b'/') {
+        check_file(Path::new(name)).map_err(Why::NotLoadable)?;
+    }
+    // SAFETY: opening a library runs its initialisers (and, on unload, its
+    // finalisers). We accept that for the library the user named through
+    // NETMAP_LIBRARY or installed as libnetmap: loading it is the whole point,
+    // and libnetmap's own initialiser only sets up its default context.
+    unsafe { Library::open(Some(name), RTLD_NOW | RTLD_LOCAL) }
+        .map_err(|e| classify_open_error(name, &e.to_string()))
+}
+
+/// The entry points a library exports, as they are looked up: those found
+/// (required ones first) and the optional ones missing.
+#[derive(Default)]
+struct Found {
+    symbols: Vec<&'static str>,
+    missing_optional: Vec<&'static str>,
+}
+
+impl Found {
+    /// Checks for the required entry points that are never called.
+    fn uncalled(&mut self, lib: &Library) -> Result<(), Why> {
+        for &sym in REQUIRED_UNCALLED {
+            if !exports(lib, sym) {
+                return Err(Why::MissingSymbol(sym));
+            }
+            self.symbols.push(sym);
+        }
+        Ok(())
+    }
+
+    /// The required entry point `name`, or the refusal that names it.
+    ///
+    /// # Safety
+    /// As for [`symbol`].
+    unsafe fn required<F: Copy>(&mut self, lib: &Library, name: &'static str) -> Result<F, Why> {
+        // SAFETY: the caller's contract is `symbol`'s.
+        let f = unsafe { symbol::<F>(lib, name) }.ok_or(Why::MissingSymbol(name))?;
+        self.symbols.push(name);
+        Ok(f)
+    }
+
+    /// The optional entry point `name`, if exported.
+    ///
+    /// # Safety
+    /// As for [`symbol`].
+    unsafe fn optional<F: Copy>(&mut self, lib: &Library, name: &'static str) -> Option<F> {
+        // SAFETY: the caller's contract is `symbol`'s.
+        let f = unsafe { symbol::<F>(lib, name) };
+        self.note_optional(name, f.is_some());
+        f
+    }
+
+    /// Notes which of the optional entry points that are only reported the
+    /// library exports.
+    fn reported(&mut self, lib: &Library) {
+        for &sym in OPTIONAL_REPORTED {
+            self.note_optional(sym, exports(lib, sym));
+        }
+    }
+
+    /// Notes the optional entry point `name` as found or missing.
+    fn note_optional(&mut self, name: &'static str, exported: bool) {
+        if exported {
+            self.symbols.push(name);
+        } else {
+            self.missing_optional.push(name);
+        }
+    }
+}
+
+/// The `ioctl` and `poll` a library's ports are synced and polled with
+/// (see the module docs), and whose memory its ports' regions are.
+struct PortIo {
+    ioctl: IoctlFn,
+    poll: PollFn,
+    /// Which of the two the library defines itself.
+    own: Vec<&'static str>,
+    domain: MemDomain,
+}
+
+impl PortIo {
+    /// The library's own `ioctl` and `poll` where it defines them (its code
+    /// lying where `anchor`, one of its entry points, does), else the C
+    /// library's.
+    fn find(lib: &Library, anchor: *const c_void) -> PortIo {
+        let mut own = Vec::new();
+        // SAFETY: `IoctlFn` is the prototype of `ioctl` in <sys/ioctl.h>.
+        let ioctl = unsafe { own_or(lib, "ioctl", anchor, libc::ioctl as IoctlFn, &mut own) };
+        let domain = if own.contains(&"ioctl") {
+            static LOADED: AtomicU32 = AtomicU32::new(0);
+            MemDomain::Library(LOADED.fetch_add(1, Ordering::Relaxed))
+        } else {
+            MemDomain::Kernel
+        };
+        // SAFETY: `PollFn` is the prototype of `poll` in <poll.h>.
+        let poll = unsafe { own_or(lib, "poll", anchor, libc::poll as PollFn, &mut own) };
+        PortIo {
+            ioctl,
+            poll,
+            own,
+            domain,
+        }
+    }
+}
+
+/// `name` as the library's own definition (see [`own_symbol`]), noted in
+/// `own`; else `fallback`.
+///
+/// # Safety
+/// As for [`symbol`]; `fallback` has the same signature.
+unsafe fn own_or<F: Copy>(
+    lib: &Library,
+    name: &'static str,
+    anchor: *const c_void,
+    fallback: F,
+    own: &mut Vec<&'static str>,
+) -> F {
+    // SAFETY: the caller's contract is `own_symbol`'s.
+    match unsafe { own_symbol::<F>(lib, name, anchor) } {
+        Some(f) => {
+            own.push(name);
+            f
+        }
+        None => fallback,
+    }
 }
 
 /// Looks up `name` in `lib` and copies its address out as an `F`; `None` if

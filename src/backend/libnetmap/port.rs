@@ -20,15 +20,41 @@ use crate::ffi::{self, nmctx, nmport_d, nmreq_header};
 /// Shared (as an `Arc`) by the port's [`LibFd`] and its [`Mapping`], so the
 /// region stays mapped until both are gone; then `nmport_close` runs.
 pub(super) struct Descriptor {
-    pub(super) d: NonNull<nmport_d>,
+    d: NonNull<nmport_d>,
     /// The descriptor's context, for capturing what `nmport_close` says.
-    pub(super) ctx: *mut nmctx,
-    pub(super) fd: RawFd,
-    pub(super) name: String,
+    ctx: *mut nmctx,
+    fd: RawFd,
+    name: String,
     /// External memory this crate mapped for the port: fields drop after
     /// `drop` has run `nmport_close`, so it is unmapped after the close.
-    pub(super) _extmem: Option<ExtmemFile>,
-    pub(super) lib: Arc<LibNetmap>,
+    _extmem: Option<ExtmemFile>,
+    lib: Arc<LibNetmap>,
+}
+
+impl Descriptor {
+    /// Takes charge of `d`, which `drop` closes.
+    ///
+    /// # Safety
+    /// `d` must be a descriptor of `lib`, returned by `nmport_prepare` and
+    /// opened by `nmport_open_desc`, that nothing else closes; `ctx` and `fd`
+    /// are its context and fd, and `extmem` the memory it was given, if any.
+    pub(super) unsafe fn new(
+        d: NonNull<nmport_d>,
+        ctx: *mut nmctx,
+        fd: RawFd,
+        name: String,
+        extmem: Option<ExtmemFile>,
+        lib: Arc<LibNetmap>,
+    ) -> Descriptor {
+        Descriptor {
+            d,
+            ctx,
+            fd,
+            name,
+            _extmem: extmem,
+            lib,
+        }
+    }
 }
 
 // SAFETY: the descriptor is owned by this struct alone; libnetmap state
@@ -66,8 +92,8 @@ impl Drop for Descriptor {
 /// A file mapped as a port's external memory.
 #[derive(Debug)]
 pub(super) struct ExtmemFile {
-    pub(super) base: NonNull<c_void>,
-    pub(super) len: usize,
+    base: NonNull<c_void>,
+    len: usize,
 }
 
 // SAFETY: a plain address range owned by this value; nothing in it is read
@@ -111,6 +137,11 @@ impl ExtmemFile {
         let base = NonNull::new(p).ok_or_else(|| what(io::Error::from(io::ErrorKind::InvalidData)))?;
         Ok(ExtmemFile { base, len })
     }
+
+    /// The mapped memory: its base address and length.
+    pub(super) fn region(&self) -> (*mut c_void, usize) {
+        (self.base.as_ptr(), self.len)
+    }
 }
 
 impl Drop for ExtmemFile {
@@ -127,10 +158,15 @@ impl Drop for ExtmemFile {
 /// library's `ioctl` and `poll`.
 #[derive(Debug)]
 pub(super) struct LibFd {
-    pub(super) desc: Arc<Descriptor>,
+    desc: Arc<Descriptor>,
 }
 
 impl LibFd {
+    /// The handle of the port `desc` holds.
+    pub(super) fn new(desc: Arc<Descriptor>) -> LibFd {
+        LibFd { desc }
+    }
+
     /// `ioctl(fd, req, arg)` through the library's namespace, retried on
     /// `EINTR`.
     ///
