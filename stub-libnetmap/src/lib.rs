@@ -323,36 +323,81 @@ pub unsafe extern "C" fn nmport_extmem(d: *mut nmport_d, _base: *mut c_void, _si
 /// `d` must be a descriptor of this library that nobody else accesses
 /// during the call.
 unsafe fn open_desc(d: *mut nmport_d) -> c_int {
-    let (given, emu, ctx, options) = match descs().get(&(d as usize)) {
-        Some(desc) if desc.port.is_some() => {
-            let msg = format!("{}: already registered", desc.given);
-            return fail(desc.ctx as *mut nmctx, libc::EINVAL, &msg);
-        }
-        Some(desc) => (
-            desc.given.clone(),
-            desc.emu.clone(),
-            desc.ctx as *mut nmctx,
-            [(desc.offsets, "offsets"), (desc.extmem, "extmem")],
-        ),
-        None => return fail(nmctx_get(), libc::EINVAL, "not a descriptor of this library"),
+    let p = match pending(d) {
+        Ok(p) => p,
+        Err(rc) => return rc,
     };
     // SAFETY: `d` is a live descriptor of this library, and the caller does
     // not touch it during the call.
     let d = unsafe { &mut *d };
-    if let Some((_, option)) = options.iter().find(|o| o.0) {
+    if let Some((_, option)) = p.options.iter().find(|o| o.0) {
         let why = strerror(libc::EOPNOTSUPP);
-        return fail(ctx, libc::EOPNOTSUPP, &format!("{given}: option {option}: {why}"));
+        return fail(
+            p.ctx,
+            libc::EOPNOTSUPP,
+            &format!("{}: option {option}: {why}", p.given),
+        );
     }
     // What the caller left in `reg` decides, as with libnetmap.
     let reg = d.reg;
-    let Some(rings) = ring_select(reg.nr_mode, reg.nr_ringid) else {
+    let Some(builder) = builder(&p.emu, &reg) else {
         return fail(
-            ctx,
+            p.ctx,
             libc::EINVAL,
-            &format!("{given}: invalid nr_mode {}", reg.nr_mode),
+            &format!("{}: invalid nr_mode {}", p.given, reg.nr_mode),
         );
     };
-    let mut builder = NetmapBuilder::new(&emu).rings(rings).flags(reg.nr_flags);
+    let port = match builder.build() {
+        Ok(port) => port,
+        // As libnetmap words a failed registration: the name and strerror.
+        Err(e) => {
+            return fail(
+                p.ctx,
+                errno_of(&e),
+                &format!("{}: {}", p.given, strerror(errno_of(&e))),
+            )
+        }
+    };
+    let mem = fill(d, &port);
+    keep(d, port, mem, &p)
+}
+
+/// What `open_desc` takes from a prepared descriptor's entry.
+struct Pending {
+    given: String,
+    emu: String,
+    ctx: *mut nmctx,
+    /// Each option, whether it was asked for, and its name.
+    options: [(bool, &'static str); 2],
+}
+
+/// The entry of `d`, which must be prepared and not yet registered; else
+/// the failed call's return value.
+fn pending(d: *mut nmport_d) -> Result<Pending, c_int> {
+    match descs().get(&(d as usize)) {
+        Some(desc) if desc.port.is_some() => {
+            let msg = format!("{}: already registered", desc.given);
+            Err(fail(desc.ctx as *mut nmctx, libc::EINVAL, &msg))
+        }
+        Some(desc) => Ok(Pending {
+            given: desc.given.clone(),
+            emu: desc.emu.clone(),
+            ctx: desc.ctx as *mut nmctx,
+            options: [(desc.offsets, "offsets"), (desc.extmem, "extmem")],
+        }),
+        None => Err(fail(
+            nmctx_get(),
+            libc::EINVAL,
+            "not a descriptor of this library",
+        )),
+    }
+}
+
+/// The builder of the port `emu` as the register request `reg` asks for it;
+/// `None` for a ring selection it does not name.
+fn builder(emu: &str, reg: &ffi::nmreq_register) -> Option<NetmapBuilder> {
+    let rings = ring_select(reg.nr_mode, reg.nr_ringid)?;
+    let mut builder = NetmapBuilder::new(emu).rings(rings).flags(reg.nr_flags);
     if reg.nr_flags & ffi::NR_EXCLUSIVE == 0 {
         // SAFETY: libnetmap passes the caller's flags to the kernel as they
         // are, and the kernel binds rings without `NR_EXCLUSIVE` shared; a
@@ -370,16 +415,16 @@ unsafe fn open_desc(d: *mut nmport_d) -> c_int {
     if reg.nr_tx_slots.max(reg.nr_rx_slots) != 0 {
         builder = builder.num_slots(reg.nr_tx_slots.max(reg.nr_rx_slots));
     }
-    let port = match builder.build() {
-        Ok(port) => port,
-        // As libnetmap words a failed registration: the name and strerror.
-        Err(e) => return fail(ctx, errno_of(&e), &format!("{given}: {}", strerror(errno_of(&e)))),
-    };
+    Some(builder)
+}
 
+/// Fills `d` as libnetmap fills a registered descriptor, from the open
+/// `port`: the register reply, `fd`, `nifp`, `mem` and the first/last ring
+/// ids. Returns the `nmem_d` it hands out, made here.
+fn fill(d: &mut nmport_d, port: &Netmap) -> *mut nmem_d {
     let region = port.raw_region();
     let base = region.cast::<u8>().as_ptr();
     let nifp = port.raw_if().as_ptr();
-    let (tx, rx) = (port.tx_ring_ids(), port.rx_ring_ids());
     let (tx_slots, rx_slots) = port.num_slots();
     // SAFETY: `nifp` points at the open port's netmap_if; its counts are
     // constant after registration.
@@ -410,22 +455,29 @@ unsafe fn open_desc(d: *mut nmport_d) -> c_int {
     d.fd = port.as_raw_fd();
     d.nifp = nifp;
     d.mem = mem;
-    // libnetmap's convention (from its scan of `ring_ofs`): with no ring
-    // bound in a direction, `first` is the direction's ring count and
-    // `last` one below it.
-    let first_last = |r: std::ops::Range<u16>, count: u32| {
-        if r.is_empty() {
-            (count as u16, (count as u16).wrapping_sub(1))
-        } else {
-            (r.start, r.end - 1)
-        }
-    };
-    (d.first_tx_ring, d.last_tx_ring) = first_last(tx, nic_tx + host_tx);
-    (d.first_rx_ring, d.last_rx_ring) = first_last(rx, nic_rx + host_rx);
+    (d.first_tx_ring, d.last_tx_ring) = first_last(port.tx_ring_ids(), nic_tx + host_tx);
+    (d.first_rx_ring, d.last_rx_ring) = first_last(port.rx_ring_ids(), nic_rx + host_rx);
     d.cur_tx_ring = d.first_tx_ring;
     d.cur_rx_ring = d.first_rx_ring;
     d.register_done = 1;
     d.mmap_done = 1;
+    mem
+}
+
+/// The first and last ring ids of `r`, of `count` rings, as libnetmap puts
+/// them (from its scan of `ring_ofs`): with no ring bound in a direction,
+/// `first` is the direction's ring count and `last` one below it.
+fn first_last(r: std::ops::Range<u16>, count: u32) -> (u16, u16) {
+    if r.is_empty() {
+        (count as u16, (count as u16).wrapping_sub(1))
+    } else {
+        (r.start, r.end - 1)
+    }
+}
+
+/// Keeps the open `port` and its `mem` in the entry of `d`; fails the call
+/// (and frees `mem`) if the entry went away meanwhile.
+fn keep(d: &mut nmport_d, port: Netmap, mem: *mut nmem_d, p: &Pending) -> c_int {
     let fd = d.fd;
     match descs().get_mut(&(ptr::from_mut(d) as usize)) {
         Some(desc) => {
@@ -438,7 +490,7 @@ unsafe fn open_desc(d: *mut nmport_d) -> c_int {
             // SAFETY: `mem` was just made by `Box::into_raw` and handed to
             // no one who survives this error.
             drop(unsafe { Box::from_raw(mem) });
-            fail(ctx, libc::EINVAL, &format!("{given}: closed while opening"))
+            fail(p.ctx, libc::EINVAL, &format!("{}: closed while opening", p.given))
         }
     }
 }
@@ -594,20 +646,13 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_i
         };
     }
     static NEXT: OnceLock<Option<usize>> = OnceLock::new();
-    let next = NEXT.get_or_init(|| next_definition(c"ioctl"));
-    match *next {
-        Some(f) => {
-            // SAFETY: `f` is the address of the C library's `ioctl`, whose
-            // type `IoctlFn` is; the arguments are the caller's.
-            let f: IoctlFn = unsafe { std::mem::transmute::<usize, IoctlFn>(f) };
-            // SAFETY: the caller's contract is `ioctl`'s.
-            unsafe { f(fd, req, arg) }
-        }
-        None => {
-            set_errno(libc::ENOSYS);
-            -1
-        }
-    }
+    forward(&NEXT, c"ioctl", |f| {
+        // SAFETY: `f` is the address of the C library's `ioctl`, whose
+        // type `IoctlFn` is; the arguments are the caller's.
+        let f: IoctlFn = unsafe { std::mem::transmute::<usize, IoctlFn>(f) };
+        // SAFETY: the caller's contract is `ioctl`'s.
+        unsafe { f(fd, req, arg) }
+    })
 }
 
 /// `poll`: a single descriptor of this library waits on its port (and, as
@@ -640,15 +685,21 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
     }
     drop(busy);
     static NEXT: OnceLock<Option<usize>> = OnceLock::new();
-    let next = NEXT.get_or_init(|| next_definition(c"poll"));
-    match *next {
-        Some(f) => {
-            // SAFETY: `f` is the address of the C library's `poll`, whose
-            // type `PollFn` is.
-            let f: PollFn = unsafe { std::mem::transmute::<usize, PollFn>(f) };
-            // SAFETY: the caller's contract is `poll`'s.
-            unsafe { f(fds, nfds, timeout) }
-        }
+    forward(&NEXT, c"poll", |f| {
+        // SAFETY: `f` is the address of the C library's `poll`, whose
+        // type `PollFn` is.
+        let f: PollFn = unsafe { std::mem::transmute::<usize, PollFn>(f) };
+        // SAFETY: the caller's contract is `poll`'s.
+        unsafe { f(fds, nfds, timeout) }
+    })
+}
+
+/// Hands a call on to the definition of `name` that this library's own
+/// hides (its address found once, into `next`): `call` makes it; with no
+/// such definition the call fails with `ENOSYS`.
+fn forward(next: &OnceLock<Option<usize>>, name: &CStr, call: impl FnOnce(usize) -> c_int) -> c_int {
+    match *next.get_or_init(|| next_definition(name)) {
+        Some(f) => call(f),
         None => {
             set_errno(libc::ENOSYS);
             -1
