@@ -9,6 +9,7 @@ use std::ptr;
 
 use super::sys::{
     query_socket, EthtoolDrvinfo, IfReq, ETHTOOL_GDRVINFO, IFF_UP, IFNAMSIZ, SIOCETHTOOL, SIOCGIFFLAGS,
+    SIOCGIFMTU,
 };
 use crate::backend::errno;
 use crate::backend::sys::cvt;
@@ -28,7 +29,7 @@ fn ifreq(name: &str) -> io::Result<IfReq> {
     Ok(r)
 }
 
-pub(super) fn ifioctl(fd: BorrowedFd<'_>, req: c_ulong, name: &str) -> io::Result<IfReq> {
+fn ifioctl(fd: BorrowedFd<'_>, req: c_ulong, name: &str) -> io::Result<IfReq> {
     let mut r = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS and SIOCGIFMTU take a `struct ifreq *`; `r` is a
     // live, writable one (40 bytes, asserted).
@@ -39,7 +40,7 @@ pub(super) fn ifioctl(fd: BorrowedFd<'_>, req: c_ulong, name: &str) -> io::Resul
 /// Whether `name` is a physical device (its driver reports a bus address),
 /// as opposed to a virtual one (veth, bridge, tun, loopback...), through
 /// which the kernel copies every transmitted page anyway.
-pub(super) fn is_physical(fd: BorrowedFd<'_>, name: &str) -> bool {
+fn is_physical(fd: BorrowedFd<'_>, name: &str) -> bool {
     let Ok(mut r) = ifreq(name) else { return false };
     let mut info = EthtoolDrvinfo {
         cmd: ETHTOOL_GDRVINFO,
@@ -93,6 +94,14 @@ pub(super) fn if_index(name: &str) -> io::Result<c_int> {
     } else {
         c_int::try_from(i).map_err(|_| errno(libc::ENODEV))
     }
+}
+
+/// The MTU of interface `name` and whether it is a physical device.
+pub(super) fn probe(name: &str) -> io::Result<(u32, bool)> {
+    let fd = query_socket()?;
+    let r = ifioctl(fd.as_fd(), SIOCGIFMTU, name)?;
+    let mtu = i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
+    Ok((u32::try_from(mtu).unwrap_or(1500), is_physical(fd.as_fd(), name)))
 }
 
 /// What this host says of an interface, as seen from the calling thread's

@@ -134,6 +134,19 @@ impl Layout {
         (start, start + rx)
     }
 
+    /// Region offset of socket `b`'s RX frames, then its TX frames (which
+    /// follow the RX frames, if any, inside the socket's mapping).
+    pub(super) fn frame_offsets(&self, b: u32) -> (usize, usize) {
+        let rx = self.sock_offset(b);
+        let tx = rx
+            + if self.has_rx {
+                self.rx_slots as usize * self.frame
+            } else {
+                0
+            };
+        (rx, tx)
+    }
+
     /// Region offset of socket `b`'s mapping.
     pub(super) fn sock_offset(&self, b: u32) -> usize {
         self.head_len + b as usize * self.sock_len
@@ -194,6 +207,11 @@ impl Region {
         // SAFETY: callers pass offsets within the region (from `Layout`, whose
         // total is the region's length).
         unsafe { self.base.as_ptr().add(off) }
+    }
+
+    /// The address `off` bytes into the region, which is never null.
+    pub(super) fn ptr(&self, off: usize) -> NonNull<u8> {
+        NonNull::new(self.at(off)).unwrap_or(self.base)
     }
 
     /// Maps `fd`'s PACKET_MMAP rings (`len` bytes) over `[off, off + len)`.

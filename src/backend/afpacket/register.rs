@@ -10,13 +10,13 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use super::group::{join_fanout, MemId, RingClaim};
-use super::iface::{if_index, ifioctl, is_physical, vnet_tx_supported};
+use super::iface::{if_index, probe, vnet_tx_supported};
 use super::layout::{Layout, Region, MAX_RINGS};
 use super::rings::{Port, RingView, RxState, Sock, TxState};
 use super::sys::{
-    bind, epoll_ctl, packet_socket, page_size, query_socket, setsockopt, PacketMreq, ETH_P_ALL, IFNAMSIZ,
+    bind, epoll_ctl, packet_socket, page_size, setsockopt, PacketMreq, ETH_P_ALL, IFNAMSIZ,
     PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_LOSS, PACKET_MR_PROMISC, PACKET_QDISC_BYPASS,
-    PACKET_RX_RING, PACKET_TX_RING, PACKET_VERSION, PACKET_VNET_HDR, SIOCGIFMTU, SOL_PACKET, TPACKET_V2,
+    PACKET_RX_RING, PACKET_TX_RING, PACKET_VERSION, PACKET_VNET_HDR, SOL_PACKET, TPACKET_V2,
 };
 use super::AfPacketFd;
 use crate::backend::errno;
@@ -33,11 +33,20 @@ use crate::ffi::{
 /// leave from the ring's pages without a copy.
 const PHYS_LINEAR_MAX: usize = 256;
 
-impl AfPacketFd {
-    pub(super) fn register(&mut self, name: &str, req: &mut nmreq_register) -> io::Result<()> {
-        if self.port.is_some() {
-            return Err(errno(libc::EBUSY));
-        }
+/// What a REGISTER request asks for, checked.
+#[derive(Debug)]
+struct Request {
+    has_rx: bool,
+    has_tx: bool,
+    /// Ring pairs of the port.
+    pairs: u32,
+    /// The ring pairs this handle binds, one socket each.
+    bound: Range<u32>,
+}
+
+impl Request {
+    /// Reads `req`: the directions, how many ring pairs, which of them.
+    fn parse(req: &nmreq_register) -> io::Result<Request> {
         if req.nr_flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON) != 0 {
             return Err(errno(libc::EOPNOTSUPP));
         }
@@ -63,119 +72,76 @@ impl AfPacketFd {
             // Host rings, pipes, the NULL mode: netmap only.
             _ => return Err(errno(libc::EOPNOTSUPP)),
         };
+        Ok(Request {
+            has_rx,
+            has_tx,
+            pairs,
+            bound,
+        })
+    }
+
+    /// The ring ids bound in one direction: `bound`, or none if the port
+    /// has no ring of that direction.
+    fn rings(&self, has: bool) -> Range<u32> {
+        if has {
+            self.bound.clone()
+        } else {
+            0..0
+        }
+    }
+}
+
+impl AfPacketFd {
+    pub(super) fn register(&mut self, name: &str, req: &mut nmreq_register) -> io::Result<()> {
+        if self.port.is_some() {
+            return Err(errno(libc::EBUSY));
+        }
+        let r = Request::parse(req)?;
         let ifindex = if_index(name)?;
         let claim = RingClaim::take(
             ifindex,
-            if has_tx { bound.clone() } else { 0..0 },
-            if has_rx { bound.clone() } else { 0..0 },
+            r.rings(r.has_tx),
+            r.rings(r.has_rx),
             req.nr_flags & NR_EXCLUSIVE != 0,
         )?;
-        let mtu_sock = query_socket()?;
-        let mtu = ifioctl(mtu_sock.as_fd(), SIOCGIFMTU, name)?;
-        let mtu = i32::from_ne_bytes([mtu.data[0], mtu.data[1], mtu.data[2], mtu.data[3]]);
-        let physical = is_physical(mtu_sock.as_fd(), name);
-        drop(mtu_sock);
-        let vnet = has_tx && vnet_tx_supported();
+        let (mtu, physical) = probe(name)?;
+        let vnet = r.has_tx && vnet_tx_supported();
         let layout = Layout::new(
-            u32::try_from(mtu).unwrap_or(1500),
+            mtu,
             page_size(),
             req,
-            has_rx,
-            has_tx,
+            r.has_rx,
+            r.has_tx,
             vnet,
-            pairs,
-            bound.len() as u32,
+            r.pairs,
+            r.bound.len() as u32,
         );
         let region = Arc::new(Region::reserve(layout.total())?);
         let mem_id = MemId::new()?;
+        let socks = (r.bound.clone().enumerate())
+            .map(|(b, pair)| open_pair(&region, &layout, b as u32, pair, ifindex))
+            .collect::<io::Result<Vec<Sock>>>()?;
+        write_if(&region, &layout, name, &socks, r.bound.clone());
 
-        let mut socks = Vec::with_capacity(bound.len());
-        for (b, pair) in bound.clone().enumerate() {
-            let fd = open_socket(&layout)?;
-            region.map_socket(layout.sock_offset(b as u32), layout.sock_len, fd.as_fd())?;
-            let (rx_first, tx_first) = layout.first_bufs(b as u32);
-            let (rx_off, tx_off) = layout.ring_offsets(b as u32);
-            let sock_base = region.at(layout.sock_offset(b as u32));
-            let view = |ring_off: usize, frames: *mut u8, n: u32, first: u32| RingView {
-                ring: NonNull::new(region.at(ring_off)).unwrap_or(region.base),
-                frames: NonNull::new(frames).unwrap_or(region.base),
-                n,
-                frame: layout.frame,
-                first,
-                _region: Arc::clone(&region),
-            };
-            let rx = has_rx.then(|| RxState {
-                v: view(rx_off, sock_base, layout.rx_slots, rx_first),
-                hwcur: Cell::new(0),
-                hwtail: Cell::new(0),
-            });
-            let tx_frames = if has_rx {
-                // SAFETY: the TX frames follow the RX frames inside the
-                // socket's part of the region (`sock_len` covers both).
-                unsafe { sock_base.add(layout.rx_slots as usize * layout.frame) }
-            } else {
-                sock_base
-            };
-            let tx = has_tx.then(|| TxState {
-                v: view(tx_off, tx_frames, layout.tx_slots, tx_first),
-                hwcur: Cell::new(0),
-                pending: Cell::new(0),
-                unsent: Cell::new(None),
-            });
-            let sock = Sock { fd, rx, tx };
-            init_rings(&sock, &layout, &region, pair as u16);
-            bind(sock.fd.as_fd(), ifindex, if has_rx { ETH_P_ALL } else { 0 })?;
-            socks.push(sock);
-        }
-        write_if(&region, &layout, name, &socks, bound.clone());
-
-        let fanout = if has_rx && pairs > 1 {
-            Some(join_fanout(&socks, ifindex, pairs, bound.clone())?)
+        let fanout = if r.has_rx && r.pairs > 1 {
+            Some(join_fanout(&socks, ifindex, r.pairs, r.bound.clone())?)
         } else {
             None
         };
         if self.promisc {
-            let mreq = PacketMreq {
-                mr_ifindex: ifindex,
-                mr_type: PACKET_MR_PROMISC,
-                mr_alen: 0,
-                mr_address: [0; 8],
-            };
-            setsockopt(socks[0].fd.as_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)?;
+            promisc(&socks[0], ifindex)?;
         }
-        let events = if socks.len() > 1 {
-            // SAFETY: epoll_create1 takes no pointers; the result is checked.
-            let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-            // SAFETY: `ep` was just opened and is owned by no one else.
-            let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-            for s in &socks {
-                epoll_ctl(ep.as_fd(), libc::EPOLL_CTL_ADD, s.fd.as_fd())?;
-            }
-            Some(ep)
-        } else {
-            None
-        };
-
-        req.nr_offset = 0;
-        req.nr_memsize = layout.total() as u64;
-        req.nr_tx_slots = layout.tx_slots;
-        req.nr_rx_slots = layout.rx_slots;
-        req.nr_tx_rings = pairs as u16;
-        req.nr_rx_rings = pairs as u16;
-        req.nr_host_tx_rings = 0;
-        req.nr_host_rx_rings = 0;
-        req.nr_mem_id = mem_id.0;
-        req.nr_extra_bufs = 0;
-        let nbufs = (layout.socks as usize * layout.sock_len / layout.frame) as u32;
+        let events = event_set(&socks)?;
+        reply(req, &layout, r.pairs, &mem_id);
         self.port = Some(Port {
             socks,
-            bufs: NonNull::new(region.at(layout.head_len)).unwrap_or(region.base),
+            bufs: region.ptr(layout.head_len),
             region,
             events,
             _rings: claim,
             _fanout: fanout,
             _mem_id: mem_id,
-            nbufs,
+            nbufs: (layout.socks as usize * layout.sock_len / layout.frame) as u32,
             frame: layout.frame,
             tx_off: layout.tx_off(),
             linear_max: vnet.then_some(if physical { PHYS_LINEAR_MAX } else { usize::MAX }),
@@ -183,6 +149,84 @@ impl AfPacketFd {
         });
         Ok(())
     }
+}
+
+/// Socket `b` of the port, ring pair `pair`: its rings mapped at their
+/// place in the region, their headers and slots filled, and the socket
+/// bound to the interface.
+fn open_pair(region: &Arc<Region>, layout: &Layout, b: u32, pair: u32, ifindex: c_int) -> io::Result<Sock> {
+    let fd = open_socket(layout)?;
+    region.map_socket(layout.sock_offset(b), layout.sock_len, fd.as_fd())?;
+    let (rx_first, tx_first) = layout.first_bufs(b);
+    let (rx_off, tx_off) = layout.ring_offsets(b);
+    let (rx_frames, tx_frames) = layout.frame_offsets(b);
+    let view = |ring_off: usize, frames_off: usize, n: u32, first: u32| RingView {
+        ring: region.ptr(ring_off),
+        frames: region.ptr(frames_off),
+        n,
+        frame: layout.frame,
+        first,
+        _region: Arc::clone(region),
+    };
+    let rx = layout.has_rx.then(|| RxState {
+        v: view(rx_off, rx_frames, layout.rx_slots, rx_first),
+        hwcur: Cell::new(0),
+        hwtail: Cell::new(0),
+    });
+    let tx = layout.has_tx.then(|| TxState {
+        v: view(tx_off, tx_frames, layout.tx_slots, tx_first),
+        hwcur: Cell::new(0),
+        pending: Cell::new(0),
+        unsent: Cell::new(None),
+    });
+    let sock = Sock { fd, rx, tx };
+    init_rings(&sock, layout, region, pair as u16);
+    let protocol = if layout.has_rx { ETH_P_ALL } else { 0 };
+    bind(sock.fd.as_fd(), ifindex, protocol)?;
+    Ok(sock)
+}
+
+/// Takes a promiscuous membership of the interface on `sock`; the kernel
+/// drops it when the socket closes.
+fn promisc(sock: &Sock, ifindex: c_int) -> io::Result<()> {
+    let mreq = PacketMreq {
+        mr_ifindex: ifindex,
+        mr_type: PACKET_MR_PROMISC,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    setsockopt(sock.fd.as_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
+}
+
+/// The epoll set handed to event loops when the port has several sockets
+/// (one socket's own descriptor serves otherwise).
+fn event_set(socks: &[Sock]) -> io::Result<Option<OwnedFd>> {
+    if socks.len() <= 1 {
+        return Ok(None);
+    }
+    // SAFETY: epoll_create1 takes no pointers; the result is checked.
+    let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: `ep` was just opened and is owned by no one else.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    for s in socks {
+        epoll_ctl(ep.as_fd(), libc::EPOLL_CTL_ADD, s.fd.as_fd())?;
+    }
+    Ok(Some(ep))
+}
+
+/// The kernel's answer to REGISTER: the region's size, the rings' shape,
+/// the memory id.
+fn reply(req: &mut nmreq_register, layout: &Layout, pairs: u32, mem_id: &MemId) {
+    req.nr_offset = 0;
+    req.nr_memsize = layout.total() as u64;
+    req.nr_tx_slots = layout.tx_slots;
+    req.nr_rx_slots = layout.rx_slots;
+    req.nr_tx_rings = pairs as u16;
+    req.nr_rx_rings = pairs as u16;
+    req.nr_host_tx_rings = 0;
+    req.nr_host_rx_rings = 0;
+    req.nr_mem_id = mem_id.0;
+    req.nr_extra_bufs = 0;
 }
 
 /// A socket with `TPACKET_V2` rings of `layout`'s shape, not yet bound.
