@@ -95,8 +95,7 @@ impl RingClaim {
         rx: Range<u32>,
         exclusive: bool,
     ) -> io::Result<RingClaim> {
-        let (dev, ino) = netns_id()?;
-        let key = (dev, ino, ifindex);
+        let key = if_key(ifindex)?;
         let rings: Vec<RingKey> = tx
             .map(|i| (key, true, i))
             .chain(rx.map(|i| (key, false, i)))
@@ -159,10 +158,11 @@ impl Drop for Membership {
     }
 }
 
-fn netns_id() -> io::Result<(u64, u64)> {
+/// Interface `ifindex` of the calling thread's network namespace.
+fn if_key(ifindex: c_int) -> io::Result<IfKey> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata("/proc/thread-self/ns/net")?;
-    Ok((m.dev(), m.ino()))
+    Ok((m.dev(), m.ino(), ifindex))
 }
 
 /// The value of `PACKET_FANOUT` for `id` in hash mode.
@@ -178,8 +178,7 @@ pub(super) fn join_fanout(
     pairs: u32,
     bound: Range<u32>,
 ) -> io::Result<Membership> {
-    let (dev, ino) = netns_id()?;
-    let key = (dev, ino, ifindex);
+    let key = if_key(ifindex)?;
     let mut reg = lock(&REGISTRY);
     let mut id = match reg.groups.get(&key) {
         Some(g) if g.pairs != pairs => return Err(errno(libc::EBUSY)),

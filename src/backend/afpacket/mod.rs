@@ -171,9 +171,8 @@ mod tests;
 
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use crate::backend::sys::cvt;
 use crate::backend::{Kernel, KernelFd, MemDomain};
 use crate::error::{BackendKind, Error, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
@@ -181,7 +180,7 @@ use crate::spec::{PortKind, PortSpec, RingSelect};
 pub(crate) use iface::{interface_state, IfState};
 use layout::MAX_RINGS;
 use rings::Port;
-use sys::packet_socket;
+use sys::{epoll_create, packet_socket};
 
 /// Whether this process may open AF_PACKET sockets: `Ok`, or the error
 /// (`EPERM` without `CAP_NET_RAW`).
@@ -282,12 +281,9 @@ pub(crate) struct AfPacket {
 
 impl Kernel for AfPacket {
     fn open(&self) -> io::Result<Box<dyn KernelFd>> {
-        // SAFETY: epoll_create1 takes no pointers; the result is checked.
-        let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         Ok(Box::new(AfPacketFd {
             port: None,
-            // SAFETY: `ep` was just opened and is owned by no one else.
-            waiter: unsafe { OwnedFd::from_raw_fd(ep) },
+            waiter: epoll_create()?,
             promisc: self.promisc,
         }))
     }

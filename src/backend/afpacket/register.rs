@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
@@ -14,14 +14,12 @@ use super::iface::{if_index, probe, vnet_tx_supported};
 use super::layout::{Layout, Region, MAX_RINGS};
 use super::rings::{Port, RingView, RxState, Sock, TxState};
 use super::sys::{
-    bind, epoll_ctl, packet_socket, page_size, setsockopt, PacketMreq, ETH_P_ALL, IFNAMSIZ,
+    bind, epoll_create, epoll_ctl, packet_socket, page_size, setsockopt, PacketMreq, ETH_P_ALL, IFNAMSIZ,
     PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_LOSS, PACKET_MR_PROMISC, PACKET_QDISC_BYPASS,
     PACKET_RX_RING, PACKET_TX_RING, PACKET_VERSION, PACKET_VNET_HDR, SOL_PACKET, TPACKET_V2,
 };
 use super::AfPacketFd;
 use crate::backend::errno;
-use crate::backend::kring::Slot;
-use crate::backend::sys::cvt;
 use crate::ffi::{
     netmap_if, netmap_ring, nmreq_register, NETMAP_API, NR_EXCLUSIVE, NR_MONITOR_RX, NR_MONITOR_TX,
     NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
@@ -204,10 +202,7 @@ fn event_set(socks: &[Sock]) -> io::Result<Option<OwnedFd>> {
     if socks.len() <= 1 {
         return Ok(None);
     }
-    // SAFETY: epoll_create1 takes no pointers; the result is checked.
-    let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-    // SAFETY: `ep` was just opened and is owned by no one else.
-    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    let ep = epoll_create()?;
     for s in socks {
         epoll_ctl(ep.as_fd(), libc::EPOLL_CTL_ADD, s.fd.as_fd())?;
     }
@@ -284,15 +279,7 @@ fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16) {
         }
         v.shared().reset(0, tail);
         for k in 0..v.n {
-            v.shared().store(
-                k,
-                Slot {
-                    buf_idx: v.first + k,
-                    len: 0,
-                    flags: 0,
-                    ptr: off,
-                },
-            );
+            v.set_own(k, 0, 0, off);
         }
     };
     if let Some(tx) = &sock.tx {

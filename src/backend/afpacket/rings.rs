@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::group::{MemId, Membership, RingClaim};
 use super::layout::Region;
 use super::sys::Tpacket2Hdr;
-use crate::backend::kring::SharedRing;
+use crate::backend::kring::{SharedRing, Slot};
 
 /// One ring's header and slots (in the anonymous part of the region) and
 /// its frames (in a socket's ring).
@@ -72,6 +72,21 @@ impl RingView {
     pub(super) unsafe fn hdr(&self, k: u32) -> Tpacket2Hdr {
         // SAFETY: the caller owns the frame; the header lies at its start.
         unsafe { self.frame(k).cast::<Tpacket2Hdr>().read() }
+    }
+
+    /// Stores slot `k` holding its own buffer, frame `k`, with `len`,
+    /// `flags` and the packet's offset `ptr`.
+    pub(super) fn set_own(&self, k: u32, len: u16, flags: u16, ptr: u64) {
+        let buf_idx = self.first + k;
+        self.shared().store(
+            k,
+            Slot {
+                buf_idx,
+                len,
+                flags,
+                ptr,
+            },
+        );
     }
 
     fn contains(&self, idx: u32) -> Option<u32> {

@@ -55,15 +55,7 @@ impl Port {
             // SAFETY: the frame has TP_STATUS_USER: the kernel is done with it.
             let h = unsafe { v.hdr(t) };
             let (off, len) = rx_packet(v, t, st, &h);
-            v.shared().store(
-                t,
-                Slot {
-                    buf_idx: v.first + t,
-                    len,
-                    flags: 0,
-                    ptr: off as u64,
-                },
-            );
+            v.set_own(t, len, 0, off as u64);
             t = next(t, v.n);
         }
         rx.hwtail.set(t);
@@ -98,28 +90,13 @@ impl Port {
                     }
                     _ => false,
                 };
-                tx.v.shared().store(
-                    k,
-                    Slot {
-                        buf_idx: tx.v.first + k,
-                        // A packet that cannot be copied goes out as a runt,
-                        // which the kernel drops (PACKET_LOSS).
-                        len: if copied { ts.len } else { 0 },
-                        flags: ts.flags,
-                        ptr: self.tx_off as u64,
-                    },
-                );
+                // A packet that cannot be copied goes out as a runt, which
+                // the kernel drops (PACKET_LOSS).
+                let len = if copied { ts.len } else { 0 };
+                tx.v.set_own(k, len, ts.flags, self.tx_off as u64);
             }
         }
-        v.shared().store(
-            j,
-            Slot {
-                buf_idx: mine,
-                len: 0,
-                flags: 0,
-                ptr: 0,
-            },
-        );
+        v.set_own(j, 0, 0, 0);
     }
 
     fn txsync(&self, fd: BorrowedFd<'_>, tx: &TxState) -> io::Result<bool> {
@@ -134,19 +111,11 @@ impl Port {
         let mut failure = None;
         let mut s = hwcur;
         let mut submitted = false;
-        'slots: while s != head {
-            // The packet: slots s..=e (a NS_MOREFRAG chain).
-            let mut e = s;
-            let mut n = 1;
-            while v.shared().load(e).flags & NS_MOREFRAG != 0 && n < NETMAP_MAX_FRAGS {
-                let nx = next(e, v.n);
-                if nx == head {
-                    // Not published whole yet: send it at a later sync.
-                    break 'slots;
-                }
-                e = nx;
-                n += 1;
-            }
+        while s != head {
+            let Some((e, n)) = packet_end(v, s, head) else {
+                // Not published whole yet: send it at a later sync.
+                break;
+            };
             let first = v.shared().load(s);
             let len = if n == 1 && first.buf_idx == v.first + s && first.ptr == self.tx_off as u64 {
                 Some(first.len as usize).filter(|&l| self.tx_off + l <= self.frame)
@@ -175,24 +144,10 @@ impl Port {
                 failure.get_or_insert(e);
             }
         }
-        // Reclaim completed frames, in order.
-        let mut p = tx.pending.get();
-        while p != s {
-            let st = v.status(p).load(Ordering::Acquire);
-            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
-                break;
-            }
-            if st & TP_STATUS_WRONG_FORMAT != 0 {
-                v.status(p).store(TP_STATUS_AVAILABLE, Ordering::Relaxed);
-                failure.get_or_insert(errno(libc::EINVAL));
-            }
-            if tx.unsent.get() == Some(p) {
-                tx.unsent.set(None);
-            }
-            p = next(p, v.n);
+        if let Err(e) = reclaim(tx, s) {
+            failure.get_or_insert(e);
         }
-        tx.pending.set(p);
-        let tail = prev(p, v.n);
+        let tail = prev(tx.pending.get(), v.n);
         v.shared().set_tail(tail);
         match failure {
             Some(e) => Err(e),
@@ -251,21 +206,23 @@ impl Port {
                 }
                 _ => ok = false,
             }
-            v.shared().store(
-                k,
-                Slot {
-                    buf_idx: v.first + k,
-                    len: sl.len,
-                    flags: 0,
-                    ptr: self.tx_off as u64,
-                },
-            );
+            v.set_own(k, sl.len, 0, self.tx_off as u64);
             if k == e {
                 break;
             }
             k = next(k, v.n);
         }
         ok.then_some(total)
+    }
+
+    /// Syncs the rings of `dir` for `poll`: `want` if one of them is ready,
+    /// `POLLERR` if a sync failed.
+    fn poll_sync(&self, dir: SyncDir, want: i16) -> i16 {
+        match self.sync_all(dir) {
+            Ok(true) => want,
+            Ok(false) => 0,
+            Err(_) => libc::POLLERR,
+        }
     }
 
     fn sync_all(&self, dir: SyncDir) -> io::Result<bool> {
@@ -289,6 +246,48 @@ impl Port {
             None => Ok(ready),
         }
     }
+}
+
+/// The last slot and the slot count of the TX packet that starts at slot
+/// `s` (a `NS_MOREFRAG` chain), or `None` if the chain reaches `head`: the
+/// user has not published it whole yet.
+fn packet_end(v: &RingView, s: u32, head: u32) -> Option<(u32, u32)> {
+    let mut e = s;
+    let mut n = 1;
+    while v.shared().load(e).flags & NS_MOREFRAG != 0 && n < NETMAP_MAX_FRAGS {
+        let nx = next(e, v.n);
+        if nx == head {
+            return None;
+        }
+        e = nx;
+        n += 1;
+    }
+    Some((e, n))
+}
+
+/// Takes back the TX frames the kernel completed, in order, up to `upto`
+/// (the first slot not handed over); `EINVAL` if one of them was refused
+/// as malformed.
+fn reclaim(tx: &TxState, upto: u32) -> io::Result<()> {
+    let v = &tx.v;
+    let mut result = Ok(());
+    let mut p = tx.pending.get();
+    while p != upto {
+        let st = v.status(p).load(Ordering::Acquire);
+        if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
+            break;
+        }
+        if st & TP_STATUS_WRONG_FORMAT != 0 {
+            v.status(p).store(TP_STATUS_AVAILABLE, Ordering::Relaxed);
+            result = Err(errno(libc::EINVAL));
+        }
+        if tx.unsent.get() == Some(p) {
+            tx.unsent.set(None);
+        }
+        p = next(p, v.n);
+    }
+    tx.pending.set(p);
+    result
 }
 
 /// Where RX frame `t`'s packet starts and how long it is; puts back a VLAN
@@ -369,18 +368,10 @@ impl KernelFd for AfPacketFd {
         let result = loop {
             let mut revents = 0;
             if port.txpoll || want_tx != 0 {
-                match port.sync_all(SyncDir::Tx) {
-                    Ok(true) => revents |= want_tx,
-                    Ok(false) => {}
-                    Err(_) => revents |= libc::POLLERR,
-                }
+                revents |= port.poll_sync(SyncDir::Tx, want_tx);
             }
             if want_rx != 0 {
-                match port.sync_all(SyncDir::Rx) {
-                    Ok(true) => revents |= want_rx,
-                    Ok(false) => {}
-                    Err(_) => revents |= libc::POLLERR,
-                }
+                revents |= port.poll_sync(SyncDir::Rx, want_rx);
             }
             if revents != 0 {
                 break Ok(revents);

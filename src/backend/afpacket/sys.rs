@@ -158,27 +158,34 @@ pub(super) fn getsockopt_int(fd: BorrowedFd<'_>, level: c_int, name: c_int) -> i
     Ok(v)
 }
 
-/// An unprivileged socket to ask about interfaces with.
-pub(super) fn query_socket() -> io::Result<OwnedFd> {
+/// `socket(domain, ty, 0)`, owned.
+fn socket(domain: c_int, ty: c_int) -> io::Result<OwnedFd> {
     // SAFETY: `socket` has no memory preconditions; the result is checked.
-    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe { libc::socket(domain, ty, 0) })?;
     // SAFETY: `fd` was just opened and is owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// An unprivileged socket to ask about interfaces with.
+pub(super) fn query_socket() -> io::Result<OwnedFd> {
+    socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC)
+}
+
 /// Opens a packet socket that receives nothing until bound.
 pub(super) fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: `socket` has no memory preconditions; the result is checked.
     // Protocol 0: no packet is queued before `bind` names the protocol.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    })?;
-    // SAFETY: `fd` was just opened and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    socket(
+        libc::AF_PACKET,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+    )
+}
+
+/// A new epoll set, owned.
+pub(super) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes no pointers; the result is checked.
+    let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: `ep` was just opened and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ep) })
 }
 
 pub(super) fn epoll_ctl(ep: BorrowedFd<'_>, op: c_int, fd: BorrowedFd<'_>) -> io::Result<()> {
