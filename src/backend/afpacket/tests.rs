@@ -1,0 +1,76 @@
+use super::layout::{ring_bytes, Layout, MAX_FRAME};
+use super::serves;
+use crate::backend::within;
+use crate::ffi::nmreq_register;
+
+fn req(rx_slots: u32, tx_slots: u32) -> nmreq_register {
+    nmreq_register {
+        nr_rx_slots: rx_slots,
+        nr_tx_slots: tx_slots,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn frames_fit_the_mtu() {
+    let l = Layout::new(1500, 4096, &req(0, 0), true, true, false, 1, 1);
+    assert_eq!((l.frame, l.block), (2048, 4096));
+    assert_eq!((l.rx_slots, l.tx_slots), (1024, 1024));
+    assert!(
+        l.frame - 66 >= 1500 + 14 + 4,
+        "an RX frame holds an MTU-sized packet"
+    );
+    let l = Layout::new(9000, 4096, &req(0, 0), true, true, false, 1, 1);
+    assert_eq!((l.frame, l.block), (16384, 16384));
+    assert_eq!(l.rx_slots, 1024);
+    let l = Layout::new(65536, 4096, &req(0, 0), true, true, false, 1, 1);
+    assert_eq!(l.frame, MAX_FRAME);
+    assert_eq!(l.rx_slots, 256, "the default ring stays within 16 MiB");
+}
+
+#[test]
+fn layout_is_page_and_frame_aligned() {
+    let l = Layout::new(1500, 4096, &req(100, 7), true, true, true, 4, 4);
+    assert_eq!(l.rx_slots, 100);
+    assert_eq!(l.tx_slots, 8, "rounded up to whole blocks");
+    assert_eq!(l.head_len % 4096, 0);
+    assert_eq!(l.sock_len % l.block, 0);
+    assert_eq!(l.total(), l.head_len + 4 * (108 * 2048));
+    let (rx0, tx0) = l.first_bufs(0);
+    let (rx1, _) = l.first_bufs(1);
+    assert_eq!((rx0, tx0, rx1), (0, 100, 108));
+    let (r, t) = l.ring_offsets(1);
+    assert!(r >= l.nif_len && t > r && t + ring_bytes(8) <= l.head_len);
+    assert_eq!(l.tx_off(), 42, "the virtio header goes before the packet");
+    let tp = l.req(100);
+    assert_eq!(
+        tp.tp_block_nr * tp.tp_block_size,
+        tp.tp_frame_nr * tp.tp_frame_size
+    );
+}
+
+#[test]
+fn tx_only_layout_has_no_rx_frames() {
+    let l = Layout::new(1500, 4096, &req(64, 64), false, true, true, 1, 1);
+    assert_eq!(l.sock_len, 64 * 2048);
+    assert_eq!(l.first_bufs(0), (0, 0));
+}
+
+#[test]
+fn netmap_only_names_are_refused() {
+    let p = |s: &str| crate::spec::parse(s).unwrap();
+    assert!(serves(&p("netmap:eth0")).is_ok());
+    assert!(serves(&p("afpacket:eth0-1")).is_ok());
+    assert!(serves(&p("netmap:eth0^")).unwrap_err().contains("host rings"));
+    assert!(serves(&p("netmap:eth0*")).unwrap_err().contains("host rings"));
+    assert!(serves(&p("netmap:eth0{1")).unwrap_err().contains("pipes"));
+    assert!(serves(&p("vale0:p")).unwrap_err().contains("VALE"));
+    assert!(serves(&p("netmap:vale0:p")).unwrap_err().contains("VALE"));
+    assert!(serves(&p("emu:a{1")).is_err());
+}
+
+#[test]
+fn wrapping_interval() {
+    assert!(within(3, 2, 5) && !within(6, 2, 5));
+    assert!(within(0, 6, 1) && within(7, 6, 1) && !within(3, 6, 1));
+}
