@@ -98,9 +98,10 @@ pub mod spec;
 
 #[cfg(feature = "mio")]
 pub use crate::mio::LocalPort;
+pub use backend::select::Fallback;
 pub use error::{BackendKind, Error, Refusal, Refusals, Result};
 pub use frame::Frame;
-pub use port::{Fallback, Netmap, NetmapBuilder};
+pub use port::{Netmap, NetmapBuilder};
 pub use probe::{probe, Probe};
 pub use ring::{RxIter, RxRing, TxBatch, TxRing};
 

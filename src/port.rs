@@ -9,14 +9,13 @@ use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-use crate::backend::afpacket::{self, AfPacket};
-use crate::backend::devnetmap::DevNetmap;
 use crate::backend::fork::{Owner, Privatize};
-use crate::backend::kernel::{self, KernelPort, RegisterExtras};
-use crate::backend::libnetmap::{self, LibNetmap};
+use crate::backend::kernel::{KernelPort, RegisterExtras};
+use crate::backend::select::Fallback;
+use crate::backend::select::{self, How};
 use crate::backend::sys::Deadline;
-use crate::backend::{emu, Kernel, MemDomain, SyncDir};
-use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
+use crate::backend::{MemDomain, SyncDir};
+use crate::error::{BackendKind, Error, Refusal, Result};
 use crate::ffi;
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing, RESERVED_BUFS};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
@@ -46,33 +45,6 @@ impl fmt::Display for RegionKey {
             ),
         }
     }
-}
-
-/// Whether [`NetmapBuilder::build`] may fall back to another way of moving
-/// packets when netmap cannot serve a port.
-///
-/// The fallback is never taken unless asked for: a program that wants netmap
-/// and gets AF_PACKET sees other performance and semantics, so it must say
-/// that it accepts them.
-///
-/// ```
-/// use netmap_rs::{Fallback, NetmapBuilder};
-///
-/// // On a host without netmap this opens eth0 through AF_PACKET sockets;
-/// // `port.backend()` and `port.refusals()` say so, and why.
-/// let builder = NetmapBuilder::new("netmap:eth0").fallback(Fallback::AfPacket);
-/// # drop(builder);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Fallback {
-    /// Netmap or nothing (the default).
-    #[default]
-    None,
-    /// When no netmap backend can open a real interface's port (`netmap:eth0`,
-    /// `eth0`, `eth0-N`), open it with Linux `AF_PACKET` sockets and their
-    /// `PACKET_MMAP` rings instead, with the same API. Pipes, host rings
-    /// (`^`, `*`), VALE ports and monitors are netmap-only and still fail.
-    AfPacket,
 }
 
 /// Opens a netmap port.
@@ -129,14 +101,6 @@ pub struct NetmapBuilder {
     extras: RegisterExtras,
     backend: Option<BackendKind>,
     how: How,
-}
-
-/// What a build may do beyond the name: options that are not part of
-/// netmap's register request.
-#[derive(Debug, Clone, Copy, Default)]
-struct How {
-    fallback: Fallback,
-    promisc: bool,
 }
 
 impl NetmapBuilder {
@@ -397,195 +361,15 @@ impl NetmapBuilder {
     }
 }
 
-/// Picks the backend for `spec` and opens it.
+/// Opens `spec` on the backend [`select`] picks.
 fn open_spec(
     spec: PortSpec,
     extras: RegisterExtras,
     forced: Option<BackendKind>,
     how: How,
 ) -> Result<Netmap> {
-    let (choice, refused) = choose(&spec, forced, how.fallback);
-    let choice = choice?;
-    let (port, domain) = match &choice.via {
-        Via::Kernel(_) if choice.backend == BackendKind::AfPacket => {
-            afpacket::preflight(&spec)?;
-            let kernel = AfPacket { promisc: how.promisc };
-            (kernel::open(&kernel, &spec, extras)?, kernel.domain())
-        }
-        Via::Kernel(k) => (kernel::open(*k, &spec, extras)?, k.domain()),
-        // libnetmap drives the real kernel, or the netmap behind its own
-        // `ioctl`, whose memory is its own.
-        Via::Libnetmap(lib) => (libnetmap::open(lib, &spec, extras)?, lib.domain),
-    };
-    Netmap::new(port, spec, choice.backend, domain, refused)
-}
-
-pub(crate) struct Choice {
-    via: Via,
-    pub(crate) backend: BackendKind,
-}
-
-/// How a chosen backend opens ports.
-enum Via {
-    /// `kernel::open` over this kernel.
-    Kernel(&'static dyn Kernel),
-    /// `nmport_prepare` + `nmport_open_desc` of this libnetmap.
-    Libnetmap(std::sync::Arc<LibNetmap>),
-}
-
-static DEV_NETMAP: std::sync::LazyLock<DevNetmap> = std::sync::LazyLock::new(DevNetmap::system);
-
-/// The AF_PACKET kernel as `choose` names it; `open_spec` opens a configured
-/// one (promiscuous or not).
-static AF_PACKET: AfPacket = AfPacket { promisc: false };
-
-/// Which backend `build()` would use for `spec` (or why none can), and why
-/// each backend it passed over was refused.
-///
-/// AF_PACKET serves `afpacket:` names always, other names of real
-/// interfaces when forced, or when no netmap backend can and `fallback`
-/// allows it; never otherwise, and then the refusals say whether it could
-/// have served the port.
-pub(crate) fn choose(
-    spec: &PortSpec,
-    forced: Option<BackendKind>,
-    fallback: Fallback,
-) -> (Result<Choice>, Vec<Refusal>) {
-    let refusal = |backend, reason: &str| Refusal {
-        backend,
-        reason: reason.into(),
-    };
-    let afpacket = || Choice {
-        via: Via::Kernel(&AF_PACKET),
-        backend: BackendKind::AfPacket,
-    };
-    // Whether AF_PACKET may replace netmap here, if netmap cannot serve.
-    let may_fall_back = forced.is_none() && fallback == Fallback::AfPacket && afpacket::serves(spec).is_ok();
-    let mut refused = Vec::new();
-    match (&spec.kind, forced) {
-        (PortKind::Emu, None | Some(BackendKind::Emulated)) => {
-            let choice = Choice {
-                via: Via::Kernel(emu::emu()),
-                backend: BackendKind::Emulated,
-            };
-            return (Ok(choice), refused);
-        }
-        (PortKind::Emu, Some(other)) => {
-            refused.push(refusal(other, "`emu:` names exist only in the embedded kernel"));
-            return (Err(unavailable(spec, &refused)), refused);
-        }
-        (PortKind::AfPacket, None | Some(BackendKind::AfPacket)) => return (Ok(afpacket()), refused),
-        (PortKind::AfPacket, Some(other)) => {
-            refused.push(refusal(other, "`afpacket:` names are served only by AF_PACKET"));
-            return (Err(unavailable(spec, &refused)), refused);
-        }
-        (_, Some(BackendKind::AfPacket)) => {
-            return match afpacket::serves(spec) {
-                Ok(()) => (Ok(afpacket()), refused),
-                Err(why) => {
-                    refused.push(refusal(BackendKind::AfPacket, &why));
-                    let e = Error::Unsupported {
-                        backend: BackendKind::AfPacket,
-                        what: format!("opening {}", spec.text),
-                        hint: format!("{why}; load the netmap kernel module for them"),
-                    };
-                    (Err(e), refused)
-                }
-            };
-        }
-        _ => {}
-    }
-    refused.push(refusal(BackendKind::Emulated, "it serves only `emu:` names"));
-    if forced == Some(BackendKind::Emulated) {
-        return (Err(unavailable(spec, &refused)), refused);
-    }
-    if forced.is_none() || forced == Some(BackendKind::Libnetmap) {
-        // libnetmap first: where the site has it, it decides the port-name
-        // grammar and the ABI details. An error opening through it is
-        // returned as is, not retried on /dev/netmap.
-        match libnetmap::load() {
-            // A libnetmap over the kernel cannot open ports without
-            // /dev/netmap; where the fallback is allowed, say so and go on.
-            Ok(lib) if may_fall_back && lib.own_io.is_empty() && kernel_status().is_err() => {
-                refused.push(refusal(
-                    BackendKind::Libnetmap,
-                    &format!("{} loaded, but it needs {}", lib.path, ffi::NETMAP_DEVICE_NAME),
-                ));
-            }
-            Ok(lib) => {
-                let choice = Choice {
-                    via: Via::Libnetmap(lib.clone()),
-                    backend: BackendKind::Libnetmap,
-                };
-                return (Ok(choice), refused);
-            }
-            Err(e) => {
-                refused.push(refusal(BackendKind::Libnetmap, &e.to_string()));
-                if forced == Some(BackendKind::Libnetmap) {
-                    return (Err(e.into()), refused);
-                }
-            }
-        }
-    }
-    match kernel_status() {
-        Ok(()) => {
-            let choice = Choice {
-                via: Via::Kernel(&*DEV_NETMAP),
-                backend: BackendKind::Kernel,
-            };
-            (Ok(choice), refused)
-        }
-        Err(e) => {
-            refused.push(refusal(BackendKind::Kernel, &kernel_refusal(&e)));
-            if may_fall_back {
-                return (Ok(afpacket()), refused);
-            }
-            match afpacket::serves(spec) {
-                Ok(()) if forced.is_none() => refused.push(refusal(
-                    BackendKind::AfPacket,
-                    &format!(
-                        "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
-                         `afpacket:{}`, would use it",
-                        spec.ifname
-                    ),
-                )),
-                Ok(()) => {}
-                Err(why) => refused.push(refusal(BackendKind::AfPacket, &why)),
-            }
-            let err = if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-                Error::PermissionDenied {
-                    what: format!("opening {} ({e})", ffi::NETMAP_DEVICE_NAME),
-                }
-            } else {
-                unavailable(spec, &refused)
-            };
-            (Err(err), refused)
-        }
-    }
-}
-
-fn unavailable(spec: &PortSpec, refused: &[Refusal]) -> Error {
-    Error::Unavailable {
-        port: spec.text.clone(),
-        reasons: Refusals(refused.to_vec()),
-    }
-}
-
-/// Whether `/dev/netmap` can be opened.
-pub(crate) fn kernel_status() -> io::Result<()> {
-    DEV_NETMAP.accessible()
-}
-
-/// Why `/dev/netmap` cannot be used, in words.
-pub(crate) fn kernel_refusal(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => format!(
-            "{} does not exist (the netmap kernel module is not loaded)",
-            ffi::NETMAP_DEVICE_NAME
-        ),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!("{}: permission denied", ffi::NETMAP_DEVICE_NAME),
-        _ => format!("{}: {e}", ffi::NETMAP_DEVICE_NAME),
-    }
+    let opened = select::open(&spec, extras, forced, how)?;
+    Netmap::new(opened.port, spec, opened.backend, opened.domain, opened.refused)
 }
 
 /// An open netmap port: a file descriptor bound to some of an interface's

@@ -14,9 +14,9 @@ use std::io;
 
 use crate::backend::afpacket::{self, IfState};
 use crate::backend::kernel::{self, ApiVersion};
+use crate::backend::select::{self, Fallback};
 use crate::error::{BackendKind, Refusal};
 use crate::ffi;
-use crate::port::{self, Fallback};
 use crate::spec;
 
 /// What `/dev/netmap` says.
@@ -126,7 +126,7 @@ pub struct Probe {
 
 /// Reports what this host offers. Never fails and never panics.
 pub fn probe() -> Probe {
-    let (device, kernel_api) = match port::kernel_status() {
+    let (device, kernel_api) = match select::kernel_status() {
         Ok(()) => (DeviceStatus::Available, api()),
         Err(e) => (device_status(&e), KernelApi::NotAsked),
     };
@@ -176,11 +176,11 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
     let mut p = probe();
     let port = match spec::parse(name) {
         Ok(spec) => {
-            let (choice, refused) = port::choose(&spec, None, fallback);
+            let (choice, refused) = select::choose(&spec, None, fallback);
             let backend = choice.map(|c| c.backend).map_err(|e| e.to_string());
             let with_fallback = match fallback {
                 Fallback::None if afpacket::serves(&spec).is_ok() => {
-                    let alt = port::choose(&spec, None, Fallback::AfPacket)
+                    let alt = select::choose(&spec, None, Fallback::AfPacket)
                         .0
                         .map(|c| c.backend)
                         .map_err(|e| e.to_string());

@@ -22,6 +22,7 @@ pub(crate) mod fork;
 pub(crate) mod kernel;
 pub(crate) mod kring;
 pub(crate) mod libnetmap;
+pub(crate) mod select;
 pub(crate) mod sys;
 
 /// `i - 1`, wrapping at `n` (the kernel's `nm_prev`; `nm_next` is in `ffi`).

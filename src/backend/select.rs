@@ -1,0 +1,293 @@
+//! Which backend opens a port: the choice among the embedded kernel,
+//! libnetmap, `/dev/netmap` and AF_PACKET, the reasons each one passed over
+//! was refused, and the open itself.
+//!
+//! The order, for a name that is not `emu:` or `afpacket:`: libnetmap if it
+//! loaded with every required entry point, else `/dev/netmap` if it is
+//! usable, else AF_PACKET where the caller allowed the fallback and the name
+//! is a real interface's; [`Error::Unavailable`] with every refusal
+//! otherwise. A forced backend is tried alone.
+
+use std::io;
+use std::sync::{Arc, LazyLock};
+
+use crate::backend::afpacket::{self, AfPacket};
+use crate::backend::devnetmap::DevNetmap;
+use crate::backend::kernel::{self, KernelPort, RegisterExtras};
+use crate::backend::libnetmap::{self, LibNetmap};
+use crate::backend::{emu, Kernel, MemDomain};
+use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
+use crate::ffi;
+use crate::spec::{PortKind, PortSpec};
+
+/// Whether [`NetmapBuilder::build`](crate::NetmapBuilder::build) may fall
+/// back to another way of moving packets when netmap cannot serve a port.
+///
+/// The fallback is never taken unless asked for: a program that wants netmap
+/// and gets AF_PACKET sees other performance and semantics, so it must say
+/// that it accepts them.
+///
+/// ```
+/// use netmap_rs::{Fallback, NetmapBuilder};
+///
+/// // On a host without netmap this opens eth0 through AF_PACKET sockets;
+/// // `port.backend()` and `port.refusals()` say so, and why.
+/// let builder = NetmapBuilder::new("netmap:eth0").fallback(Fallback::AfPacket);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Fallback {
+    /// Netmap or nothing (the default).
+    #[default]
+    None,
+    /// When no netmap backend can open a real interface's port (`netmap:eth0`,
+    /// `eth0`, `eth0-N`), open it with Linux `AF_PACKET` sockets and their
+    /// `PACKET_MMAP` rings instead, with the same API. Pipes, host rings
+    /// (`^`, `*`), VALE ports and monitors are netmap-only and still fail.
+    AfPacket,
+}
+
+/// What a build may do beyond the name: options that are not part of
+/// netmap's register request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct How {
+    pub(crate) fallback: Fallback,
+    pub(crate) promisc: bool,
+}
+
+/// A port that a backend opened.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) port: KernelPort,
+    pub(crate) backend: BackendKind,
+    pub(crate) domain: MemDomain,
+    /// Why the backends tried before `backend` were passed over.
+    pub(crate) refused: Vec<Refusal>,
+}
+
+/// Picks the backend for `spec` and opens it.
+pub(crate) fn open(
+    spec: &PortSpec,
+    extras: RegisterExtras,
+    forced: Option<BackendKind>,
+    how: How,
+) -> Result<Opened> {
+    let (choice, refused) = choose(spec, forced, how.fallback);
+    let choice = choice?;
+    let (port, domain) = match &choice.via {
+        Via::AfPacket => {
+            afpacket::preflight(spec)?;
+            let kernel = AfPacket { promisc: how.promisc };
+            (kernel::open(&kernel, spec, extras)?, kernel.domain())
+        }
+        Via::Kernel(k) => (kernel::open(*k, spec, extras)?, k.domain()),
+        // libnetmap drives the real kernel, or the netmap behind its own
+        // `ioctl`, whose memory is its own.
+        Via::Libnetmap(lib) => (libnetmap::open(lib, spec, extras)?, lib.domain),
+    };
+    Ok(Opened {
+        port,
+        backend: choice.backend,
+        domain,
+        refused,
+    })
+}
+
+/// The backend chosen for a port.
+pub(crate) struct Choice {
+    via: Via,
+    pub(crate) backend: BackendKind,
+}
+
+/// How a chosen backend opens ports.
+enum Via {
+    /// `kernel::open` over this kernel.
+    Kernel(&'static dyn Kernel),
+    /// `kernel::open` over AF_PACKET sockets, after its preflight checks.
+    AfPacket,
+    /// `nmport_prepare` + `nmport_open_desc` of this libnetmap.
+    Libnetmap(Arc<LibNetmap>),
+}
+
+impl Choice {
+    fn afpacket() -> Choice {
+        Choice {
+            via: Via::AfPacket,
+            backend: BackendKind::AfPacket,
+        }
+    }
+}
+
+static DEV_NETMAP: LazyLock<DevNetmap> = LazyLock::new(DevNetmap::system);
+
+fn refusal(backend: BackendKind, reason: &str) -> Refusal {
+    Refusal {
+        backend,
+        reason: reason.into(),
+    }
+}
+
+/// Which backend `build()` would use for `spec` (or why none can), and why
+/// each backend it passed over was refused.
+///
+/// AF_PACKET serves `afpacket:` names always, other names of real
+/// interfaces when forced, or when no netmap backend can and `fallback`
+/// allows it; never otherwise, and then the refusals say whether it could
+/// have served the port.
+pub(crate) fn choose(
+    spec: &PortSpec,
+    forced: Option<BackendKind>,
+    fallback: Fallback,
+) -> (Result<Choice>, Vec<Refusal>) {
+    let mut refused = Vec::new();
+    if let Some(choice) = by_name_or_force(spec, forced, &mut refused) {
+        return (choice, refused);
+    }
+    // Whether AF_PACKET may replace netmap here, if netmap cannot serve.
+    let may_fall_back = forced.is_none() && fallback == Fallback::AfPacket && afpacket::serves(spec).is_ok();
+    if forced.is_none() || forced == Some(BackendKind::Libnetmap) {
+        if let Some(choice) = try_libnetmap(forced, may_fall_back, &mut refused) {
+            return (choice, refused);
+        }
+    }
+    let choice = try_kernel(spec, forced, may_fall_back, &mut refused);
+    (choice, refused)
+}
+
+/// The choice that the name's prefix (`emu:`, `afpacket:`) or a forced
+/// embedded or AF_PACKET backend makes on its own, if any.
+fn by_name_or_force(
+    spec: &PortSpec,
+    forced: Option<BackendKind>,
+    refused: &mut Vec<Refusal>,
+) -> Option<Result<Choice>> {
+    let fail = |refused: &mut Vec<Refusal>, backend, why: &str| {
+        refused.push(refusal(backend, why));
+        Some(Err(unavailable(spec, refused)))
+    };
+    match (&spec.kind, forced) {
+        (PortKind::Emu, None | Some(BackendKind::Emulated)) => Some(Ok(Choice {
+            via: Via::Kernel(emu::emu()),
+            backend: BackendKind::Emulated,
+        })),
+        (PortKind::Emu, Some(other)) => {
+            fail(refused, other, "`emu:` names exist only in the embedded kernel")
+        }
+        (PortKind::AfPacket, None | Some(BackendKind::AfPacket)) => Some(Ok(Choice::afpacket())),
+        (PortKind::AfPacket, Some(other)) => {
+            fail(refused, other, "`afpacket:` names are served only by AF_PACKET")
+        }
+        (_, Some(BackendKind::AfPacket)) => Some(match afpacket::serves(spec) {
+            Ok(()) => Ok(Choice::afpacket()),
+            Err(why) => {
+                refused.push(refusal(BackendKind::AfPacket, &why));
+                Err(Error::Unsupported {
+                    backend: BackendKind::AfPacket,
+                    what: format!("opening {}", spec.text),
+                    hint: format!("{why}; load the netmap kernel module for them"),
+                })
+            }
+        }),
+        _ => {
+            refused.push(refusal(BackendKind::Emulated, "it serves only `emu:` names"));
+            (forced == Some(BackendKind::Emulated)).then(|| Err(unavailable(spec, refused)))
+        }
+    }
+}
+
+/// libnetmap, where it loaded: where the site has it, it decides the
+/// port-name grammar and the ABI details. An error opening through it is
+/// returned as is, not retried on /dev/netmap. `None`: go on to the kernel.
+fn try_libnetmap(
+    forced: Option<BackendKind>,
+    may_fall_back: bool,
+    refused: &mut Vec<Refusal>,
+) -> Option<Result<Choice>> {
+    match libnetmap::load() {
+        // A libnetmap over the kernel cannot open ports without
+        // /dev/netmap; where the fallback is allowed, say so and go on.
+        Ok(lib) if may_fall_back && lib.own_io.is_empty() && kernel_status().is_err() => {
+            refused.push(refusal(
+                BackendKind::Libnetmap,
+                &format!("{} loaded, but it needs {}", lib.path, ffi::NETMAP_DEVICE_NAME),
+            ));
+            None
+        }
+        Ok(lib) => Some(Ok(Choice {
+            via: Via::Libnetmap(lib.clone()),
+            backend: BackendKind::Libnetmap,
+        })),
+        Err(e) => {
+            refused.push(refusal(BackendKind::Libnetmap, &e.to_string()));
+            (forced == Some(BackendKind::Libnetmap)).then(|| Err(e.into()))
+        }
+    }
+}
+
+/// `/dev/netmap`, else the AF_PACKET fallback where allowed, else the error
+/// that says why neither.
+fn try_kernel(
+    spec: &PortSpec,
+    forced: Option<BackendKind>,
+    may_fall_back: bool,
+    refused: &mut Vec<Refusal>,
+) -> Result<Choice> {
+    let e = match kernel_status() {
+        Ok(()) => {
+            return Ok(Choice {
+                via: Via::Kernel(&*DEV_NETMAP),
+                backend: BackendKind::Kernel,
+            })
+        }
+        Err(e) => e,
+    };
+    refused.push(refusal(BackendKind::Kernel, &kernel_refusal(&e)));
+    if may_fall_back {
+        return Ok(Choice::afpacket());
+    }
+    match afpacket::serves(spec) {
+        Ok(()) if forced.is_none() => refused.push(refusal(
+            BackendKind::AfPacket,
+            &format!(
+                "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
+                 `afpacket:{}`, would use it",
+                spec.ifname
+            ),
+        )),
+        Ok(()) => {}
+        Err(why) => refused.push(refusal(BackendKind::AfPacket, &why)),
+    }
+    Err(
+        if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+            Error::PermissionDenied {
+                what: format!("opening {} ({e})", ffi::NETMAP_DEVICE_NAME),
+            }
+        } else {
+            unavailable(spec, refused)
+        },
+    )
+}
+
+fn unavailable(spec: &PortSpec, refused: &[Refusal]) -> Error {
+    Error::Unavailable {
+        port: spec.text.clone(),
+        reasons: Refusals(refused.to_vec()),
+    }
+}
+
+/// Whether `/dev/netmap` can be opened.
+pub(crate) fn kernel_status() -> io::Result<()> {
+    DEV_NETMAP.accessible()
+}
+
+/// Why `/dev/netmap` cannot be used, in words.
+pub(crate) fn kernel_refusal(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => format!(
+            "{} does not exist (the netmap kernel module is not loaded)",
+            ffi::NETMAP_DEVICE_NAME
+        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!("{}: permission denied", ffi::NETMAP_DEVICE_NAME),
+        _ => format!("{}: {e}", ffi::NETMAP_DEVICE_NAME),
+    }
+}
