@@ -1,15 +1,23 @@
-//! Helpers shared by the packet tests: a reproducible generator, a
-//! checksum, and embedded pipe pairs.
-// Each test file uses the part it needs.
-#![allow(dead_code)]
+//! Packets: the one reproducible generator, a checksum, and embedded pipe
+//! pairs.
 
 use netmap_rs::prelude::*;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
-pub struct Rng(pub u64);
+/// Every test, benchmark and example that wants arbitrary numbers or bytes
+/// uses this one.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    /// A generator started at `seed`. Xorshift stays at 0 forever, so a 0
+    /// seed starts at 1 instead.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -18,7 +26,12 @@ impl Rng {
 
     /// A value in `lo..=hi`.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// `n` arbitrary bytes.
+    pub fn bytes(&mut self, n: usize) -> impl Iterator<Item = u8> + '_ {
+        (0..n).map(|_| self.next_u64() as u8)
     }
 }
 
@@ -37,4 +50,15 @@ pub fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
         .unwrap();
     let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
     (a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_seed_does_not_stick() {
+        let mut r = Rng::new(0);
+        assert_ne!(r.next_u64(), r.next_u64());
+    }
 }
