@@ -15,7 +15,7 @@ use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
 
 use netmap_test_support::netns::{Netns, A, B};
-use netmap_test_support::packets::{fnv1a, Rng};
+use netmap_test_support::packets::{fnv1a, ipv4_checksum, Rng};
 use netmap_test_support::{fork, signals};
 
 /// How long any one wait may take before the test fails.
@@ -259,16 +259,7 @@ fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
         0,
     ]);
     f.extend_from_slice(&[10, 0, 0, 1, 10, 1, 0, 1]);
-    let sum = {
-        let mut s: u32 = f[HDR..HDR + 20]
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    };
+    let sum = ipv4_checksum(&f[HDR..HDR + 20]);
     f[HDR + 10..HDR + 12].copy_from_slice(&sum.to_be_bytes());
     let sport = 10_000 + flow;
     f.extend_from_slice(&sport.to_be_bytes());

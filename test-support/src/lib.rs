@@ -1,7 +1,7 @@
 //! Helpers shared by netmap-rs's integration tests, benchmarks and examples
 //! (a dev-dependency of `netmap-rs`; not published).
 //!
-//! - [`packets`]: the one reproducible generator, checksums, and
+//! - [`packets`]: the one reproducible generator, packet checksums, and
 //!   embedded pipe pairs;
 //! - [`fork`]: running a check in a forked child;
 //! - [`netns`]: a network namespace with a veth pair, for real packets;

@@ -1,4 +1,4 @@
-//! Packets: the one reproducible generator, a checksum, and embedded pipe
+//! Packets: the one reproducible generator, checksums, and embedded pipe
 //! pairs.
 
 use netmap_rs::prelude::*;
@@ -41,6 +41,21 @@ pub fn fnv1a(data: &[u8]) -> u32 {
         .fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
+/// The IPv4 header checksum (RFC 791, computed as RFC 1071 says) of
+/// `header`, whose checksum field must be zero: the one's complement of the
+/// one's-complement sum of its 16-bit big-endian words (an odd last byte is
+/// padded with zero).
+pub fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The master (`{1`) and slave (`}1`) ends of an embedded pipe; `slots`
 /// sets the ring size.
 pub fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
@@ -55,6 +70,22 @@ pub fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_checksum_of_a_known_header() {
+        // 192.168.0.1 -> 192.168.0.199, UDP, from RFC 1071's usual example.
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01,
+            0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_checksum(&h), 0xb861);
+        h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert_eq!(
+            ipv4_checksum(&h),
+            0,
+            "a header with its checksum sums to all ones"
+        );
+    }
 
     #[test]
     fn zero_seed_does_not_stick() {
