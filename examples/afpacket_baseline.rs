@@ -15,6 +15,8 @@ use std::io;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use netmap_test_support::packets::ipv4_checksum;
+
 const USAGE: &str = "usage: afpacket_baseline -i IFNAME -f tx|rx [-l LEN] [-n COUNT] [-T SECS]";
 /// Ethernet, IPv4 and UDP headers.
 const HEADERS: usize = 14 + 20 + 8;
@@ -78,14 +80,8 @@ fn template(len: usize) -> Vec<u8> {
         0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 1, 0, 1,
     ]);
     ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    let mut s: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let sum = ipv4_checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f[34..36].copy_from_slice(&1234u16.to_be_bytes());
     f[36..38].copy_from_slice(&4321u16.to_be_bytes());
     f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());

@@ -41,6 +41,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use netmap_rs::prelude::*;
+use netmap_test_support::packets::ipv4_checksum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -157,7 +158,7 @@ fn template(len: usize) -> Vec<u8> {
         0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 1, 0, 1,
     ]);
     ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    let sum = checksum(ip);
+    let sum = ipv4_checksum(ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let udp_len = ip_len - 20;
     f[34..36].copy_from_slice(&1234u16.to_be_bytes());
@@ -167,17 +168,6 @@ fn template(len: usize) -> Vec<u8> {
         *b = i as u8;
     }
     f
-}
-
-fn checksum(hdr: &[u8]) -> u16 {
-    let mut s: u32 = hdr
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// Writes flow `flow`'s source port and sequence number `seq` into a copy of

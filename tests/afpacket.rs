@@ -1,18 +1,9 @@
 //! The AF_PACKET backend on real kernel networking: a veth pair in a network
 //! namespace that each test creates and always deletes (see
-//! `support/netns.rs`). Without root the tests print why they skip.
+//! `netmap_test_support::netns`). Without root the tests print why they skip.
 //!
 //! Ports are opened on the test thread, which `Netns::enter` has moved into
 //! the namespace; helper threads get ports moved to them.
-
-#[path = "support/fork.rs"]
-mod fork;
-#[path = "support/netns.rs"]
-mod netns;
-#[path = "support/packets.rs"]
-mod packets;
-#[path = "support/signals.rs"]
-mod signals;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,8 +14,9 @@ use std::time::{Duration, Instant};
 use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
 
-use netns::{Netns, A, B};
-use packets::{fnv1a, Rng};
+use netmap_test_support::netns::{Netns, A, B};
+use netmap_test_support::packets::{fnv1a, ipv4_checksum, Rng};
+use netmap_test_support::{fork, signals};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -36,7 +28,7 @@ const HDR: usize = 14;
 
 /// The length of test frame `seq`: 60 to 1514 bytes, a function of `seq`.
 fn frame_len(seq: u64) -> usize {
-    60 + (Rng(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).next() % 1455) as usize
+    Rng::new(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).range(60, 1514)
 }
 
 /// Frame `seq`: broadcast | src | EtherType | seq (8) | fnv1a of the rest
@@ -49,8 +41,7 @@ fn make_frame(buf: &mut Vec<u8>, seq: u64) {
     buf.extend_from_slice(&ETHERTYPE);
     buf.extend_from_slice(&seq.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
-    let mut r = Rng(seq | 1);
-    buf.extend((HDR + 12..len).map(|_| r.next() as u8));
+    buf.extend(Rng::new(seq | 1).bytes(len - (HDR + 12)));
     let sum = fnv1a(&buf[HDR + 12..]);
     buf[HDR + 8..HDR + 12].copy_from_slice(&sum.to_le_bytes());
 }
@@ -268,16 +259,7 @@ fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
         0,
     ]);
     f.extend_from_slice(&[10, 0, 0, 1, 10, 1, 0, 1]);
-    let sum = {
-        let mut s: u32 = f[HDR..HDR + 20]
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    };
+    let sum = ipv4_checksum(&f[HDR..HDR + 20]);
     f[HDR + 10..HDR + 12].copy_from_slice(&sum.to_be_bytes());
     let sport = 10_000 + flow;
     f.extend_from_slice(&sport.to_be_bytes());

@@ -10,11 +10,6 @@
 //! an abort fails the scenario instead of killing the run, and a hang fails
 //! it after [`PATIENCE`].
 
-#[path = "support/fork.rs"]
-mod fork;
-#[path = "support/packets.rs"]
-mod packets;
-
 use std::process::Command;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use netmap_rs::ffi::{self, netmap_ring, netmap_slot};
 use netmap_rs::prelude::*;
+use netmap_test_support::{fork, packets};
 
 /// How long a scenario may run before it counts as hung.
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -9,9 +9,6 @@
 
 #![cfg(feature = "mio")]
 
-#[path = "support/packets.rs"]
-mod packets;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
@@ -26,7 +23,7 @@ use mio::event::Source;
 use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
 use netmap_rs::LocalPort;
-use packets::pair;
+use netmap_test_support::packets::pair;
 
 static ALONE: RwLock<()> = RwLock::new(());
 

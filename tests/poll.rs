@@ -2,12 +2,10 @@
 //! signals neither cuts the wait short nor restarts it, and a timeout under
 //! a millisecond still waits.
 
-#[path = "support/signals.rs"]
-mod signals;
-
 use std::time::Duration;
 
 use netmap_rs::prelude::*;
+use netmap_test_support::signals;
 
 #[test]
 fn poll_under_signals_returns_at_its_deadline() {

@@ -1,26 +1,17 @@
 //! The ring API end to end on the embedded kernel: every operation, errors,
 //! wraparound, multi-slot packets, buffer swap, thread-per-ring.
 
-#[path = "support/packets.rs"]
-mod packets;
-
 use std::thread;
 
 use netmap_rs::prelude::*;
-use packets::{fnv1a, pair, Rng};
+use netmap_test_support::packets::{fnv1a, pair, Rng};
 
 /// Packet `seq` of `len` bytes: seq (8) | checksum of the rest (4) | filler.
 fn make_packet(buf: &mut Vec<u8>, seq: u64, len: usize) {
     buf.clear();
     buf.extend_from_slice(&seq.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
-    let mut x = seq as u32 | 1;
-    buf.extend((12..len).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        x as u8
-    }));
+    buf.extend(Rng::new(seq).bytes(len - 12));
     let sum = fnv1a(&buf[12..]);
     buf[8..12].copy_from_slice(&sum.to_le_bytes());
 }
@@ -169,7 +160,7 @@ fn multi_slot_packets_cross_as_one() {
 /// from `a` to `b` in two threads; checks order and contents.
 fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {
     let sender = thread::spawn(move || {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut tx = a.tx_ring(0).unwrap();
         let mut pkt = Vec::new();
         for seq in 0..count {
@@ -202,7 +193,7 @@ fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {
     });
     let mut rx = b.rx_ring(0).unwrap();
     let mut expect = 0u64;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     while expect < count {
         if rx.sync().unwrap() == 0 {
             b.poll(Some(std::time::Duration::from_millis(50))).unwrap();

@@ -17,8 +17,6 @@
 //! returns `None`, and the test returns early; with `NETMAP_RS_REQUIRE_NETNS`
 //! set (as CI sets it) it panics instead, so a CI run cannot skip silently.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;

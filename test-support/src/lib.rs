@@ -1,0 +1,14 @@
+//! Helpers shared by netmap-rs's integration tests, benchmarks and examples
+//! (a dev-dependency of `netmap-rs`; not published).
+//!
+//! - [`packets`]: the one reproducible generator, packet checksums, and
+//!   embedded pipe pairs;
+//! - [`fork`]: running a check in a forked child;
+//! - [`netns`]: a network namespace with a veth pair, for real packets;
+//! - [`signals`]: waits under a stream of signals, and the poll-deadline
+//!   checks every backend must pass.
+
+pub mod fork;
+pub mod netns;
+pub mod packets;
+pub mod signals;
