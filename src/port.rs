@@ -17,31 +17,44 @@ use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Result};
 use crate::ffi;
-use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing, RESERVED_BUFS};
+use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
 /// Identifies a memory region: buffers can be swapped between two ports only
-/// when their keys are equal.
+/// when their keys are equal. Packed into one word (the domain's tag, a
+/// library's number, the `nr_mem_id`), since every frame carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct RegionKey {
-    domain: MemDomain,
-    mem_id: u16,
+pub(crate) struct RegionKey(u64);
+
+impl RegionKey {
+    fn new(domain: MemDomain, mem_id: u16) -> RegionKey {
+        let (tag, n) = match domain {
+            MemDomain::Kernel => (0u64, 0u32),
+            MemDomain::Emulated => (1, 0),
+            MemDomain::AfPacket => (2, 0),
+            MemDomain::Library(n) => (3, n),
+        };
+        RegionKey(tag << 48 | u64::from(n) << 16 | u64::from(mem_id))
+    }
+
+    fn mem_id(self) -> u16 {
+        self.0 as u16
+    }
 }
 
 impl fmt::Display for RegionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.domain {
-            MemDomain::Kernel => write!(f, "kernel memory region {}", self.mem_id),
-            MemDomain::Emulated => write!(f, "embedded memory region {}", self.mem_id),
-            MemDomain::Library(n) => write!(
+        let (id, n) = (self.mem_id(), (self.0 >> 16) as u32);
+        match self.0 >> 48 {
+            0 => write!(f, "kernel memory region {id}"),
+            1 => write!(f, "embedded memory region {id}"),
+            2 => write!(
                 f,
-                "memory region {} of the netmap inside libnetmap #{n} (it brings its own ioctl)",
-                self.mem_id
+                "the AF_PACKET rings of one port (id {id}; their frames cannot move to another port)"
             ),
-            MemDomain::AfPacket => write!(
+            _ => write!(
                 f,
-                "the AF_PACKET rings of one port (id {}; their frames cannot move to another port)",
-                self.mem_id
+                "memory region {id} of the netmap inside libnetmap #{n} (it brings its own ioctl)"
             ),
         }
     }
@@ -446,17 +459,7 @@ impl Netmap {
         domain: MemDomain,
         refused: Vec<Refusal>,
     ) -> Result<Self> {
-        let region = RegionKey {
-            domain,
-            mem_id: port.reg.nr_mem_id,
-        };
-        // netmap reserves buffers 0 and 1; the AF_PACKET layout, ours,
-        // numbers its frames from 0.
-        let first_buf = if domain == MemDomain::AfPacket {
-            0
-        } else {
-            RESERVED_BUFS
-        };
+        let region = RegionKey::new(domain, port.reg.nr_mem_id);
         // SAFETY: the mapping is the port's and lives as long as the
         // `Netmap`, which owns both it and the table; every ring handle
         // borrows the `Netmap`.
@@ -468,7 +471,6 @@ impl Netmap {
                 &port.reg,
                 port.tx.clone(),
                 port.rx.clone(),
-                first_buf,
             )?
         };
         let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
@@ -539,7 +541,7 @@ impl Netmap {
 
     /// The kernel's id of the port's memory region (`nr_mem_id`).
     pub fn mem_id(&self) -> u16 {
-        self.region.mem_id
+        self.region.mem_id()
     }
 
     /// Ids of the TX rings bound to this port.

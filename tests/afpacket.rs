@@ -894,11 +894,18 @@ fn a_forked_child_cannot_reach_the_parents_shared_rings() {
         make_frame(&mut buf, 7);
         buf
     };
+    // Where the head slot's buffer is: an inherited handle writes there.
+    let buf = tx.batch().push(child_frame.len()).unwrap().as_mut_ptr() as usize;
     fork::in_child(|| {
-        // The inherited handle writes a frame and publishes it: into the
-        // child's private copy of the rings, not the parent's.
-        tx.send(&child_frame).is_ok()
-            && matches!(tx.sync(), Err(Error::Forked { .. }))
+        // The child's view of the region is private memory now: the bytes
+        // it writes where the parent's buffer is stay its own, and the
+        // inherited handle finds the (zeroed) slots unusable or writes its
+        // own copy; either way every call that reaches the rings refuses.
+        // SAFETY: `buf` held `child_frame.len()` bytes of the region, which
+        // stays mapped (privately) in the child.
+        unsafe { std::ptr::copy_nonoverlapping(child_frame.as_ptr(), buf as *mut u8, child_frame.len()) };
+        let _ = tx.send(&child_frame);
+        matches!(tx.sync(), Err(Error::Forked { .. }))
             && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }))
     });
     // Neither the child's bytes nor its head reached the parent's ring: the

@@ -292,8 +292,10 @@ fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
     fork::in_child(|| {
         // An inherited ring handle writes its own memory; every call that
         // would reach the rings refuses.
-        let ok = tx.send(b"from the child").is_ok()
-            && matches!(tx.sync(), Err(Error::Forked { .. }))
+        // (On a shared region the child's view is private zeros, whose
+        // slots the send may find unusable: it may fail either way.)
+        let _ = tx.send(b"from the child");
+        let ok = matches!(tx.sync(), Err(Error::Forked { .. }))
             && matches!(b.rx_ring(0), Err(Error::Forked { .. }))
             && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }))
             && matches!(a.inject(b"x"), Err(Error::Forked { .. }));

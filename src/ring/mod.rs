@@ -32,32 +32,23 @@ use crate::ffi::{self, netmap_if, netmap_ring, netmap_slot, nm_next, NETMAP_MAX_
 pub(crate) struct RingCore {
     ring: NonNull<netmap_ring>,
     slots: NonNull<netmap_slot>,
-    /// `ring + buf_ofs`: buffer `i` starts at `bufs + i * buf_size`.
+    /// Buffer [`RESERVED_BUFS`], the first one a slot may name: buffer
+    /// `i` starts at `bufs + (i - RESERVED_BUFS) * buf_size`.
     bufs: NonNull<u8>,
-    /// The first buffer index a slot may hold: netmap reserves buffers 0
-    /// and 1 (the kernel parks unused slots of placeholder rings on buffer
-    /// 0), so a slot naming one is corrupt.
-    first_buf: u32,
-    /// Valid buffer indices are `first_buf..first_buf + nbufs`, all inside
-    /// the mapping.
+    /// Valid buffer indices are `RESERVED_BUFS..RESERVED_BUFS + nbufs`, all
+    /// inside the mapping.
     nbufs: u32,
     /// Bits of a slot's `ptr` that hold the packet's offset in its buffer
     /// (0 unless the port was opened with offsets).
     offset_mask: u64,
     num_slots: u32,
     buf_size: u32,
-    /// Bytes a slot can carry from the start of its buffer:
-    /// `min(buf_size, u16::MAX)`.
-    slot_cap: u32,
     /// The user's next slot; published to the kernel's `head`/`cur`.
     head: u32,
     /// The kernel's `tail` as of the last sync.
     tail: u32,
     /// What the shared `head` holds now.
     published: u32,
-    /// Corrupt slots skipped since the last report (see
-    /// [`take_skipped`](RingCore::take_skipped)).
-    skipped: u32,
     id: u16,
 }
 
@@ -86,7 +77,8 @@ const RING_ALIGN: usize = std::mem::align_of::<u64>();
 const SLOT_LEN_MAX: usize = u16::MAX as usize;
 
 /// Buffers netmap never puts in a slot in use: 0 (where the kernel parks
-/// the slots of placeholder rings) and 1.
+/// the slots of placeholder rings) and 1. A slot naming one is corrupt.
+/// Every backend lays its buffers out this way.
 pub(crate) const RESERVED_BUFS: u32 = 2;
 
 /// What the register reply says a ring must look like.
@@ -96,8 +88,6 @@ pub(crate) struct RingShape {
     pub id: u16,
     /// `nr_tx_slots` or `nr_rx_slots` of the register reply.
     pub num_slots: u32,
-    /// The first buffer index a slot may hold (see [`RingCore`]).
-    pub first_buf: u32,
 }
 
 impl RingCore {
@@ -159,7 +149,13 @@ impl RingCore {
                 "nr_buf_size {buf_size} with {num_slots} slots does not fit the region of {map_len} bytes"
             )));
         }
-        let bufs = r.cast::<u8>().wrapping_offset(buf_ofs as isize);
+        // Buffer 0 is `ring + buf_ofs`; the first a slot may name lies
+        // `RESERVED_BUFS` buffers further on.
+        let reserved = RESERVED_BUFS as isize * buf_size as isize;
+        let bufs = r
+            .cast::<u8>()
+            .wrapping_offset(buf_ofs as isize)
+            .wrapping_offset(reserved);
         if buf_ofs.unsigned_abs() > map_len as u64
             || (bufs as usize) < map_base as usize
             || bufs as usize > map_end
@@ -168,8 +164,7 @@ impl RingCore {
                 "buf_ofs {buf_ofs} points outside the mapped region"
             )));
         }
-        let in_map = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
-        let nbufs = in_map.saturating_sub(shape.first_buf);
+        let nbufs = ((map_end - bufs as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
         // SAFETY: `bufs` lies inside the mapping (checked), so it is not null;
         // the slot array follows the header inside the mapping (checked).
         let (slots, bufs) = unsafe {
@@ -182,16 +177,13 @@ impl RingCore {
             ring,
             slots,
             bufs,
-            first_buf: shape.first_buf,
             nbufs,
             offset_mask,
             num_slots,
             buf_size,
-            slot_cap: (buf_size as usize).min(SLOT_LEN_MAX) as u32,
             head: 0,
             tail: 0,
             published: 0,
-            skipped: 0,
             id,
         })
     }
@@ -211,7 +203,6 @@ impl RingCore {
             head,
             tail,
             published: head,
-            skipped: 0,
             ..self.clone()
         })
     }
@@ -320,10 +311,10 @@ impl RingCore {
     /// points outside the mapping (a corrupt slot).
     #[inline]
     pub(crate) fn buf(&self, idx: u32) -> Option<*mut u8> {
-        if idx.wrapping_sub(self.first_buf) < self.nbufs {
-            // SAFETY: `first_buf <= idx < first_buf + nbufs` puts the whole
-            // buffer inside the mapping.
-            Some(unsafe { self.bufs.as_ptr().add(idx as usize * self.buf_size as usize) })
+        let k = idx.wrapping_sub(RESERVED_BUFS);
+        if k < self.nbufs {
+            // SAFETY: `k < nbufs` puts the whole buffer inside the mapping.
+            Some(unsafe { self.bufs.as_ptr().add(k as usize * self.buf_size as usize) })
         } else {
             None
         }
@@ -340,7 +331,7 @@ impl RingCore {
     pub(crate) unsafe fn data(&self, s: *const netmap_slot, idx: u32) -> Option<(*mut u8, usize)> {
         let buf = self.buf(idx)?;
         if self.offset_mask == 0 {
-            return Some((buf, self.slot_cap as usize));
+            return Some((buf, self.slot_cap()));
         }
         let bs = self.buf_size as usize;
         // SAFETY: the caller owns the slot.
@@ -355,28 +346,7 @@ impl RingCore {
     /// Bytes a slot can carry from the start of its buffer.
     #[inline]
     pub(crate) fn slot_cap(&self) -> usize {
-        self.slot_cap as usize
-    }
-
-    /// Counts a corrupt slot that was skipped.
-    #[cold]
-    fn skip(&mut self) {
-        self.skipped = self.skipped.saturating_add(1);
-    }
-
-    /// The error for the corrupt slots skipped since the last call, if any.
-    #[cold]
-    fn take_skipped(&mut self) -> Result<()> {
-        match std::mem::take(&mut self.skipped) {
-            0 => Ok(()),
-            n => Err(Error::RingCorrupt {
-                ring: self.id,
-                what: format!(
-                    "{n} received slot(s) held a buffer index or offset outside the mapped region \
-                     and were skipped"
-                ),
-            }),
-        }
+        (self.buf_size as usize).min(SLOT_LEN_MAX)
     }
 
     #[inline]

@@ -6,7 +6,7 @@ use std::ptr;
 
 use super::{read_slot, RingCore};
 use crate::backend::SyncDir;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
 use crate::frame::Frame;
 use crate::port::{Netmap, RegionKey};
@@ -124,7 +124,7 @@ impl<'a> RxRing<'a> {
         self.core.publish();
         self.port.sync(SyncDir::Rx)?;
         self.core.reload_tail()?;
-        self.core.take_skipped()?;
+        self.scratch.take_skipped(self.core.id())?;
         Ok(self.core.complete_space() as usize)
     }
 }
@@ -182,20 +182,51 @@ impl Drop for RxIter<'_> {
     #[inline]
     fn drop(&mut self) {
         self.core.set_head(self.local.head());
-        self.core.skipped = self.local.skipped;
     }
 }
 
-/// Assembly room for multi-slot packets: the packet starting at slot `s`
-/// goes at `s * slot_cap`, so packets of one batch never overlap. It is
-/// allocated when a ring first meets such a packet, without being filled
-/// (only bytes copied in are ever read), and it belongs to the port, which
-/// lends it to the ring's handle: `(num_slots + NETMAP_MAX_FRAGS) * slot_cap`
-/// bytes at most per RX ring, with `num_slots * buf_size` bounded by the
-/// region's size (checked at open).
+/// The receive path's cold state, which the port keeps for each RX ring and
+/// lends to its handle: the count of corrupt slots skipped and not yet
+/// reported (so a count left by one handle is reported by the next), and
+/// assembly room for multi-slot packets. The packet starting at slot `s`
+/// goes at `s * slot_cap`, so packets of one batch never overlap. The room
+/// is allocated when a ring first meets such a packet, without being filled
+/// (only bytes copied in are ever read):
+/// `(num_slots + NETMAP_MAX_FRAGS) * slot_cap` bytes at most, with
+/// `num_slots * buf_size` bounded by the region's size (checked at open).
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub(super) mem: Vec<u8>,
+    skipped: u32,
+}
+
+impl Scratch {
+    /// Counts a corrupt packet that was skipped.
+    fn skip(&mut self) {
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
+    /// The error for the corrupt packets of ring `ring` skipped since the
+    /// last call, if any.
+    #[inline]
+    fn take_skipped(&mut self, ring: u16) -> Result<()> {
+        if self.skipped == 0 {
+            return Ok(());
+        }
+        Err(self.report(ring))
+    }
+
+    #[cold]
+    fn report(&mut self, ring: u16) -> Error {
+        let n = std::mem::take(&mut self.skipped);
+        Error::RingCorrupt {
+            ring,
+            what: format!(
+                "{n} received packet(s) held a buffer index or offset outside the mapped region and \
+                 were skipped"
+            ),
+        }
+    }
 }
 
 /// What [`next_multi`] found at the head of the ring.
@@ -218,40 +249,76 @@ enum Multi<'f> {
 /// dropped, or cover other slots.
 #[inline]
 unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: RegionKey) -> Option<Frame<'f>> {
-    loop {
-        let i = core.head();
-        if i == core.tail() {
-            return None;
-        }
-        let s = core.slot(i);
-        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-        let (idx, len, flags) = unsafe { read_slot(s) };
-        if flags & NS_MOREFRAG == 0 {
-            core.set_head(core.next(i));
-            // SAFETY: slot `i` is user-owned.
-            let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
-                core.skip();
-                continue;
-            };
+    let i = core.head();
+    if i == core.tail() {
+        return None;
+    }
+    let s = core.slot(i);
+    // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+    let slot = unsafe { read_slot(s) };
+    let (idx, len, flags) = slot;
+    if flags & NS_MOREFRAG == 0 {
+        // SAFETY: slot `i` is user-owned.
+        if let Some((buf, cap)) = unsafe { core.data(s, idx) } {
             let len = (len as usize).min(cap);
+            core.set_head(core.next(i));
             // SAFETY: the buffer lies in the mapping; the slot is user-owned
             // and stays so until the shared head is published, which needs
             // `&mut` on the ring, after the frame ('f) is gone.
             let data = unsafe { std::slice::from_raw_parts(buf, len) };
             return Some(Frame::new(data, core, i, 1, region));
         }
-        // The cold path works on a copy, so that `core` never escapes this
-        // function and its fields can stay in registers in the receive loop.
+    }
+    // The cold path works on a copy, so that `core` never escapes this
+    // function and its fields can stay in registers in the receive loop.
+    // SAFETY: forwarded contract.
+    let (frame, head) = unsafe { next_slow(core.clone(), slot, scratch, region) };
+    core.set_head(head);
+    frame
+}
+
+/// [`next_frame`] for a multi-slot packet or a corrupt slot at the head,
+/// whose fields `first` the caller read: returns the frame, if any, and the
+/// new head; counts the corrupt packets it skips in `scratch`.
+///
+/// # Safety
+/// As for [`next_frame`].
+#[cold]
+#[inline(never)]
+unsafe fn next_slow<'f>(
+    mut core: RingCore,
+    first: (u32, u16, u16),
+    scratch: &mut Scratch,
+    region: RegionKey,
+) -> (Option<Frame<'f>>, u32) {
+    let mut slot = Some(first);
+    loop {
+        let i = core.head();
+        if i == core.tail() {
+            return (None, i);
+        }
+        let s = core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user;
+        // the head slot's fields are the caller's, read once.
+        let (idx, len, flags) = slot.take().unwrap_or_else(|| unsafe { read_slot(s) });
+        if flags & NS_MOREFRAG == 0 {
+            // SAFETY: slot `i` is user-owned.
+            let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+                scratch.skip();
+                core.set_head(core.next(i));
+                continue;
+            };
+            // SAFETY: as in `next_frame`.
+            let data = unsafe { std::slice::from_raw_parts(buf, (len as usize).min(cap)) };
+            return (Some(Frame::new(data, &core, i, 1, region)), core.next(i));
+        }
         // SAFETY: forwarded contract.
         match unsafe { next_multi(core.clone(), scratch, region) } {
-            Multi::Frame(frame, head) => {
-                core.set_head(head);
-                return Some(frame);
-            }
-            Multi::Incomplete => return None,
+            Multi::Frame(frame, head) => return (Some(frame), head),
+            Multi::Incomplete => return (None, i),
             Multi::Skipped(head) => {
+                scratch.skip();
                 core.set_head(head);
-                core.skip();
             }
         }
     }

@@ -109,8 +109,7 @@ pub(crate) struct RingTable {
 impl RingTable {
     /// The rings `tx` and `rx` (ids, host rings after the hardware ones)
     /// that `table`, the table of the `netmap_if` at `nifp`, designates,
-    /// each checked against the mapping and the register reply `reg`; slots
-    /// may hold buffers from `first_buf` on.
+    /// each checked against the mapping and the register reply `reg`.
     ///
     /// # Safety
     /// `map` must outlive the table and every [`RingCore`] made from it.
@@ -121,7 +120,6 @@ impl RingTable {
         reg: &nmreq_register,
         tx: Range<u16>,
         rx: Range<u16>,
-        first_buf: u32,
     ) -> Result<RingTable> {
         if usize::from(tx.end) > table.tx().len() || usize::from(rx.end) > table.rx().len() {
             return Err(Error::RingCorrupt {
@@ -143,11 +141,7 @@ impl RingTable {
                 ring: id,
                 what: "a null ring".into(),
             })?;
-            let shape = RingShape {
-                id,
-                num_slots,
-                first_buf,
-            };
+            let shape = RingShape { id, num_slots };
             // SAFETY: the caller's contract on the mapping; `new` checks
             // that the ring lies inside it.
             unsafe { RingCore::new(ptr, map.base().as_ptr(), map.len(), shape) }

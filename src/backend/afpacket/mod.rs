@@ -54,9 +54,10 @@
 //! The range is reserved with one anonymous mapping; each socket's rings are
 //! then mapped over its part with `MAP_FIXED`. Blocks are a multiple of the
 //! frame size, so frame `k` of a ring starts `k * frame_size` after the ring's
-//! first frame, and buffer `i` of the netmap view starts `i * frame_size`
-//! after `base + H`: every ring's `buf_ofs` points there, so `NETMAP_BUF`
-//! works. Slot `k` of a ring always names frame `k` of its socket's ring.
+//! first frame, and frame `f` counted from `base + H` is buffer `2 + f` of
+//! the netmap view (netmap keeps buffers 0 and 1 out of slots): every ring's
+//! `buf_ofs` points two frames before `base + H`, so `NETMAP_BUF` works.
+//! Slot `k` of a ring always names frame `k` of its socket's ring.
 //! The packet does not start at the frame's start: the frame begins with a
 //! `tpacket2_hdr`. Each ring sets `offset_mask` and each slot's `ptr` holds
 //! the packet's offset in its buffer (netmap's slot offsets): on RX the

@@ -25,6 +25,7 @@ use crate::ffi::{
     NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
     NR_ZCOPY_MON,
 };
+use crate::ring::RESERVED_BUFS;
 
 /// On a physical NIC, packets up to this size are copied into the skb (a
 /// small copy costs less than mapping a page fragment for DMA); larger ones
@@ -155,7 +156,10 @@ impl AfPacketFd {
 fn open_pair(region: &Arc<Region>, layout: &Layout, b: u32, pair: u32, ifindex: c_int) -> io::Result<Sock> {
     let fd = open_socket(layout)?;
     region.map_socket(layout.sock_offset(b), layout.sock_len, fd.as_fd())?;
+    // netmap's buffer numbers: frame `f` of the region is buffer
+    // `RESERVED_BUFS + f`, as netmap keeps buffers 0 and 1 out of slots.
     let (rx_first, tx_first) = layout.first_bufs(b);
+    let (rx_first, tx_first) = (rx_first + RESERVED_BUFS, tx_first + RESERVED_BUFS);
     let (rx_off, tx_off) = layout.ring_offsets(b);
     let (rx_frames, tx_frames) = layout.frame_offsets(b);
     let view = |ring_off: usize, frames_off: usize, n: u32, first: u32| RingView {
@@ -262,7 +266,8 @@ fn open_socket(layout: &Layout) -> io::Result<OwnedFd> {
 
 /// Fills the ring headers and slots of `sock`.
 fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16) {
-    let bufs = region.at(layout.head_len) as i64;
+    // Buffer 0 of the netmap view: `RESERVED_BUFS` frames before frame 0.
+    let bufs = region.at(layout.head_len) as i64 - (RESERVED_BUFS as usize * layout.frame) as i64;
     let mask = (layout.frame - 1) as u64;
     let init = |v: &RingView, dir: u16, tail: u32, off: u64| {
         let r = v.ring.as_ptr().cast::<netmap_ring>();

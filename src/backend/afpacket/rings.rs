@@ -13,6 +13,7 @@ use super::group::{MemId, Membership, RingClaim};
 use super::layout::Region;
 use super::sys::Tpacket2Hdr;
 use crate::backend::kring::{SharedRing, Slot};
+use crate::ring::RESERVED_BUFS;
 
 /// One ring's header and slots (in the anonymous part of the region) and
 /// its frames (in a socket's ring).
@@ -142,7 +143,7 @@ pub(super) struct Port {
     pub(super) _rings: RingClaim,
     pub(super) _fanout: Option<Membership>,
     pub(super) _mem_id: MemId,
-    /// `base + head_len`: buffer 0.
+    /// `base + head_len`: frame 0, netmap buffer `RESERVED_BUFS`.
     pub(super) bufs: NonNull<u8>,
     pub(super) nbufs: u32,
     pub(super) frame: usize,
@@ -159,13 +160,15 @@ impl Port {
     /// Buffer `idx` and the bytes from `off` to its end, or `None` if the
     /// index or offset points outside the frames.
     pub(super) fn buf(&self, idx: u32, off: usize) -> Option<(*mut u8, usize)> {
-        if idx >= self.nbufs || off >= self.frame {
+        // Buffer `RESERVED_BUFS + f` is frame `f`.
+        let f = idx.wrapping_sub(RESERVED_BUFS);
+        if f >= self.nbufs || off >= self.frame {
             return None;
         }
-        // SAFETY: `idx < nbufs` puts the whole frame inside the region,
+        // SAFETY: `f < nbufs` puts the whole frame inside the region,
         // and `off < frame` keeps the pointer inside it.
         Some((
-            unsafe { self.bufs.as_ptr().add(idx as usize * self.frame + off) },
+            unsafe { self.bufs.as_ptr().add(f as usize * self.frame + off) },
             self.frame - off,
         ))
     }
