@@ -1,5 +1,5 @@
 //! Syscall helpers: the result convention of `libc` calls, retrying on
-//! `EINTR`, and waiting until a deadline.
+//! `EINTR`, waiting until a deadline, and the page size.
 //!
 //! A wait that a signal interrupts is retried with the time that remains,
 //! never with the whole timeout again: a caller that asked for one second
@@ -8,6 +8,7 @@
 use std::ffi::c_int;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// `Ok(r)` for a non-negative result, else `errno`.
@@ -108,6 +109,25 @@ pub(crate) unsafe fn poll_with(poll: PollFn, fd: c_int, events: i16, deadline: D
     Ok(if n == 0 { 0 } else { pfd.revents })
 }
 
+/// The size of a memory page: `sysconf(_SC_PAGESIZE)`, or 4096 should it
+/// answer something that is not a power of two (an error, -1, included).
+///
+/// The callers round to it (the embedded kernel's `madvise` ranges) and
+/// build on it (AF_PACKET blocks must be page multiples *and* frame
+/// multiples, which only a power of two makes both), so an answer that is
+/// not a power of two is no page size at all.
+pub(crate) fn page_size() -> usize {
+    static PAGE: LazyLock<usize> = LazyLock::new(|| {
+        // SAFETY: sysconf reads a system constant and has no preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(v)
+            .ok()
+            .filter(|v| v.is_power_of_two())
+            .unwrap_or(4096)
+    });
+    *PAGE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +203,10 @@ mod tests {
         let deadline = Deadline::after(Some(Duration::from_micros(500)));
         assert_eq!(poll_fd(r.as_fd(), libc::POLLIN, deadline).unwrap(), 0);
         assert!(t0.elapsed() >= Duration::from_micros(500), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn page_size_is_a_power_of_two() {
+        assert!(page_size().is_power_of_two() && page_size() >= 4096);
     }
 }

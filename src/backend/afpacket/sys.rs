@@ -9,6 +9,8 @@ use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
+/// The page size that blocks are built on (a power of two).
+pub(super) use crate::backend::sys::page_size;
 use crate::backend::sys::{self, cvt};
 
 pub(super) const SOL_PACKET: c_int = 263;
@@ -120,15 +122,6 @@ const _: () = assert!(size_of::<IfReq>() == 40);
 const _: () = assert!(size_of::<EthtoolDrvinfo>() == 196 && offset_of!(EthtoolDrvinfo, bus_info) == 100);
 const _: () = assert!(size_of::<libc::sockaddr_ll>() == SOCKADDR_LL);
 const _: () = assert!(TX_BASE == 32);
-
-pub(super) fn page_size() -> usize {
-    // SAFETY: sysconf has no memory preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p)
-        .ok()
-        .filter(|&p| p.is_power_of_two())
-        .unwrap_or(4096)
-}
 
 pub(super) fn setsockopt<T: Copy>(
     fd: BorrowedFd<'_>,

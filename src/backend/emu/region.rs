@@ -3,9 +3,10 @@
 use std::fmt;
 use std::io;
 use std::ptr::{self, NonNull};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 use super::BUF_SIZE;
+use crate::backend::sys::page_size;
 use crate::backend::{errno, lock};
 
 /// Buffers 0 and 1 are never handed out, as in netmap.
@@ -203,15 +204,6 @@ impl Region {
             }
         }
     }
-}
-
-fn page_size() -> usize {
-    static PAGE: LazyLock<usize> = LazyLock::new(|| {
-        // SAFETY: sysconf reads a system constant and has no preconditions.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096)
-    });
-    *PAGE
 }
 
 impl Drop for Region {
