@@ -1,5 +1,5 @@
 //! Syscall helpers: the result convention of `libc` calls, retrying on
-//! `EINTR`, waiting until a deadline, and the page size.
+//! `EINTR`, waiting until a deadline, the page size and owned mappings.
 //!
 //! A wait that a signal interrupts is retried with the time that remains,
 //! never with the whole timeout again: a caller that asked for one second
@@ -8,6 +8,7 @@
 use std::ffi::c_int;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::{self, NonNull};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,94 @@ pub(crate) fn page_size() -> usize {
     *PAGE
 }
 
+/// `len` bytes at `base` mapped with `mmap`, which this value alone unmaps,
+/// on drop.
+///
+/// It hands out the address, never a reference: the memory is read and
+/// written through raw pointers by whoever holds it, under rules of their
+/// own (the ring code's atomics and slot ownership).
+#[derive(Debug)]
+pub(crate) struct OwnedMap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: an `OwnedMap` is an address range that it alone unmaps, and the
+// unmap is the only thing it does with the memory; a mapping is a property
+// of the process, not of a thread, so it may be dropped on any thread.
+unsafe impl Send for OwnedMap {}
+// SAFETY: `&OwnedMap` gives nothing but the two numbers: no access to the
+// memory, and no way to unmap it.
+unsafe impl Sync for OwnedMap {}
+
+impl OwnedMap {
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0)`: `fd`'s
+    /// memory from its start, or anonymous memory (`MAP_ANONYMOUS` is added)
+    /// without `fd`. The kernel picks the address, so `flags` may not hold
+    /// `MAP_FIXED` (`EINVAL`).
+    pub(crate) fn new(len: usize, flags: c_int, fd: Option<BorrowedFd<'_>>) -> io::Result<OwnedMap> {
+        if flags & libc::MAP_FIXED != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let (flags, fd) = match fd {
+            Some(fd) => (flags, fd.as_raw_fd()),
+            None => (flags | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks (no
+        // `MAP_FIXED`): it cannot overlap memory in use; `fd`, if any, is
+        // live for the call.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let Some(base) = NonNull::new(p.cast::<u8>()) else {
+            // SAFETY: `p..p+len` is the mapping just made, used by nothing.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        };
+        Ok(OwnedMap { base, len })
+    }
+
+    /// Takes charge of a mapping made elsewhere; it is unmapped on drop.
+    ///
+    /// # Safety
+    /// `base..base+len` must be a live mapping made by `mmap` that nothing
+    /// else will unmap.
+    pub(crate) unsafe fn from_raw(base: NonNull<u8>, len: usize) -> OwnedMap {
+        OwnedMap { base, len }
+    }
+
+    /// The first byte of the mapping.
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// The mapping's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for OwnedMap {
+    fn drop(&mut self) {
+        // SAFETY: `base..base+len` was mapped by `mmap` (`new`, or the maker
+        // that `from_raw`'s caller vouches for) and is unmapped once, here;
+        // whoever keeps pointers into it keeps this value alive.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +297,21 @@ mod tests {
     #[test]
     fn page_size_is_a_power_of_two() {
         assert!(page_size().is_power_of_two() && page_size() >= 4096);
+    }
+
+    #[test]
+    fn owned_map_is_zeroed_writable_memory_at_a_kernel_chosen_address() {
+        let map = OwnedMap::new(3 * page_size(), libc::MAP_PRIVATE, None).unwrap();
+        assert_eq!(map.len(), 3 * page_size());
+        let p = map.base().as_ptr();
+        // SAFETY: `p..p+len` is the fresh mapping, readable and writable, and
+        // used by nothing else.
+        unsafe {
+            assert_eq!(p.add(map.len() - 1).read(), 0);
+            p.write(7);
+            assert_eq!(p.read(), 7);
+        }
+        let fixed = OwnedMap::new(page_size(), libc::MAP_PRIVATE | libc::MAP_FIXED, None);
+        assert_eq!(fixed.unwrap_err().raw_os_error(), Some(libc::EINVAL));
     }
 }
