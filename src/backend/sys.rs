@@ -153,7 +153,8 @@ impl OwnedMap {
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0)`: `fd`'s
     /// memory from its start, or anonymous memory (`MAP_ANONYMOUS` is added)
     /// without `fd`. The kernel picks the address, so `flags` may not hold
-    /// `MAP_FIXED` (`EINVAL`).
+    /// `MAP_FIXED` (`EINVAL`); replace part of a mapping with
+    /// [`map_over`](Self::map_over) instead.
     pub(crate) fn new(len: usize, flags: c_int, fd: Option<BorrowedFd<'_>>) -> io::Result<OwnedMap> {
         if flags & libc::MAP_FIXED != 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -204,13 +205,49 @@ impl OwnedMap {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Maps `len` bytes of `fd`, from its start, shared, readable and
+    /// writable, over `[off, off + len)` of this mapping (`MAP_FIXED`); the
+    /// pages stay this value's to unmap. `EINVAL` if the range is not inside
+    /// the mapping, or the kernel put the pages elsewhere.
+    ///
+    /// # Safety
+    /// Nothing may use `[off, off + len)` of the mapping while its pages are
+    /// replaced, nor rely on what they held.
+    pub(crate) unsafe fn map_over(&self, off: usize, len: usize, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if off.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let want = self.base.as_ptr().wrapping_add(off);
+        // SAFETY: `[want, want + len)` lies inside this mapping, which this
+        // value owns and, by the caller's word, nothing uses; MAP_FIXED
+        // replaces that part of it with `fd`'s pages.
+        let p = unsafe {
+            libc::mmap(
+                want.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if p.cast::<u8>() != want {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for OwnedMap {
     fn drop(&mut self) {
         // SAFETY: `base..base+len` was mapped by `mmap` (`new`, or the maker
-        // that `from_raw`'s caller vouches for) and is unmapped once, here;
-        // whoever keeps pointers into it keeps this value alive.
+        // that `from_raw`'s caller vouches for), parts of it perhaps
+        // remapped by `map_over`, and is unmapped once, here; whoever keeps
+        // pointers into it keeps this value alive.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
         }
@@ -313,5 +350,31 @@ mod tests {
         }
         let fixed = OwnedMap::new(page_size(), libc::MAP_PRIVATE | libc::MAP_FIXED, None);
         assert_eq!(fixed.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn map_over_replaces_pages_inside_the_mapping_only() {
+        let page = page_size();
+        let map = OwnedMap::new(3 * page, libc::MAP_PRIVATE, None).unwrap();
+        // SAFETY: the name is NUL-terminated; memfd_create takes no other
+        // pointer.
+        let fd = cvt(unsafe { libc::memfd_create(c"owned-map".as_ptr(), libc::MFD_CLOEXEC) }).unwrap();
+        // SAFETY: memfd_create just returned `fd`; nothing else owns it.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.set_len(page as u64).unwrap();
+        std::os::unix::fs::FileExt::write_at(&file, b"abc", 0).unwrap();
+        for (off, len) in [(3 * page, page), (2 * page, 2 * page), (usize::MAX, page)] {
+            // SAFETY: refused before any page is touched.
+            let r = unsafe { map.map_over(off, len, file.as_fd()) };
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINVAL), "{off} {len}");
+        }
+        // SAFETY: nothing uses the mapping's middle page.
+        unsafe { map.map_over(page, page, file.as_fd()) }.unwrap();
+        let p = map.base().as_ptr();
+        // SAFETY: all three pages are mapped, readable and used by nothing else.
+        unsafe {
+            assert_eq!(std::slice::from_raw_parts(p.add(page), 3), b"abc");
+            assert_eq!((p.read(), p.add(2 * page).read()), (0, 0));
+        }
     }
 }
