@@ -12,9 +12,10 @@ use std::ptr::{self, NonNull};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-/// `Ok(r)` for a non-negative result, else `errno`.
-pub(crate) fn cvt(r: c_int) -> io::Result<c_int> {
-    if r < 0 {
+/// `Ok(r)` for a non-negative result, else `errno`: the convention of the
+/// calls that return an `int` or a `ssize_t`.
+pub(crate) fn cvt<T: Copy + PartialOrd + From<i8>>(r: T) -> io::Result<T> {
+    if r < T::from(0) {
         Err(io::Error::last_os_error())
     } else {
         Ok(r)

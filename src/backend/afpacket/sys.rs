@@ -215,12 +215,7 @@ pub(super) fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
     let sent = sys::retry(|| {
         // SAFETY: a zero-length send with a null buffer; the kernel reads
         // the frames from the mapped TX ring.
-        let r = unsafe { libc::send(fd.as_raw_fd(), ptr::null::<c_void>(), 0, libc::MSG_DONTWAIT) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        cvt(unsafe { libc::send(fd.as_raw_fd(), ptr::null::<c_void>(), 0, libc::MSG_DONTWAIT) }).map(drop)
     });
     match sent {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => Ok(()),
