@@ -151,19 +151,21 @@ pub(crate) trait KernelFd: Send + fmt::Debug {
     }
 }
 
-/// Who releases a mapping.
-pub(crate) enum MapOwner {
-    /// `munmap` on drop.
-    Mmap,
-    /// Memory kept alive by someone else (the embedded kernel's region).
-    Shared(#[allow(dead_code)] Arc<dyn Send + Sync>),
+/// Who keeps a mapping's memory mapped.
+enum MapOwner {
+    /// The `Mapping` itself: unmapped when it drops.
+    Owned { _map: sys::OwnedMap },
+    /// A backend (the embedded kernel's region, an AF_PACKET port's, a
+    /// libnetmap descriptor) that keeps the memory alive while this lives.
+    Shared { _owner: Arc<dyn Send + Sync> },
 }
 
-/// A mapped memory region: `len` bytes at `base`.
+/// The port's view of a mapped memory region: `len` bytes at `base`, owned
+/// by an [`OwnedMap`](sys::OwnedMap) of its own or kept alive by a backend.
 pub(crate) struct Mapping {
     base: NonNull<u8>,
     len: usize,
-    owner: MapOwner,
+    _owner: MapOwner,
 }
 
 impl fmt::Debug for Mapping {
@@ -188,10 +190,12 @@ impl Mapping {
     /// `base..base+len` must be a live mapping made by `mmap` that nothing
     /// else will unmap.
     pub(crate) unsafe fn from_mmap(base: NonNull<u8>, len: usize) -> Self {
+        // SAFETY: the caller's contract is `from_raw`'s.
+        let map = unsafe { sys::OwnedMap::from_raw(base, len) };
         Mapping {
             base,
             len,
-            owner: MapOwner::Mmap,
+            _owner: MapOwner::Owned { _map: map },
         }
     }
 
@@ -203,7 +207,7 @@ impl Mapping {
         Mapping {
             base,
             len,
-            owner: MapOwner::Shared(owner),
+            _owner: MapOwner::Shared { _owner: owner },
         }
     }
 
@@ -215,18 +219,5 @@ impl Mapping {
     /// The region's length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if let MapOwner::Mmap = self.owner {
-            // SAFETY: `from_mmap`'s contract: this range came from `mmap` and
-            // nothing else unmaps it; no ring handle outlives the port that
-            // owns this mapping.
-            unsafe {
-                libc::munmap(self.base.as_ptr().cast(), self.len);
-            }
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! Syscall helpers: the result convention of `libc` calls, retrying on
-//! `EINTR`, and waiting until a deadline.
+//! `EINTR`, waiting until a deadline, the page size and owned mappings.
 //!
 //! A wait that a signal interrupts is retried with the time that remains,
 //! never with the whole timeout again: a caller that asked for one second
@@ -8,11 +8,14 @@
 use std::ffi::c_int;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::{self, NonNull};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-/// `Ok(r)` for a non-negative result, else `errno`.
-pub(crate) fn cvt(r: c_int) -> io::Result<c_int> {
-    if r < 0 {
+/// `Ok(r)` for a non-negative result, else `errno`: the convention of the
+/// calls that return an `int` or a `ssize_t`.
+pub(crate) fn cvt<T: Copy + PartialOrd + From<i8>>(r: T) -> io::Result<T> {
+    if r < T::from(0) {
         Err(io::Error::last_os_error())
     } else {
         Ok(r)
@@ -108,6 +111,150 @@ pub(crate) unsafe fn poll_with(poll: PollFn, fd: c_int, events: i16, deadline: D
     Ok(if n == 0 { 0 } else { pfd.revents })
 }
 
+/// The size of a memory page: `sysconf(_SC_PAGESIZE)`, or 4096 should it
+/// answer something that is not a power of two (an error, -1, included).
+///
+/// The callers round to it (the embedded kernel's `madvise` ranges) and
+/// build on it (AF_PACKET blocks must be page multiples *and* frame
+/// multiples, which only a power of two makes both), so an answer that is
+/// not a power of two is no page size at all.
+pub(crate) fn page_size() -> usize {
+    static PAGE: LazyLock<usize> = LazyLock::new(|| {
+        // SAFETY: sysconf reads a system constant and has no preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(v)
+            .ok()
+            .filter(|v| v.is_power_of_two())
+            .unwrap_or(4096)
+    });
+    *PAGE
+}
+
+/// `len` bytes at `base` mapped with `mmap`, which this value alone unmaps,
+/// on drop.
+///
+/// It hands out the address, never a reference: the memory is read and
+/// written through raw pointers by whoever holds it, under rules of their
+/// own (the ring code's atomics and slot ownership).
+#[derive(Debug)]
+pub(crate) struct OwnedMap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: an `OwnedMap` is an address range that it alone unmaps, and the
+// unmap is the only thing it does with the memory; a mapping is a property
+// of the process, not of a thread, so it may be dropped on any thread.
+unsafe impl Send for OwnedMap {}
+// SAFETY: `&OwnedMap` gives nothing but the two numbers: no access to the
+// memory, and no way to unmap it.
+unsafe impl Sync for OwnedMap {}
+
+impl OwnedMap {
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0)`: `fd`'s
+    /// memory from its start, or anonymous memory (`MAP_ANONYMOUS` is added)
+    /// without `fd`. The kernel picks the address, so `flags` may not hold
+    /// `MAP_FIXED` (`EINVAL`); replace part of a mapping with
+    /// [`map_over`](Self::map_over) instead.
+    pub(crate) fn new(len: usize, flags: c_int, fd: Option<BorrowedFd<'_>>) -> io::Result<OwnedMap> {
+        if flags & libc::MAP_FIXED != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let (flags, fd) = match fd {
+            Some(fd) => (flags, fd.as_raw_fd()),
+            None => (flags | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks (no
+        // `MAP_FIXED`): it cannot overlap memory in use; `fd`, if any, is
+        // live for the call.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let Some(base) = NonNull::new(p.cast::<u8>()) else {
+            // SAFETY: `p..p+len` is the mapping just made, used by nothing.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        };
+        Ok(OwnedMap { base, len })
+    }
+
+    /// Takes charge of a mapping made elsewhere; it is unmapped on drop.
+    ///
+    /// # Safety
+    /// `base..base+len` must be a live mapping made by `mmap` that nothing
+    /// else will unmap.
+    pub(crate) unsafe fn from_raw(base: NonNull<u8>, len: usize) -> OwnedMap {
+        OwnedMap { base, len }
+    }
+
+    /// The first byte of the mapping.
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// The mapping's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Maps `len` bytes of `fd`, from its start, shared, readable and
+    /// writable, over `[off, off + len)` of this mapping (`MAP_FIXED`); the
+    /// pages stay this value's to unmap. `EINVAL` if the range is not inside
+    /// the mapping, or the kernel put the pages elsewhere.
+    ///
+    /// # Safety
+    /// Nothing may use `[off, off + len)` of the mapping while its pages are
+    /// replaced, nor rely on what they held.
+    pub(crate) unsafe fn map_over(&self, off: usize, len: usize, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if off.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let want = self.base.as_ptr().wrapping_add(off);
+        // SAFETY: `[want, want + len)` lies inside this mapping, which this
+        // value owns and, by the caller's word, nothing uses; MAP_FIXED
+        // replaces that part of it with `fd`'s pages.
+        let p = unsafe {
+            libc::mmap(
+                want.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if p.cast::<u8>() != want {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OwnedMap {
+    fn drop(&mut self) {
+        // SAFETY: `base..base+len` was mapped by `mmap` (`new`, or the maker
+        // that `from_raw`'s caller vouches for), parts of it perhaps
+        // remapped by `map_over`, and is unmapped once, here; whoever keeps
+        // pointers into it keeps this value alive.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +330,52 @@ mod tests {
         let deadline = Deadline::after(Some(Duration::from_micros(500)));
         assert_eq!(poll_fd(r.as_fd(), libc::POLLIN, deadline).unwrap(), 0);
         assert!(t0.elapsed() >= Duration::from_micros(500), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn page_size_is_a_power_of_two() {
+        assert!(page_size().is_power_of_two() && page_size() >= 4096);
+    }
+
+    #[test]
+    fn owned_map_is_zeroed_writable_memory_at_a_kernel_chosen_address() {
+        let map = OwnedMap::new(3 * page_size(), libc::MAP_PRIVATE, None).unwrap();
+        assert_eq!(map.len(), 3 * page_size());
+        let p = map.base().as_ptr();
+        // SAFETY: `p..p+len` is the fresh mapping, readable and writable, and
+        // used by nothing else.
+        unsafe {
+            assert_eq!(p.add(map.len() - 1).read(), 0);
+            p.write(7);
+            assert_eq!(p.read(), 7);
+        }
+        let fixed = OwnedMap::new(page_size(), libc::MAP_PRIVATE | libc::MAP_FIXED, None);
+        assert_eq!(fixed.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn map_over_replaces_pages_inside_the_mapping_only() {
+        let page = page_size();
+        let map = OwnedMap::new(3 * page, libc::MAP_PRIVATE, None).unwrap();
+        // SAFETY: the name is NUL-terminated; memfd_create takes no other
+        // pointer.
+        let fd = cvt(unsafe { libc::memfd_create(c"owned-map".as_ptr(), libc::MFD_CLOEXEC) }).unwrap();
+        // SAFETY: memfd_create just returned `fd`; nothing else owns it.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.set_len(page as u64).unwrap();
+        std::os::unix::fs::FileExt::write_at(&file, b"abc", 0).unwrap();
+        for (off, len) in [(3 * page, page), (2 * page, 2 * page), (usize::MAX, page)] {
+            // SAFETY: refused before any page is touched.
+            let r = unsafe { map.map_over(off, len, file.as_fd()) };
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINVAL), "{off} {len}");
+        }
+        // SAFETY: nothing uses the mapping's middle page.
+        unsafe { map.map_over(page, page, file.as_fd()) }.unwrap();
+        let p = map.base().as_ptr();
+        // SAFETY: all three pages are mapped, readable and used by nothing else.
+        unsafe {
+            assert_eq!(std::slice::from_raw_parts(p.add(page), 3), b"abc");
+            assert_eq!((p.read(), p.add(2 * page).read()), (0, 0));
+        }
     }
 }

@@ -4,12 +4,12 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::{self, NonNull};
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
 
 use super::sys::{TpacketReq, TX_BASE, VNET_HDR};
-use crate::backend::errno;
 use crate::backend::kring::{RING_HDR, SLOT_SIZE};
+use crate::backend::sys::OwnedMap;
 use crate::ffi::{netmap_if, nmreq_register};
 
 // netmap's layout, as the ring code reads it.
@@ -165,41 +165,36 @@ pub(super) fn ring_bytes(slots: u32) -> usize {
 }
 
 /// The port's address range; unmapped (all of it, the sockets' rings
-/// included) when the last owner lets go.
+/// included) when the last owner lets go: no ring pointer outlives the region
+/// (the handle and the `Mapping` hold it in an `Arc`).
 #[derive(Debug)]
 pub(super) struct Region {
+    /// `map`'s first byte.
     pub(super) base: NonNull<u8>,
+    /// `map`'s length.
     pub(super) len: usize,
+    map: OwnedMap,
 }
 
-// SAFETY: a `Region` is an address range that it alone unmaps; the memory is
-// only read and written through raw pointers and atomics by the handle that
-// owns the port (and the user of its rings, who follows netmap's ownership
-// rules), never through references, so sending or sharing the range is sound.
+// SAFETY: a `Region` is an address range that it alone unmaps (its `map`);
+// the memory is only read and written through raw pointers and atomics by
+// the handle that owns the port (and the user of its rings, who follows
+// netmap's ownership rules), never through references, so sending or
+// sharing the range is sound.
 unsafe impl Send for Region {}
-// SAFETY: as above; `&Region` gives access to nothing but the two numbers.
+// SAFETY: as above; `&Region` gives access to nothing but the two numbers
+// and the mapping of socket rings into parts nothing uses yet.
 unsafe impl Sync for Region {}
 
 impl Region {
     /// Reserves `len` bytes of zeroed, private, readable and writable memory.
     pub(super) fn reserve(len: usize) -> io::Result<Region> {
-        // SAFETY: a fresh anonymous mapping at an address the kernel picks;
-        // it aliases nothing.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| errno(libc::ENOMEM))?;
-        Ok(Region { base, len })
+        let map = OwnedMap::new(len, libc::MAP_PRIVATE, None)?;
+        Ok(Region {
+            base: map.base(),
+            len,
+            map,
+        })
     }
 
     pub(super) fn at(&self, off: usize) -> *mut u8 {
@@ -216,40 +211,9 @@ impl Region {
 
     /// Maps `fd`'s PACKET_MMAP rings (`len` bytes) over `[off, off + len)`.
     pub(super) fn map_socket(&self, off: usize, len: usize, fd: BorrowedFd<'_>) -> io::Result<()> {
-        if off.checked_add(len).is_none_or(|end| end > self.len) {
-            return Err(errno(libc::EINVAL));
-        }
-        let want = self.at(off);
-        // SAFETY: `[want, want + len)` lies inside this region's reservation,
-        // which this region owns and nothing else uses yet; MAP_FIXED
-        // replaces that part of it with the socket's ring pages.
-        let p = unsafe {
-            libc::mmap(
-                want.cast(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        if p.cast::<u8>() != want {
-            return Err(errno(libc::EINVAL));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: the range was mapped by `reserve` (and parts remapped by
-        // `map_socket`) and is unmapped once, here; no ring pointer outlives
-        // the region (the handle and the `Mapping` hold it in an `Arc`).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
+        // SAFETY: a socket's part of the reservation is mapped once, by
+        // `register`, before anything (ring views, the user's `Mapping`)
+        // points into it.
+        unsafe { self.map.map_over(off, len, fd) }
     }
 }

@@ -9,6 +9,8 @@ use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
+/// The page size that blocks are built on (a power of two).
+pub(super) use crate::backend::sys::page_size;
 use crate::backend::sys::{self, cvt};
 
 pub(super) const SOL_PACKET: c_int = 263;
@@ -121,15 +123,6 @@ const _: () = assert!(size_of::<EthtoolDrvinfo>() == 196 && offset_of!(EthtoolDr
 const _: () = assert!(size_of::<libc::sockaddr_ll>() == SOCKADDR_LL);
 const _: () = assert!(TX_BASE == 32);
 
-pub(super) fn page_size() -> usize {
-    // SAFETY: sysconf has no memory preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p)
-        .ok()
-        .filter(|&p| p.is_power_of_two())
-        .unwrap_or(4096)
-}
-
 pub(super) fn setsockopt<T: Copy>(
     fd: BorrowedFd<'_>,
     level: c_int,
@@ -222,12 +215,7 @@ pub(super) fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
     let sent = sys::retry(|| {
         // SAFETY: a zero-length send with a null buffer; the kernel reads
         // the frames from the mapped TX ring.
-        let r = unsafe { libc::send(fd.as_raw_fd(), ptr::null::<c_void>(), 0, libc::MSG_DONTWAIT) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        cvt(unsafe { libc::send(fd.as_raw_fd(), ptr::null::<c_void>(), 0, libc::MSG_DONTWAIT) }).map(drop)
     });
     match sent {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => Ok(()),

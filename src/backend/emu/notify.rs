@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::backend::sys::cvt;
+
 /// A handle's eventfd, driven so that epoll/mio see netmap's readiness.
 ///
 /// netmap's own `poll` reports `POLLIN` when, after an rxsync, a bound RX
@@ -52,10 +54,7 @@ impl Notifier {
     pub(super) fn new() -> io::Result<Notifier> {
         // SAFETY: eventfd takes no pointers; a non-negative result is a new
         // file descriptor that nothing else owns.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         Ok(Notifier {
             // SAFETY: `fd` was just opened and is owned by no one else.
             efd: unsafe { OwnedFd::from_raw_fd(fd) },

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::io;
-use std::ptr::{self, NonNull};
-use std::sync::{LazyLock, Mutex};
+use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use super::BUF_SIZE;
+use crate::backend::sys::{page_size, OwnedMap};
 use crate::backend::{errno, lock};
 
 /// Buffers 0 and 1 are never handed out, as in netmap.
@@ -73,16 +74,21 @@ struct Pools {
 
 /// One parent's shared memory: an anonymous mapping and its allocator.
 pub(super) struct Region {
+    /// `_map`'s first byte.
     pub(super) base: NonNull<u8>,
+    /// `_map`'s length.
     pub(super) len: usize,
     pub(super) mem_id: u16,
     /// Offset of buffer 0.
     pub(super) bufs_off: usize,
     pools: Mutex<Pools>,
+    /// The mapping, unmapped when the region drops: no pipe and no
+    /// `Mapping` refer to it any more then (both hold an `Arc<Region>`).
+    _map: OwnedMap,
 }
 
 // SAFETY: `base` names a private anonymous mapping owned by this value and
-// unmapped only by its `Drop`; the memory is shared, by design, between the
+// unmapped only when it drops; the memory is shared, by design, between the
 // threads that drive the rings, and is only accessed through raw pointers
 // and atomics (see the module docs), while the allocator state is behind a
 // mutex. Nothing in `Region` is tied to the thread that made it.
@@ -106,26 +112,12 @@ impl Region {
     pub(super) fn new(mem_id: u16) -> io::Result<Region> {
         let mut err = errno(libc::ENOMEM);
         for len in REGION_SIZES.iter().filter_map(|&s| usize::try_from(s).ok()) {
-            // SAFETY: a fresh private anonymous mapping at an address the
-            // kernel picks; it cannot overlap any memory in use.
-            let p = unsafe {
-                libc::mmap(
-                    ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                err = io::Error::last_os_error();
-                continue;
-            }
-            let Some(base) = NonNull::new(p.cast::<u8>()) else {
-                // SAFETY: `p..p+len` is the mapping just made, used by nothing.
-                unsafe { libc::munmap(p, len) };
-                continue;
+            let map = match OwnedMap::new(len, libc::MAP_PRIVATE | libc::MAP_NORESERVE, None) {
+                Ok(map) => map,
+                Err(e) => {
+                    err = e;
+                    continue;
+                }
             };
             // The pools: 1/1024 of the region for netmap_if objects, up to
             // 1/16 for rings, the rest for buffers.
@@ -133,7 +125,7 @@ impl Region {
             let bufs_off = len / 16;
             let nbufs = ((len - bufs_off) / BUF_SIZE).min(u32::MAX as usize);
             return Ok(Region {
-                base,
+                base: map.base(),
                 len,
                 mem_id,
                 bufs_off,
@@ -142,6 +134,7 @@ impl Region {
                     rings: Extents::new(rings_off, bufs_off - rings_off),
                     bufs: Extents::new(RESERVED_BUFS, nbufs - RESERVED_BUFS),
                 }),
+                _map: map,
             });
         }
         Err(err)
@@ -201,25 +194,6 @@ impl Region {
             unsafe {
                 libc::madvise(self.at(start).cast(), end - start, libc::MADV_DONTNEED);
             }
-        }
-    }
-}
-
-fn page_size() -> usize {
-    static PAGE: LazyLock<usize> = LazyLock::new(|| {
-        // SAFETY: sysconf reads a system constant and has no preconditions.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096)
-    });
-    *PAGE
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: `base..base+len` is the mapping made in `new`; no pipe and
-        // no `Mapping` refer to it any more (both hold an `Arc<Region>`).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
         }
     }
 }

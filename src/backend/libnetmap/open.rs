@@ -8,9 +8,10 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use super::call::{errno, Call};
-use super::port::{Descriptor, ExtmemFile, LibFd};
+use super::port::{map_extmem, Descriptor, LibFd};
 use super::LibNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
+use crate::backend::sys::OwnedMap;
 use crate::backend::Mapping;
 use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_register};
@@ -56,7 +57,7 @@ struct Opening<'a> {
 struct Options<'a> {
     offset: Option<(ffi::nmport_offset_t, &'a OffsetOpt)>,
     /// The memory is mapped here, before the library sees the port.
-    extmem: Option<(ffi::nmport_extmem_t, ExtmemFile)>,
+    extmem: Option<(ffi::nmport_extmem_t, OwnedMap)>,
 }
 
 /// What the descriptor holds once registered: a snapshot taken under the
@@ -91,7 +92,7 @@ impl<'a> Opening<'a> {
                 let f = lib
                     .nmport_extmem
                     .ok_or_else(|| missing(lib, "nmport_extmem", "external memory"))?;
-                Some((f, ExtmemFile::map(&x.file, &spec.text)?))
+                Some((f, map_extmem(&x.file, &spec.text)?))
             }
             None => None,
         };
@@ -158,7 +159,7 @@ impl<'a> Opening<'a> {
 
     /// The port over the open `d`, checked: its descriptor (which closes it
     /// again, should a check fail), mapping, ring table and ring ids.
-    fn into_port(self, d: NonNull<nmport_d>, o: Opened, extmem: Option<ExtmemFile>) -> Result<KernelPort> {
+    fn into_port(self, d: NonNull<nmport_d>, o: Opened, extmem: Option<OwnedMap>) -> Result<KernelPort> {
         let (lib, spec) = (self.lib, self.spec);
         // SAFETY: `d` is a descriptor of `lib` that `nmport_open_desc`
         // opened, handed to nothing else; `o` was read from it, and `extmem`
@@ -218,11 +219,10 @@ unsafe fn open_desc(
         }
     }
     if let Some((f, x)) = &options.extmem {
-        let (base, len) = x.region();
         // SAFETY: `f` is `nmport_extmem`, `d` a prepared descriptor; the
         // memory stays mapped until after `nmport_close` (it moves into the
         // `Descriptor`, which unmaps it after closing).
-        if unsafe { f(d, base, len) } < 0 {
+        if unsafe { f(d, x.base().as_ptr().cast(), x.len()) } < 0 {
             return Err(("nmport_extmem", errno()));
         }
     }

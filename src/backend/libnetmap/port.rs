@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ pub(super) struct Descriptor {
     name: String,
     /// External memory this crate mapped for the port: fields drop after
     /// `drop` has run `nmport_close`, so it is unmapped after the close.
-    _extmem: Option<ExtmemFile>,
+    _extmem: Option<sys::OwnedMap>,
     lib: Arc<LibNetmap>,
 }
 
@@ -43,7 +43,7 @@ impl Descriptor {
         ctx: *mut nmctx,
         fd: RawFd,
         name: String,
-        extmem: Option<ExtmemFile>,
+        extmem: Option<sys::OwnedMap>,
         lib: Arc<LibNetmap>,
     ) -> Descriptor {
         Descriptor {
@@ -89,69 +89,23 @@ impl Drop for Descriptor {
     }
 }
 
-/// A file mapped as a port's external memory.
-#[derive(Debug)]
-pub(super) struct ExtmemFile {
-    base: NonNull<c_void>,
-    len: usize,
-}
-
-// SAFETY: a plain address range owned by this value; nothing in it is read
-// through the value itself.
-unsafe impl Send for ExtmemFile {}
-// SAFETY: as above; `&ExtmemFile` gives no access to the memory.
-unsafe impl Sync for ExtmemFile {}
-
-impl ExtmemFile {
-    /// Maps all of `path`, shared and writable, as `nmport_extmem_from_file`
-    /// would.
-    pub(super) fn map(path: &str, port: &str) -> Result<ExtmemFile> {
-        let what = |e: io::Error| Error::io(format!("mapping the extmem file {path} for {port}"), e);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(what)?;
-        let len = file.metadata().map_err(what)?.len();
-        let len = usize::try_from(len).ok().filter(|&l| l > 0).ok_or_else(|| {
-            what(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "empty or oversized file",
-            ))
-        })?;
-        // SAFETY: a fresh shared mapping of the whole file at an address the
-        // kernel picks; it aliases no Rust object.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(what(io::Error::last_os_error()));
-        }
-        let base = NonNull::new(p).ok_or_else(|| what(io::Error::from(io::ErrorKind::InvalidData)))?;
-        Ok(ExtmemFile { base, len })
-    }
-
-    /// The mapped memory: its base address and length.
-    pub(super) fn region(&self) -> (*mut c_void, usize) {
-        (self.base.as_ptr(), self.len)
-    }
-}
-
-impl Drop for ExtmemFile {
-    fn drop(&mut self) {
-        // SAFETY: `base..base+len` was mapped by `map` and is unmapped only
-        // here; the port that used it was closed before this runs.
-        unsafe {
-            libc::munmap(self.base.as_ptr(), self.len);
-        }
-    }
+/// Maps all of `path`, shared and writable, as `nmport_extmem_from_file`
+/// would, to be a port's external memory.
+pub(super) fn map_extmem(path: &str, port: &str) -> Result<sys::OwnedMap> {
+    let what = |e: io::Error| Error::io(format!("mapping the extmem file {path} for {port}"), e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(what)?;
+    let len = file.metadata().map_err(what)?.len();
+    let len = usize::try_from(len).ok().filter(|&l| l > 0).ok_or_else(|| {
+        what(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty or oversized file",
+        ))
+    })?;
+    sys::OwnedMap::new(len, libc::MAP_SHARED, Some(file.as_fd())).map_err(what)
 }
 
 /// The handle of a libnetmap port: syncs and polls its fd through the
