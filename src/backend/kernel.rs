@@ -320,6 +320,26 @@ mod tests {
     }
 
     #[test]
+    fn a_name_the_kernel_cannot_take_is_refused_before_any_backend_sees_it() {
+        // The grammar refuses such names; a spec made by hand may hold them.
+        let mut long = spec::parse("emu:n{1").unwrap();
+        long.nr_name = "n".repeat(NETMAP_REQ_IFNAMSIZ);
+        let mut nul = spec::parse("emu:n{1").unwrap();
+        nul.nr_name = "n\0{1".into();
+        for spec in [long, nul] {
+            let e = open(crate::backend::emu::emu(), &spec, RegisterExtras::default()).unwrap_err();
+            let Error::InvalidPortSpec {
+                spec: text, expected, ..
+            } = &e
+            else {
+                panic!("{e:?}")
+            };
+            assert_eq!(text, "emu:n{1");
+            assert_eq!(expected, "a port name of at most 63 bytes");
+        }
+    }
+
+    #[test]
     fn busy_names_the_rings_asked_for() {
         assert_eq!(asked("netmap:eth0"), "hardware TX rings and RX rings");
         assert_eq!(asked("netmap:eth0-0"), "TX rings 0..1 and RX rings 0..1");
