@@ -258,14 +258,31 @@ pub(crate) enum ApiVersion {
     Unknown,
 }
 
-/// The port that [`api_version`] asks about.
-const API_PROBE: &str = "netmap-rs-api-probe";
+/// The port that [`api_version`] asks about: one named `netmap-rs-api-probe`
+/// (a name the kernel takes as it is, though the port-name grammar would read
+/// `-rs` as a ring suffix).
+fn api_probe() -> PortSpec {
+    const NAME: &str = "netmap-rs-api-probe";
+    PortSpec {
+        text: format!("netmap:{NAME}"),
+        kind: spec::PortKind::Netmap,
+        nr_name: NAME.into(),
+        ifname: NAME.into(),
+        pipe: None,
+        rings: spec::RingSelect::AllNic,
+        flags: 0,
+        mem_id: 0,
+        conf: spec::Conf::default(),
+        offset: None,
+        extmem: None,
+    }
+}
 
 /// Learns which API version the kernel speaks. The kernel does not report
 /// it, so ask about a port that cannot exist: a kernel that accepts the
 /// version answers "no such port", one that does not answers `EINVAL`.
 pub(crate) fn api_version(kernel: &dyn Kernel) -> io::Result<ApiVersion> {
-    let probe = spec::parse(API_PROBE).map_err(io::Error::other)?;
+    let probe = api_probe();
     let mut ctl = kernel.open()?;
     let mut accepts = |version: u16| -> io::Result<bool> {
         let mut info = ffi::nmreq_port_info_get::default();
