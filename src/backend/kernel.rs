@@ -357,6 +357,16 @@ mod tests {
     }
 
     #[test]
+    fn the_api_probe_speaks_typed_port_info() {
+        assert_eq!(api_probe().nr_name, "netmap-rs-api-probe");
+        // The embedded kernel answers "no such port" in our version, EINVAL
+        // in others; AF_PACKET knows no PORT_INFO_GET in ours.
+        assert_eq!(api_version(crate::backend::emu::emu()).unwrap(), ApiVersion::Ours);
+        let afp = crate::backend::afpacket::AfPacket::default();
+        assert_eq!(api_version(&afp).unwrap(), ApiVersion::Ours);
+    }
+
+    #[test]
     fn busy_names_the_rings_asked_for() {
         assert_eq!(asked("netmap:eth0"), "hardware TX rings and RX rings");
         assert_eq!(asked("netmap:eth0-0"), "TX rings 0..1 and RX rings 0..1");
