@@ -1,4 +1,6 @@
-//! The real [`Kernel`]: `/dev/netmap`, driven with `libc`.
+//! The real [`Kernel`]: `/dev/netmap`, driven with `libc`. The typed
+//! requests of [`Control`] become `nmreq_header`s for `NIOCCTRL` here, and
+//! only here.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -8,8 +10,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::ptr::NonNull;
 
 use crate::backend::sys::{self, Deadline};
-use crate::backend::{Kernel, KernelFd, Mapping, MemDomain, SyncDir};
-use crate::ffi::{self, nmreq_header};
+use crate::backend::{errno, kregister, Control, Kernel, Mapping, MemDomain, PortFd, SyncDir};
+use crate::ffi::{
+    self, nmreq_header, nmreq_port_info_get, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
+    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER,
+};
+use crate::spec::PortSpec;
 
 /// `/dev/netmap` (or another device node with the same interface).
 #[derive(Debug, Clone)]
@@ -69,7 +75,7 @@ impl DevNetmap {
 }
 
 impl Kernel for DevNetmap {
-    fn open(&self) -> io::Result<Box<dyn KernelFd>> {
+    fn open(&self) -> io::Result<Box<dyn Control>> {
         // SAFETY: `path` is a NUL-terminated string; `open` has no other
         // preconditions.
         let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -103,15 +109,60 @@ fn ioctl_none(fd: BorrowedFd<'_>, req: u64) -> io::Result<()> {
     .map(drop)
 }
 
-impl KernelFd for DevFd {
-    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()> {
+/// A request header of type `reqtype`, in API `version`, for the port named
+/// `name`, whose body is at `body`: `EINVAL` for a name the kernel cannot be
+/// given (`kernel::open` refuses those before any backend sees them).
+fn header(name: &str, version: u16, reqtype: u16, body: u64) -> io::Result<nmreq_header> {
+    let name = name.as_bytes();
+    if name.len() >= NETMAP_REQ_IFNAMSIZ || name.contains(&0) {
+        return Err(errno(libc::EINVAL));
+    }
+    let mut hdr = nmreq_header {
+        nr_version: version,
+        nr_reqtype: reqtype,
+        nr_body: body,
+        ..Default::default()
+    };
+    for (d, s) in hdr.nr_name.iter_mut().zip(name) {
+        *d = *s as _;
+    }
+    Ok(hdr)
+}
+
+impl DevFd {
+    /// `ioctl(fd, NIOCCTRL, hdr)`.
+    ///
+    /// # Safety
+    /// `hdr.nr_body` must point to a live, writable body of the type that
+    /// `hdr.nr_reqtype` names, and `hdr.nr_options` must be 0.
+    unsafe fn ctrl(&self, hdr: &mut nmreq_header) -> io::Result<()> {
         // SAFETY: NIOCCTRL takes a `struct nmreq_header *`; `hdr` is one,
-        // and the caller guarantees its body and options are valid.
+        // and the caller guarantees its body and that it has no options.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), ffi::NIOCCTRL as _, hdr as *mut nmreq_header) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+impl Control for DevFd {
+    fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()> {
+        // No option chain is built yet: a request with options is not sent.
+        kregister::refuse_options(spec)?;
+        let body = std::ptr::from_mut(req) as usize as u64;
+        let mut hdr = header(&spec.nr_name, NETMAP_API, NETMAP_REQ_REGISTER, body)?;
+        // SAFETY: `nr_body` points at `req`, a live, writable
+        // `nmreq_register` (the body of NETMAP_REQ_REGISTER); no options.
+        unsafe { self.ctrl(&mut hdr) }
+    }
+
+    fn port_info(&mut self, spec: &PortSpec, version: u16, info: &mut nmreq_port_info_get) -> io::Result<()> {
+        let body = std::ptr::from_mut(info) as usize as u64;
+        let mut hdr = header(&spec.nr_name, version, NETMAP_REQ_PORT_INFO_GET, body)?;
+        // SAFETY: `nr_body` points at `info`, a live, writable
+        // `nmreq_port_info_get` (the body of PORT_INFO_GET); no options.
+        unsafe { self.ctrl(&mut hdr) }
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
@@ -135,6 +186,12 @@ impl KernelFd for DevFd {
         Ok(unsafe { Mapping::from_mmap(base, len) })
     }
 
+    fn into_port(self: Box<Self>) -> Box<dyn PortFd> {
+        self
+    }
+}
+
+impl PortFd for DevFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let req = match dir {
             SyncDir::Tx => ffi::NIOCTXSYNC,

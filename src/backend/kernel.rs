@@ -1,20 +1,20 @@
 //! The work of libnetmap's `nmport_open`, in Rust, over any [`Kernel`]:
-//! build the register request from a [`PortSpec`], issue `NIOCCTRL`, map the
-//! region, find the `netmap_if` and the range of rings bound to the handle.
+//! build the register request from a [`PortSpec`], register it on a
+//! [`Control`](crate::backend::Control) handle, map the region, find the
+//! `netmap_if` and the range of rings bound to the handle.
 
 use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
 
-use crate::backend::{Kernel, KernelFd, Mapping};
+use crate::backend::{Kernel, Mapping, PortFd};
 use crate::error::{Error, Result};
 use crate::ffi::{
-    self, netmap_if, nmreq_header, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_REGISTER,
-    NR_EXCLUSIVE, NR_REG_NIC_SW, NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY,
-    NR_TX_RINGS_ONLY,
+    self, netmap_if, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NR_EXCLUSIVE, NR_REG_NIC_SW,
+    NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
 };
 use crate::ring::IfTable;
-use crate::spec::PortSpec;
+use crate::spec::{self, PortSpec};
 
 /// What the caller may add to the request beyond the port name.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +42,7 @@ pub(crate) struct KernelPort {
     // Field order is drop order: unmap before the handle closes, as
     // `nmport_close` does (the region belongs to the registration).
     pub map: Mapping,
-    pub fd: Box<dyn KernelFd>,
+    pub fd: Box<dyn PortFd>,
     pub nifp: NonNull<netmap_if>,
     /// The `netmap_if`'s counts and ring offsets, read once.
     pub table: IfTable,
@@ -71,14 +71,9 @@ pub(crate) fn register_request(spec: &PortSpec, extras: RegisterExtras) -> nmreq
     }
 }
 
-/// A request header for `body`, named as the port spec says.
-pub(crate) fn header(spec: &PortSpec, reqtype: u16, body: *mut nmreq_register) -> Result<nmreq_header> {
-    let mut hdr = nmreq_header {
-        nr_version: NETMAP_API,
-        nr_reqtype: reqtype,
-        nr_body: body as usize as u64,
-        ..Default::default()
-    };
+/// Checks that the kernel can be given `spec`'s `nr_name`: shorter than
+/// `NETMAP_REQ_IFNAMSIZ`, its NUL included, and without a NUL of its own.
+fn check_name(spec: &PortSpec) -> Result<()> {
     let name = spec.nr_name.as_bytes();
     if name.len() >= NETMAP_REQ_IFNAMSIZ || name.contains(&0) {
         return Err(Error::InvalidPortSpec {
@@ -87,13 +82,10 @@ pub(crate) fn header(spec: &PortSpec, reqtype: u16, body: *mut nmreq_register) -
             expected: format!("a port name of at most {} bytes", NETMAP_REQ_IFNAMSIZ - 1),
         });
     }
-    for (d, s) in hdr.nr_name.iter_mut().zip(name) {
-        *d = *s as _;
-    }
-    Ok(hdr)
+    Ok(())
 }
 
-/// Opens `spec` on `kernel`: `open`, `NIOCCTRL(REGISTER)`, `mmap`, ring lookup.
+/// Opens `spec` on `kernel`: `open`, REGISTER, `mmap`, ring lookup.
 pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras) -> Result<KernelPort> {
     if spec.offset.is_some() || spec.extmem.is_some() {
         return Err(Error::Unsupported {
@@ -102,13 +94,12 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
             hint: "open the port through libnetmap (NETMAP_LIBRARY), or drop the option".into(),
         });
     }
-    let mut fd = kernel.open().map_err(|e| open_error(kernel, e))?;
+    check_name(spec)?;
+    let mut ctl = kernel.open().map_err(|e| open_error(kernel, e))?;
     let asked = register_request(spec, extras);
     let mut reg = asked;
-    let mut hdr = header(spec, NETMAP_REQ_REGISTER, &mut reg)?;
-    // SAFETY: `hdr.nr_body` points at `reg`, a live `nmreq_register` (the
-    // body type of NETMAP_REQ_REGISTER), and `nr_options` is 0.
-    unsafe { fd.ctrl(&mut hdr) }.map_err(|e| register_error(kernel, spec, &asked, e))?;
+    ctl.register(spec, &mut reg)
+        .map_err(|e| register_error(kernel, spec, &asked, e))?;
 
     let memsize = usize::try_from(reg.nr_memsize).unwrap_or(usize::MAX);
     let offset = usize::try_from(reg.nr_offset).unwrap_or(usize::MAX);
@@ -124,7 +115,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
             ),
         });
     }
-    let map = fd
+    let map = ctl
         .mmap(memsize)
         .map_err(|e| Error::io(format!("mmap of {memsize} bytes for {}", spec.text), e))?;
     // SAFETY: `offset + size_of::<netmap_if>() <= memsize`, checked above,
@@ -134,7 +125,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
     let (tx, rx) = ring_range(&table, spec)?;
     Ok(KernelPort {
         map,
-        fd,
+        fd: ctl.into_port(),
         nifp,
         table,
         reg,
@@ -267,25 +258,35 @@ pub(crate) enum ApiVersion {
     Unknown,
 }
 
+/// The port that [`api_version`] asks about: one named `netmap-rs-api-probe`
+/// (a name the kernel takes as it is, though the port-name grammar would read
+/// `-rs` as a ring suffix).
+fn api_probe() -> PortSpec {
+    const NAME: &str = "netmap-rs-api-probe";
+    PortSpec {
+        text: format!("netmap:{NAME}"),
+        kind: spec::PortKind::Netmap,
+        nr_name: NAME.into(),
+        ifname: NAME.into(),
+        pipe: None,
+        rings: spec::RingSelect::AllNic,
+        flags: 0,
+        mem_id: 0,
+        conf: spec::Conf::default(),
+        offset: None,
+        extmem: None,
+    }
+}
+
 /// Learns which API version the kernel speaks. The kernel does not report
 /// it, so ask about a port that cannot exist: a kernel that accepts the
 /// version answers "no such port", one that does not answers `EINVAL`.
 pub(crate) fn api_version(kernel: &dyn Kernel) -> io::Result<ApiVersion> {
-    let mut fd = kernel.open()?;
+    let probe = api_probe();
+    let mut ctl = kernel.open()?;
     let mut accepts = |version: u16| -> io::Result<bool> {
         let mut info = ffi::nmreq_port_info_get::default();
-        let mut hdr = nmreq_header {
-            nr_version: version,
-            nr_reqtype: ffi::NETMAP_REQ_PORT_INFO_GET,
-            nr_body: std::ptr::addr_of_mut!(info) as usize as u64,
-            ..Default::default()
-        };
-        for (d, s) in hdr.nr_name.iter_mut().zip(b"netmap-rs-api-probe") {
-            *d = *s as _;
-        }
-        // SAFETY: `nr_body` points at `info`, a live nmreq_port_info_get
-        // (the body of PORT_INFO_GET); no options.
-        match unsafe { fd.ctrl(&mut hdr) } {
+        match ctl.port_info(&probe, version, &mut info) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
             Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Err(e),
@@ -306,7 +307,7 @@ pub(crate) fn api_version(kernel: &dyn Kernel) -> io::Result<ApiVersion> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{self, RingSelect};
+    use crate::spec::RingSelect;
 
     fn asked(name: &str) -> String {
         rings_asked(&register_request(
@@ -333,6 +334,36 @@ mod tests {
             share_rings: true,
         };
         assert_eq!(flags(extra), NR_EXCLUSIVE);
+    }
+
+    #[test]
+    fn a_name_the_kernel_cannot_take_is_refused_before_any_backend_sees_it() {
+        // The grammar refuses such names; a spec made by hand may hold them.
+        let mut long = spec::parse("emu:n{1").unwrap();
+        long.nr_name = "n".repeat(NETMAP_REQ_IFNAMSIZ);
+        let mut nul = spec::parse("emu:n{1").unwrap();
+        nul.nr_name = "n\0{1".into();
+        for spec in [long, nul] {
+            let e = open(crate::backend::emu::emu(), &spec, RegisterExtras::default()).unwrap_err();
+            let Error::InvalidPortSpec {
+                spec: text, expected, ..
+            } = &e
+            else {
+                panic!("{e:?}")
+            };
+            assert_eq!(text, "emu:n{1");
+            assert_eq!(expected, "a port name of at most 63 bytes");
+        }
+    }
+
+    #[test]
+    fn the_api_probe_speaks_typed_port_info() {
+        assert_eq!(api_probe().nr_name, "netmap-rs-api-probe");
+        // The embedded kernel answers "no such port" in our version, EINVAL
+        // in others; AF_PACKET knows no PORT_INFO_GET in ours.
+        assert_eq!(api_version(crate::backend::emu::emu()).unwrap(), ApiVersion::Ours);
+        let afp = crate::backend::afpacket::AfPacket::default();
+        assert_eq!(api_version(&afp).unwrap(), ApiVersion::Ours);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! How a port is opened, synced and polled.
 //!
 //! [`kernel`] does the work of libnetmap's `nmport_open` in Rust over the small
-//! [`Kernel`]/[`KernelFd`] traits below; [`devnetmap`] is the real kernel behind
-//! `/dev/netmap`, [`emu`] the embedded user-space one and [`afpacket`] Linux
-//! `PACKET_MMAP` rings laid out as a netmap port. [`libnetmap`] drives
-//! `libnetmap.so` instead, when it is present.
+//! traits below: a [`Kernel`] opens a [`Control`] handle, which answers the
+//! open-time requests (typed, one method each) and maps the region, and then
+//! becomes the [`PortFd`] that syncs and polls the bound rings. [`devnetmap`]
+//! is the real kernel behind `/dev/netmap` (the only one that builds an
+//! `nmreq_header`), [`emu`] the embedded user-space one and [`afpacket`] Linux
+//! `PACKET_MMAP` rings laid out as a netmap port; [`kregister`] holds what
+//! the last two share in answering REGISTER. [`libnetmap`] drives
+//! `libnetmap.so` instead, when it is present: the library opens the port,
+//! so it has a [`PortFd`] only.
 
 use std::fmt;
 use std::io;
@@ -12,7 +17,8 @@ use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::ffi::nmreq_header;
+use crate::ffi::{nmreq_port_info_get, nmreq_register};
+use crate::spec::PortSpec;
 use sys::Deadline;
 
 pub(crate) mod afpacket;
@@ -20,6 +26,7 @@ pub(crate) mod devnetmap;
 pub(crate) mod emu;
 pub(crate) mod fork;
 pub(crate) mod kernel;
+pub(crate) mod kregister;
 pub(crate) mod kring;
 pub(crate) mod libnetmap;
 pub(crate) mod select;
@@ -56,26 +63,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Reads the request body of type `T` that `hdr.nr_body` points at, lets
-/// `f` answer it, and writes the answer back, as the kernel's copy-in and
-/// copy-out of a request do.
-///
-/// # Safety
-/// `hdr.nr_body` must point at a live, writable `T` (the contract of
-/// [`KernelFd::ctrl`] for the request type); it need not be aligned.
-pub(crate) unsafe fn update_body<T>(
-    hdr: &nmreq_header,
-    f: impl FnOnce(&mut T) -> io::Result<()>,
-) -> io::Result<()> {
-    let body = hdr.nr_body as usize as *mut T;
-    // SAFETY: the caller's contract: `body` points at a live, writable `T`.
-    let mut req = unsafe { body.read_unaligned() };
-    f(&mut req)?;
-    // SAFETY: as above.
-    unsafe { body.write_unaligned(req) };
-    Ok(())
-}
-
 /// Which rings a sync call touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncDir {
@@ -106,29 +93,52 @@ pub(crate) enum MemDomain {
 /// A netmap control device: `open("/dev/netmap")` and friends.
 pub(crate) trait Kernel: Send + Sync + fmt::Debug {
     /// Opens a fresh handle, as `open("/dev/netmap", O_RDWR)` does.
-    fn open(&self) -> io::Result<Box<dyn KernelFd>>;
+    fn open(&self) -> io::Result<Box<dyn Control>>;
 
     /// The memory domain that regions of this kernel belong to.
     fn domain(&self) -> MemDomain;
 }
 
-/// One open handle on a netmap control device.
+/// An open handle on a netmap control device, at open time: the
+/// `NIOCCTRL` requests, typed, and the mapping of the region.
 ///
-/// Dropping it closes the handle, which unbinds its rings.
-pub(crate) trait KernelFd: Send + fmt::Debug {
-    /// `ioctl(fd, NIOCCTRL, hdr)`.
-    ///
-    /// # Safety
-    /// `hdr.nr_body` must point to a live, writable body of the type that
-    /// `hdr.nr_reqtype` names, and `hdr.nr_options` must be 0 or the head of a
-    /// chain of live, writable `nmreq_option`s, each of the type its
-    /// `nro_reqtype` names.
-    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()>;
+/// Each request is a method that takes the port as a [`PortSpec`] and the
+/// request's body as the kernel's `nmreq_*` struct, which holds the reply
+/// when the call returns `Ok`; an `Err` carries the errno the kernel would
+/// answer. Only `/dev/netmap` flattens a request into an `nmreq_header`;
+/// the user-space kernels read the typed fields. Requests still to come
+/// (VALE attach, detach and list, new and delete of persistent ports, pools
+/// info, port header get and set) are methods of the same shape.
+///
+/// Dropping the handle closes it, which unbinds its rings.
+pub(crate) trait Control: Send + fmt::Debug {
+    /// `NIOCCTRL(NETMAP_REQ_REGISTER)` of the port `spec` names, in
+    /// [`NETMAP_API`](crate::ffi::NETMAP_API): binds the rings that `req`
+    /// selects (`nr_mode`, `nr_ringid`, `nr_flags`) with the shape it asks
+    /// for. The name comes from `spec`, whose `nr_name` `kernel::open` has
+    /// checked to fit the kernel's; its ring selection and flags are already
+    /// in `req`. The spec's options (`@offset`, `@extmem`) have no field in
+    /// `req`: a backend that cannot ask for them answers `EOPNOTSUPP`.
+    fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()>;
+
+    /// `NIOCCTRL(NETMAP_REQ_PORT_INFO_GET)`: the shape and memory of the
+    /// port `spec` names, asked in API version `version` (the probe of
+    /// `kernel::api_version` asks in others, and a kernel that speaks
+    /// another answers `EINVAL`).
+    fn port_info(&mut self, spec: &PortSpec, version: u16, info: &mut nmreq_port_info_get) -> io::Result<()>;
 
     /// Maps `len` bytes of the handle's memory region, as
     /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)` does.
     fn mmap(&mut self, len: usize) -> io::Result<Mapping>;
 
+    /// The handle, from now on used only to sync and poll its rings.
+    fn into_port(self: Box<Self>) -> Box<dyn PortFd>;
+}
+
+/// An open handle at data time: the syncs and polls of the rings it bound.
+///
+/// Dropping it closes the handle, which unbinds its rings.
+pub(crate) trait PortFd: Send + fmt::Debug {
     /// `ioctl(fd, NIOCTXSYNC)` or `ioctl(fd, NIOCRXSYNC)`.
     fn sync(&self, dir: SyncDir) -> io::Result<()>;
 

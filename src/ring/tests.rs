@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::backend::kernel::KernelPort;
 use crate::backend::kring::{SharedRing, Slot};
-use crate::backend::{nm_prev, KernelFd, Mapping, MemDomain, SyncDir};
+use crate::backend::{nm_prev, Mapping, MemDomain, PortFd, SyncDir};
 use crate::error::BackendKind;
-use crate::ffi::{nmreq_header, nmreq_register};
+use crate::ffi::nmreq_register;
 use crate::frame::Frame;
 use crate::port::Netmap;
 use crate::spec;
@@ -67,7 +67,8 @@ struct KState {
     rx_hwtail: u32,
 }
 
-/// The heap port's descriptor: its syncs are the kernel's work.
+/// The heap port's descriptor (built as an open, registered port, so it
+/// has a [`PortFd`] only): its syncs are the kernel's work.
 #[derive(Debug)]
 struct HeapFd {
     base: NonNull<u8>,
@@ -86,15 +87,7 @@ impl HeapFd {
     }
 }
 
-impl KernelFd for HeapFd {
-    unsafe fn ctrl(&mut self, _hdr: &mut nmreq_header) -> io::Result<()> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-    }
-
-    fn mmap(&mut self, _len: usize) -> io::Result<Mapping> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-    }
-
+impl PortFd for HeapFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         let (tx, rx) = (self.ring(TX_OFS), self.ring(RX_OFS));

@@ -3,19 +3,17 @@
 //! over the reservation with `MAP_FIXED`.
 
 use std::io;
-use std::mem::size_of;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
 use super::sys::{TpacketReq, TX_BASE, VNET_HDR};
+use crate::backend::kregister;
 use crate::backend::kring::{RING_HDR, SLOT_SIZE};
 use crate::backend::sys::OwnedMap;
-use crate::ffi::{netmap_if, nmreq_register};
+use crate::ffi::nmreq_register;
 
 // netmap's layout, as the ring code reads it.
-const IF_HDR: usize = size_of::<netmap_if>();
 const RING_ALIGN: usize = 256;
-const _: () = assert!(IF_HDR == 56);
 const _: () = assert!(RING_HDR % RING_ALIGN == 0);
 
 /// Smallest and largest frame (netmap buffer) size.
@@ -86,7 +84,7 @@ impl Layout {
             n.max(per_block).max(2).div_ceil(per_block) * per_block
         };
         let (rx_slots, tx_slots) = (slots(req.nr_rx_slots), slots(req.nr_tx_slots));
-        let nif_len = IF_HDR + 2 * pairs as usize * size_of::<isize>();
+        let nif_len = kregister::if_len(pairs);
         let rings = (has_rx as usize * ring_bytes(rx_slots) + has_tx as usize * ring_bytes(tx_slots))
             * socks as usize;
         let head_len = (nif_len.next_multiple_of(RING_ALIGN) + rings).next_multiple_of(block);

@@ -1,8 +1,8 @@
 //! The AF_PACKET backend: Linux `PACKET_MMAP` rings presented as a netmap
 //! port, for real interfaces on hosts without netmap.
 //!
-//! [`AfPacket`] is a [`Kernel`] like `/dev/netmap`: a handle answers
-//! `NIOCCTRL(REGISTER)` for an interface name, and the caller then maps a
+//! [`AfPacket`] is a [`Kernel`] like `/dev/netmap`: a handle answers REGISTER
+//! ([`Control::register`]) for an interface name, and the caller then maps a
 //! region laid out as netmap's (a `netmap_if`, ring headers and slots) and
 //! drives the rings with `head`/`cur`/`tail` and syncs, so `kernel::open` and
 //! the safe ring code run unchanged.
@@ -129,7 +129,7 @@
 //! readiness per ring, open one port per ring (`build_per_ring`), which is
 //! also the way to drive the rings from several threads.
 //!
-//! [`KernelFd::poll`] (behind `Netmap::poll`) syncs the rings as netmap's
+//! [`PortFd::poll`] (behind `Netmap::poll`) syncs the rings as netmap's
 //! `poll` does and sleeps on a private epoll set in which the sockets are
 //! registered edge-triggered only while it waits, so it wakes for new
 //! packets and completed frames, not for frames the user still holds, and
@@ -159,6 +159,7 @@
 //!   (`EMSGSIZE` from the sync).
 //!
 //! [`Mapping`]: crate::backend::Mapping
+//! [`PortFd::poll`]: crate::backend::PortFd::poll
 
 mod group;
 mod iface;
@@ -174,7 +175,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 
-use crate::backend::{Kernel, KernelFd, MemDomain};
+use crate::backend::{Control, Kernel, MemDomain};
 use crate::error::{BackendKind, Error, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
 use crate::spec::{PortKind, PortSpec, RingSelect};
@@ -281,7 +282,7 @@ pub(crate) struct AfPacket {
 }
 
 impl Kernel for AfPacket {
-    fn open(&self) -> io::Result<Box<dyn KernelFd>> {
+    fn open(&self) -> io::Result<Box<dyn Control>> {
         Ok(Box::new(AfPacketFd {
             port: None,
             waiter: epoll_create()?,

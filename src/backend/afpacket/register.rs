@@ -1,5 +1,5 @@
-//! `NIOCCTRL(REGISTER)`: the sockets, the region and its rings, the fanout
-//! group, and the reply.
+//! REGISTER (the [`Control`] impl): the sockets, the region and its rings,
+//! the fanout group, and the reply.
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -14,18 +14,16 @@ use super::iface::{if_index, probe, vnet_tx_supported};
 use super::layout::{Layout, Region, MAX_RINGS};
 use super::rings::{Port, RingView, RxState, Sock, TxState};
 use super::sys::{
-    bind, epoll_create, epoll_ctl, packet_socket, page_size, setsockopt, PacketMreq, ETH_P_ALL, IFNAMSIZ,
+    bind, epoll_create, epoll_ctl, packet_socket, page_size, setsockopt, PacketMreq, ETH_P_ALL,
     PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_LOSS, PACKET_MR_PROMISC, PACKET_QDISC_BYPASS,
     PACKET_RX_RING, PACKET_TX_RING, PACKET_VERSION, PACKET_VNET_HDR, SOL_PACKET, TPACKET_V2,
 };
 use super::AfPacketFd;
-use crate::backend::errno;
-use crate::ffi::{
-    netmap_if, netmap_ring, nmreq_register, NETMAP_API, NR_EXCLUSIVE, NR_MONITOR_RX, NR_MONITOR_TX,
-    NR_NO_TX_POLL, NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
-    NR_ZCOPY_MON,
-};
+use crate::backend::kregister::{self, Selection};
+use crate::backend::{errno, Control, Mapping, PortFd};
+use crate::ffi::{netmap_ring, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
 use crate::ring::RESERVED_BUFS;
+use crate::spec::PortSpec;
 
 /// On a physical NIC, packets up to this size are copied into the skb (a
 /// small copy costs less than mapping a page fragment for DMA); larger ones
@@ -35,8 +33,8 @@ const PHYS_LINEAR_MAX: usize = 256;
 /// What a REGISTER request asks for, checked.
 #[derive(Debug)]
 struct Request {
-    has_rx: bool,
-    has_tx: bool,
+    /// The directions, and the ring selection.
+    sel: Selection,
     /// Ring pairs of the port.
     pairs: u32,
     /// The ring pairs this handle binds, one socket each.
@@ -44,73 +42,37 @@ struct Request {
 }
 
 impl Request {
-    /// Reads `req`: the directions, how many ring pairs, which of them.
-    fn parse(req: &nmreq_register) -> io::Result<Request> {
-        if req.nr_flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON) != 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
-        let tx_only = req.nr_flags & NR_TX_RINGS_ONLY != 0;
-        let rx_only = req.nr_flags & NR_RX_RINGS_ONLY != 0;
-        if tx_only && rx_only {
-            return Err(errno(libc::EINVAL));
-        }
-        let (has_rx, has_tx) = (!tx_only, !rx_only);
+    /// Reads `req` on a handle `registered` already or not: the
+    /// directions, how many ring pairs, which of them.
+    fn parse(req: &nmreq_register, registered: bool) -> io::Result<Request> {
+        let sel = Selection::check(req, registered)?;
         let pairs = u32::from(req.nr_tx_rings.max(req.nr_rx_rings)).max(1);
         if pairs > MAX_RINGS {
             return Err(errno(libc::EINVAL));
         }
-        let bound = match req.nr_mode {
-            NR_REG_DEFAULT | NR_REG_ALL_NIC => 0..pairs,
-            NR_REG_ONE_NIC => {
-                let id = u32::from(req.nr_ringid);
-                if id >= pairs {
-                    return Err(errno(libc::EINVAL));
-                }
-                id..id + 1
-            }
-            // Host rings, pipes, the NULL mode: netmap only.
-            _ => return Err(errno(libc::EOPNOTSUPP)),
-        };
-        Ok(Request {
-            has_rx,
-            has_tx,
-            pairs,
-            bound,
-        })
-    }
-
-    /// The ring ids bound in one direction: `bound`, or none if the port
-    /// has no ring of that direction.
-    fn rings(&self, has: bool) -> Range<u32> {
-        if has {
-            self.bound.clone()
-        } else {
-            0..0
-        }
+        // Host rings, pipes, the NULL mode: netmap only.
+        let bound = sel.rings(pairs, libc::EOPNOTSUPP)?;
+        Ok(Request { sel, pairs, bound })
     }
 }
 
-impl AfPacketFd {
-    pub(super) fn register(&mut self, name: &str, req: &mut nmreq_register) -> io::Result<()> {
-        if self.port.is_some() {
-            return Err(errno(libc::EBUSY));
-        }
-        let r = Request::parse(req)?;
+impl Control for AfPacketFd {
+    fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()> {
+        kregister::refuse_options(spec)?;
+        let r = Request::parse(req, self.port.is_some())?;
+        let (has_rx, has_tx) = (r.sel.rx, r.sel.tx);
+        let name = spec.nr_name.as_str();
         let ifindex = if_index(name)?;
-        let claim = RingClaim::take(
-            ifindex,
-            r.rings(r.has_tx),
-            r.rings(r.has_rx),
-            req.nr_flags & NR_EXCLUSIVE != 0,
-        )?;
+        let (tx, rx) = r.sel.per_dir(r.bound.clone());
+        let claim = RingClaim::take(ifindex, tx, rx, req.nr_flags & NR_EXCLUSIVE != 0)?;
         let (mtu, physical) = probe(name)?;
-        let vnet = r.has_tx && vnet_tx_supported();
+        let vnet = has_tx && vnet_tx_supported();
         let layout = Layout::new(
             mtu,
             page_size(),
             req,
-            r.has_rx,
-            r.has_tx,
+            has_rx,
+            has_tx,
             vnet,
             r.pairs,
             r.bound.len() as u32,
@@ -122,7 +84,7 @@ impl AfPacketFd {
             .collect::<io::Result<Vec<Sock>>>()?;
         write_if(&region, &layout, name, &socks, r.bound.clone());
 
-        let fanout = if r.has_rx && r.pairs > 1 {
+        let fanout = if has_rx && r.pairs > 1 {
             Some(join_fanout(&socks, ifindex, r.pairs, r.bound.clone())?)
         } else {
             None
@@ -147,6 +109,34 @@ impl AfPacketFd {
             txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
         });
         Ok(())
+    }
+
+    /// AF_PACKET knows only REGISTER.
+    fn port_info(
+        &mut self,
+        _spec: &PortSpec,
+        version: u16,
+        _info: &mut nmreq_port_info_get,
+    ) -> io::Result<()> {
+        kregister::check_version(version)?;
+        Err(errno(libc::EOPNOTSUPP))
+    }
+
+    fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
+        let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
+        let region = &port.region;
+        if len == 0 || len > region.len {
+            return Err(errno(libc::EINVAL));
+        }
+        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
+        // SAFETY: `[base, base + len)` lies inside the region (`len <=
+        // region.len`), which stays mapped while `owner`, an `Arc` of it,
+        // lives.
+        Ok(unsafe { Mapping::shared(region.base, len, owner) })
+    }
+
+    fn into_port(self: Box<Self>) -> Box<dyn PortFd> {
+        self
     }
 }
 
@@ -297,27 +287,12 @@ fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16) {
 
 /// Fills the `netmap_if` at the start of the region.
 fn write_if(region: &Region, layout: &Layout, name: &str, socks: &[Sock], bound: Range<u32>) {
-    let nif = region.base.as_ptr().cast::<netmap_if>();
-    let nif_addr = nif as isize;
-    let ofs = |p: NonNull<u8>| p.as_ptr() as isize - nif_addr;
-    // SAFETY: the netmap_if (`nif_len` bytes, its ring_ofs table of
-    // `2 * pairs` entries included) lies at the start of the anonymous part
-    // of the region, which is zeroed; the user sees it only after REGISTER.
-    unsafe {
-        let nm = ptr::addr_of_mut!((*nif).ni_name).cast::<u8>();
-        let len = name.len().min(IFNAMSIZ - 1);
-        ptr::copy_nonoverlapping(name.as_ptr(), nm, len);
-        ptr::addr_of_mut!((*nif).ni_version).write(u32::from(NETMAP_API));
-        ptr::addr_of_mut!((*nif).ni_tx_rings).write(layout.pairs);
-        ptr::addr_of_mut!((*nif).ni_rx_rings).write(layout.pairs);
-        let table = ptr::addr_of_mut!((*nif).ring_ofs).cast::<isize>();
-        for (pair, s) in bound.zip(socks) {
-            if let Some(tx) = &s.tx {
-                table.add(pair as usize).write(ofs(tx.v.ring));
-            }
-            if let Some(rx) = &s.rx {
-                table.add((layout.pairs + pair) as usize).write(ofs(rx.v.ring));
-            }
-        }
-    }
+    let nif = region.base.as_ptr() as isize;
+    let ofs = |pair: u32, ring: Option<NonNull<u8>>| Some((pair, ring?.as_ptr() as isize - nif));
+    let tx = (bound.clone().zip(socks)).filter_map(|(i, s)| ofs(i, s.tx.as_ref().map(|r| r.v.ring)));
+    let rx = (bound.zip(socks)).filter_map(|(i, s)| ofs(i, s.rx.as_ref().map(|r| r.v.ring)));
+    // SAFETY: the netmap_if (`nif_len` bytes, `if_len(pairs)`) lies at the
+    // start of the anonymous part of the region, page-aligned; the user sees
+    // it only after REGISTER; the bound ring pairs are below `pairs`.
+    unsafe { kregister::write_if(region.base.cast(), name, layout.pairs, tx, rx) }
 }

@@ -1,12 +1,11 @@
 //! Syncs and poll: the rings' `head`/`cur`/`tail` against the frames'
-//! status words, and the [`KernelFd`] impl.
+//! status words, and the [`PortFd`] impl.
 
 use std::ffi::c_int;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::rings::{Port, RingView, RxState, TxState};
 use super::sys::{
@@ -17,11 +16,9 @@ use super::sys::{
 use super::AfPacketFd;
 use crate::backend::kring::Slot;
 use crate::backend::sys::{self, cvt, Deadline};
-use crate::backend::{errno, nm_prev as prev, update_body, within, KernelFd, Mapping, SyncDir};
+use crate::backend::{errno, nm_prev as prev, within, PortFd, SyncDir};
 use crate::ffi::nm_next as next;
-use crate::ffi::{
-    nmreq_header, nmreq_register, NETMAP_API, NETMAP_MAX_FRAGS, NETMAP_REQ_REGISTER, NS_MOREFRAG,
-};
+use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
 
 impl Port {
     fn rxsync(&self, rx: &RxState) -> io::Result<bool> {
@@ -320,39 +317,7 @@ fn rx_packet(v: &RingView, t: u32, status: u32, h: &Tpacket2Hdr) -> (usize, u16)
     (off, len.min(u16::MAX as usize) as u16)
 }
 
-impl KernelFd for AfPacketFd {
-    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()> {
-        if hdr.nr_version != NETMAP_API {
-            return Err(errno(libc::EINVAL));
-        }
-        if hdr.nr_reqtype != NETMAP_REQ_REGISTER {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
-        if hdr.nr_options != 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
-        if hdr.nr_body == 0 {
-            return Err(errno(libc::EINVAL));
-        }
-        let name = name_of(hdr)?;
-        // SAFETY: `ctrl`'s contract: `nr_body` points at a live, writable
-        // `nmreq_register`, the body of NETMAP_REQ_REGISTER.
-        unsafe { update_body(hdr, |req: &mut nmreq_register| self.register(&name, req)) }
-    }
-
-    fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
-        let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
-        let region = &port.region;
-        if len == 0 || len > region.len {
-            return Err(errno(libc::EINVAL));
-        }
-        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
-        // SAFETY: `[base, base + len)` lies inside the region (`len <=
-        // region.len`), which stays mapped while `owner`, an `Arc` of it,
-        // lives.
-        Ok(unsafe { Mapping::shared(region.base, len, owner) })
-    }
-
+impl PortFd for AfPacketFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let port = self.port.as_ref().ok_or_else(|| errno(libc::ENXIO))?;
         port.sync_all(dir).map(drop)
@@ -450,14 +415,4 @@ impl AfPacketFd {
         }
         Ok(failed)
     }
-}
-
-fn name_of(hdr: &nmreq_header) -> io::Result<String> {
-    let bytes: Vec<u8> = hdr
-        .nr_name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8(bytes).map_err(|_| errno(libc::EINVAL))
 }

@@ -74,3 +74,44 @@ fn wrapping_interval() {
     assert!(within(3, 2, 5) && !within(6, 2, 5));
     assert!(within(0, 6, 1) && within(7, 6, 1) && !within(3, 6, 1));
 }
+
+#[test]
+fn register_checks_answer_before_any_socket_is_opened() {
+    use crate::backend::{Kernel, SyncDir};
+    use crate::ffi::{
+        NETMAP_API, NR_MONITOR_TX, NR_REG_ONE_NIC, NR_REG_SW, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
+    };
+    let spec = crate::spec::parse("afpacket:nmrsnone0").unwrap();
+    let errno = |f: &dyn Fn(&mut nmreq_register)| {
+        let mut ctl = super::AfPacket::default().open().unwrap();
+        let mut r = nmreq_register::default();
+        f(&mut r);
+        ctl.register(&spec, &mut r).unwrap_err().raw_os_error()
+    };
+    assert_eq!(errno(&|r| r.nr_flags = NR_MONITOR_TX), Some(libc::EOPNOTSUPP));
+    let both = NR_TX_RINGS_ONLY | NR_RX_RINGS_ONLY;
+    assert_eq!(errno(&|r| r.nr_flags = both), Some(libc::EINVAL));
+    // Directions, then the number of ring pairs, then the mode.
+    let sw_both = |r: &mut nmreq_register| (r.nr_mode, r.nr_flags) = (NR_REG_SW, both);
+    assert_eq!(errno(&sw_both), Some(libc::EINVAL));
+    let sw_many = |r: &mut nmreq_register| (r.nr_mode, r.nr_tx_rings) = (NR_REG_SW, 65);
+    assert_eq!(errno(&sw_many), Some(libc::EINVAL));
+    assert_eq!(errno(&|r| r.nr_mode = NR_REG_SW), Some(libc::EOPNOTSUPP));
+    let one = |r: &mut nmreq_register| (r.nr_mode, r.nr_ringid, r.nr_tx_rings) = (NR_REG_ONE_NIC, 2, 2);
+    assert_eq!(errno(&one), Some(libc::EINVAL));
+    // Past the checks: the interface does not exist.
+    assert_eq!(errno(&|_| {}), Some(libc::ENODEV));
+    // AF_PACKET knows no other request; unregistered, it binds nothing.
+    let mut ctl = super::AfPacket::default().open().unwrap();
+    let mut info = Default::default();
+    let e = ctl.port_info(&spec, NETMAP_API, &mut info).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
+    let e = ctl.port_info(&spec, NETMAP_API + 1, &mut info).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(ctl.mmap(4096).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    let port = ctl.into_port();
+    assert_eq!(
+        port.sync(SyncDir::Rx).unwrap_err().raw_os_error(),
+        Some(libc::ENXIO)
+    );
+}

@@ -1,34 +1,27 @@
 //! The handle: `open("/dev/netmap")` on the embedded kernel, its REGISTER
-//! and PORT_INFO_GET requests, and the syncs and polls on its rings.
+//! and PORT_INFO_GET requests (typed, as [`Control`] has them), and the
+//! syncs and polls on its rings.
 
 use std::fmt;
 use std::io;
-use std::mem::{offset_of, size_of};
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::ptr;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use super::notify::Notifier;
 use super::pipe::{Dir, Pipe, PipeState};
 use super::registry::{End, PortName, Registry};
-use super::{IF_HDR, MAX_RINGS};
+use super::MAX_RINGS;
+use crate::backend::kregister::{self, Selection};
 use crate::backend::sys::Deadline;
-use crate::backend::{errno, lock, update_body, KernelFd, Mapping, SyncDir};
-use crate::ffi::{
-    netmap_if, nmreq_header, nmreq_option, nmreq_port_info_get, nmreq_register, NETMAP_API,
-    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NR_EXCLUSIVE, NR_MONITOR_RX, NR_MONITOR_TX, NR_NO_TX_POLL,
-    NR_REG_ALL_NIC, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY, NR_ZCOPY_MON,
-};
-
-/// Bytes of `netmap_if.ni_name` (`IFNAMSIZ`).
-const IF_NAME_LEN: usize = offset_of!(netmap_if, ni_version) - offset_of!(netmap_if, ni_name);
-/// Longest `nmreq_option` chain walked before the request is refused.
-const MAX_OPTIONS: usize = 64;
+use crate::backend::{errno, lock, Control, Mapping, PortFd, SyncDir};
+use crate::ffi::{nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
+use crate::spec::PortSpec;
 
 /// One open handle of the embedded kernel: `open("/dev/netmap")`.
 pub(super) struct EmuFd {
-    /// The registered end, once `NIOCCTRL(REGISTER)` succeeded.
+    /// The registered end, once REGISTER succeeded.
     reg: Option<Registration>,
     notifier: Arc<Notifier>,
     registry: Arc<Mutex<Registry>>,
@@ -103,82 +96,24 @@ impl Drop for EmuFd {
     }
 }
 
-/// The rings a register request selects, per direction.
-fn ring_ranges(req: &nmreq_register, nrings: u32) -> io::Result<(Range<u32>, Range<u32>)> {
-    let all = match req.nr_mode {
-        NR_REG_DEFAULT | NR_REG_ALL_NIC => 0..nrings,
-        NR_REG_ONE_NIC => {
-            let id = u32::from(req.nr_ringid);
-            if id >= nrings {
-                return Err(errno(libc::EINVAL));
-            }
-            id..id + 1
-        }
-        // Host rings (SW, NIC_SW, ONE_SW), the deprecated pipe modes and
-        // NULL: a pipe has none of these.
-        _ => return Err(errno(libc::EINVAL)),
-    };
-    let tx_only = req.nr_flags & NR_TX_RINGS_ONLY != 0;
-    let rx_only = req.nr_flags & NR_RX_RINGS_ONLY != 0;
-    match (tx_only, rx_only) {
-        (true, true) => Err(errno(libc::EINVAL)),
-        (true, false) => Ok((all, 0..0)),
-        (false, true) => Ok((0..0, all)),
-        (false, false) => Ok((all.clone(), all)),
-    }
-}
-
-/// Marks every option of a request unsupported; the emu implements none.
-///
-/// # Safety
-/// `head` is 0 or the address of a live, writable `nmreq_option` whose
-/// `nro_next` chain obeys the same rule.
-unsafe fn refuse_options(head: u64) -> io::Result<()> {
-    if head == 0 {
-        return Ok(());
-    }
-    let mut p = head;
-    for _ in 0..MAX_OPTIONS {
-        let opt = p as usize as *mut nmreq_option;
-        // SAFETY: the caller's contract: `p` is a live, writable option.
-        unsafe {
-            ptr::addr_of_mut!((*opt).nro_status).write(libc::EOPNOTSUPP as u32);
-            p = ptr::addr_of!((*opt).nro_next).read();
-        }
-        if p == 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
-    }
-    Err(errno(libc::EINVAL))
-}
-
 /// Fills this handle's `netmap_if`.
-fn write_if(reg: &Registration, name: &[u8]) {
+fn write_if(reg: &Registration, name: &str) {
     let pipe = &reg.pipe;
-    let nif = pipe.region.at(reg.nifp_off).cast::<netmap_if>();
-    let n = pipe.nrings as usize;
-    let ofs = |k: usize| pipe.ring_off(k) as isize - reg.nifp_off as isize;
-    // SAFETY: `[nifp_off, nifp_off + nifp_len)` was just allocated to
-    // this handle from the netmap_if pool, inside the mapped region and
-    // 64-aligned; the user learns its offset only when REGISTER returns,
-    // so plain writes do not race. `ring_ofs` has `2 * n` entries.
+    let nifp = reg.nifp_off as isize;
+    let ofs = |dir, i| (i, pipe.ring_off(pipe.kidx(reg.end, dir, i)) as isize - nifp);
+    let nif = NonNull::new(pipe.region.at(reg.nifp_off)).expect("netmap_if in region");
+    // SAFETY: `[nifp_off, nifp_off + nifp_len)`, `nifp_len` being
+    // `if_len(nrings)`, was just allocated to this handle from the netmap_if
+    // pool, inside the mapped region and 64-aligned; the user learns its
+    // offset only when REGISTER returns. The ring ids are below `nrings`.
     unsafe {
-        ptr::write_bytes(nif.cast::<u8>(), 0, reg.nifp_len);
-        let nm = ptr::addr_of_mut!((*nif).ni_name).cast::<u8>();
-        let len = name.len().min(IF_NAME_LEN - 1);
-        ptr::copy_nonoverlapping(name.as_ptr(), nm, len);
-        ptr::addr_of_mut!((*nif).ni_version).write(u32::from(NETMAP_API));
-        ptr::addr_of_mut!((*nif).ni_tx_rings).write(n as u32);
-        ptr::addr_of_mut!((*nif).ni_rx_rings).write(n as u32);
-        let table = ptr::addr_of_mut!((*nif).ring_ofs).cast::<isize>();
-        for i in reg.tx.clone() {
-            table.add(i as usize).write(ofs(pipe.kidx(reg.end, Dir::Tx, i)));
-        }
-        for i in reg.rx.clone() {
-            table
-                .add(n + i as usize)
-                .write(ofs(pipe.kidx(reg.end, Dir::Rx, i)));
-        }
+        kregister::write_if(
+            nif.cast(),
+            name,
+            pipe.nrings,
+            reg.tx.clone().map(|i| ofs(Dir::Tx, i)),
+            reg.rx.clone().map(|i| ofs(Dir::Rx, i)),
+        )
     }
 }
 
@@ -209,18 +144,22 @@ impl EmuFd {
         }
     }
 
-    fn register(&mut self, name: &PortName, req: &mut nmreq_register) -> io::Result<()> {
-        if self.reg.is_some() {
-            return Err(errno(libc::EBUSY));
-        }
-        if req.nr_flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON) != 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
+    fn registered(&self) -> io::Result<&Registration> {
+        self.reg.as_ref().ok_or_else(|| errno(libc::ENXIO))
+    }
+}
+
+impl Control for EmuFd {
+    fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()> {
+        kregister::refuse_options(spec)?;
+        let name = PortName::of(spec)?;
+        let sel = Selection::check(req, self.reg.is_some())?;
         // Check the mode before making a pipe: ring ids are checked below.
-        ring_ranges(req, MAX_RINGS)?;
-        let pipe = lock(&self.registry).pipe(name, req)?;
-        let (tx, rx) = ring_ranges(req, pipe.nrings)?;
-        let nifp_len = IF_HDR + 2 * pipe.nrings as usize * size_of::<isize>();
+        // A pipe has no host rings: other modes are EINVAL.
+        sel.rings(MAX_RINGS, libc::EINVAL)?;
+        let pipe = lock(&self.registry).pipe(&name, req)?;
+        let (tx, rx) = sel.per_dir(sel.rings(pipe.nrings, libc::EINVAL)?);
+        let nifp_len = kregister::if_len(pipe.nrings);
         let reg = Registration {
             end: name.end,
             tx,
@@ -237,7 +176,7 @@ impl EmuFd {
             pipe.region.free_if(reg.nifp_off, reg.nifp_len);
             return Err(errno(libc::EBUSY));
         }
-        write_if(&reg, &name.full);
+        write_if(&reg, &spec.nr_name);
 
         describe!(req, pipe);
         req.nr_offset = reg.nifp_off as u64;
@@ -246,43 +185,14 @@ impl EmuFd {
         Ok(())
     }
 
-    fn port_info(&self, name: &PortName, info: &mut nmreq_port_info_get) -> io::Result<()> {
+    fn port_info(&mut self, spec: &PortSpec, version: u16, info: &mut nmreq_port_info_get) -> io::Result<()> {
+        kregister::check_version(version)?;
+        let name = PortName::of(spec)?;
         let pipe = lock(&self.registry)
-            .find_pipe(name)
+            .find_pipe(&name)
             .ok_or_else(|| errno(libc::ENOENT))?;
         describe!(info, pipe);
         Ok(())
-    }
-
-    fn registered(&self) -> io::Result<&Registration> {
-        self.reg.as_ref().ok_or_else(|| errno(libc::ENXIO))
-    }
-}
-
-impl KernelFd for EmuFd {
-    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()> {
-        if hdr.nr_version != NETMAP_API || hdr.nr_reserved != 0 {
-            return Err(errno(libc::EINVAL));
-        }
-        if hdr.nr_reqtype != NETMAP_REQ_REGISTER && hdr.nr_reqtype != NETMAP_REQ_PORT_INFO_GET {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
-        // SAFETY: `ctrl`'s contract: `nr_options` is 0 or a chain of live,
-        // writable options.
-        unsafe { refuse_options(hdr.nr_options) }?;
-        if hdr.nr_body == 0 {
-            return Err(errno(libc::EINVAL));
-        }
-        let name = PortName::parse(&hdr.nr_name)?;
-        if hdr.nr_reqtype == NETMAP_REQ_REGISTER {
-            // SAFETY: `ctrl`'s contract: `nr_body` points at a live,
-            // writable `nmreq_register` for this request type.
-            unsafe { update_body(hdr, |req: &mut nmreq_register| self.register(&name, req)) }
-        } else {
-            // SAFETY: `ctrl`'s contract: `nr_body` points at a live,
-            // writable `nmreq_port_info_get` for this request type.
-            unsafe { update_body(hdr, |info: &mut nmreq_port_info_get| self.port_info(&name, info)) }
-        }
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
@@ -298,6 +208,12 @@ impl KernelFd for EmuFd {
         Ok(unsafe { Mapping::shared(region.base, len, owner) })
     }
 
+    fn into_port(self: Box<Self>) -> Box<dyn PortFd> {
+        self
+    }
+}
+
+impl PortFd for EmuFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let reg = self.registered()?;
         let mut st = reg.pipe.lock();

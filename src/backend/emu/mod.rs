@@ -1,8 +1,8 @@
 //! The embedded kernel: netmap pipes in user space, on the real shared-memory
 //! layout.
 //!
-//! [`Emu`] answers the same `NIOCCTRL` requests as `/dev/netmap` would, for
-//! pipes: `NAME{ID` is the master end of pipe `ID` of parent `NAME`, `NAME}ID`
+//! [`Emu`] answers the same requests as `/dev/netmap` would (the typed ones
+//! of [`Control`]: REGISTER and PORT_INFO_GET), for pipes: `NAME{ID` is the master end of pipe `ID` of parent `NAME`, `NAME}ID`
 //! its slave end. A bare `NAME` is a loopback port, whose TX ring `i` feeds its
 //! own RX ring `i` (a stand-in for an interface looped back by cable; the
 //! embedded kernel has no real interfaces). A handle ([`EmuFd`]) registers one
@@ -76,18 +76,17 @@
 //! delivered again. When both ends are closed the pipe and its memory go.
 //!
 //! # Files
-//! [`registry`] holds the process-global registry and parses port names,
+//! [`registry`] holds the process-global registry, keyed by the port names
+//! of the requests' [`PortSpec`](crate::spec::PortSpec)s,
 //! [`region`] the shared memory and its pools, [`pipe`] the rings and their
 //! syncs, [`notify`] the eventfd, and [`fd`] the handle that ties them
 //! together.
 
 use std::fmt;
 use std::io;
-use std::mem::size_of;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use crate::backend::{lock, Kernel, KernelFd, MemDomain};
-use crate::ffi::netmap_if;
+use crate::backend::{lock, Control, Kernel, MemDomain};
 
 use fd::EmuFd;
 use notify::Notifier;
@@ -111,9 +110,6 @@ const DEFAULT_SLOTS: u32 = 1024;
 const MIN_SLOTS: u32 = 2;
 /// Most slots per ring.
 const MAX_SLOTS: u32 = 16384;
-/// The fixed part of a `netmap_if`, before `ring_ofs[]`.
-const IF_HDR: usize = size_of::<netmap_if>();
-const _: () = assert!(IF_HDR == 56);
 
 /// The embedded kernel: a registry of pipes and of their parents' regions.
 pub(crate) struct Emu {
@@ -139,7 +135,7 @@ pub(crate) fn emu() -> &'static Emu {
 }
 
 impl Kernel for Emu {
-    fn open(&self) -> io::Result<Box<dyn KernelFd>> {
+    fn open(&self) -> io::Result<Box<dyn Control>> {
         Ok(Box::new(EmuFd::new(
             Arc::new(Notifier::new()?),
             Arc::clone(&self.registry),

@@ -40,7 +40,7 @@ use crate::backend::sys::cvt;
 ///
 /// The fd reports `POLLOUT` at all times, so only its edges carry the TX
 /// meaning: a level-triggered caller should use
-/// [`KernelFd::poll`](crate::backend::KernelFd::poll), which checks the rings
+/// [`PortFd::poll`](crate::backend::PortFd::poll), which checks the rings
 /// as netmap does. The counter must not be read by anyone else, or its state
 /// drifts from `armed` until the next drain.
 #[derive(Debug)]

@@ -81,7 +81,7 @@ pub(super) struct PipeState {
 /// cable.
 pub(super) struct Pipe {
     pub(super) region: Arc<Region>,
-    name: Vec<u8>,
+    name: String,
     /// 2 for a pipe, 1 for a loopback port.
     ends: usize,
     pub(super) nrings: u32,
@@ -100,7 +100,7 @@ pub(super) struct Pipe {
 impl fmt::Debug for Pipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipe")
-            .field("name", &String::from_utf8_lossy(&self.name))
+            .field("name", &self.name)
             .field("mem_id", &self.region.mem_id)
             .field("nrings", &self.nrings)
             .field("nslots", &self.nslots)
@@ -119,7 +119,7 @@ impl Pipe {
         let pipe = Pipe {
             region,
             name: match &name.id {
-                Some(id) => [&name.parent[..], b"{", id].concat(),
+                Some(id) => format!("{}{{{id}", name.parent),
                 None => name.parent.clone(),
             },
             ends,

@@ -1,5 +1,5 @@
 //! The process-global registry of pipes and regions, and the port names
-//! that key it.
+//! that key it, taken from the typed [`PortSpec`].
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -10,6 +10,7 @@ use super::region::Region;
 use super::{DEFAULT_SLOTS, MAX_RINGS, MAX_SLOTS, MIN_SLOTS};
 use crate::backend::errno;
 use crate::ffi::nmreq_register;
+use crate::spec::{PipeRole, PipeSpec, PortSpec};
 
 /// Which end of a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,53 +21,40 @@ pub(super) enum End {
     Slave = 1,
 }
 
-/// A parsed port name.
+/// The port a request names: the registry's key.
 #[derive(Debug)]
 pub(super) struct PortName {
-    pub(super) parent: Vec<u8>,
+    pub(super) parent: String,
     /// The pipe id, or `None` for the loopback port `parent` itself.
-    pub(super) id: Option<Vec<u8>>,
+    pub(super) id: Option<String>,
     pub(super) end: End,
-    /// The whole name, for `ni_name`.
-    pub(super) full: Vec<u8>,
 }
 
 impl PortName {
-    /// Parses `hdr.nr_name` as the kernel does: the last `{` makes a master
-    /// end, else the last `}` a slave end. A name without either names the
-    /// parent itself, which this kernel offers as a loopback port.
-    pub(super) fn parse(raw: &[std::ffi::c_char]) -> io::Result<PortName> {
-        let bytes: Vec<u8> = raw.iter().map(|c| c.to_ne_bytes()[0]).collect();
-        let len = bytes
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| errno(libc::EINVAL))?;
-        let full = bytes[..len].to_vec();
-        if full.is_empty() {
+    /// The port `spec` names: the pipe end of its `pipe`, `{` making a
+    /// master end and `}` a slave end, of parent `ifname`; a name without
+    /// a pipe names the parent itself, which this kernel offers as a
+    /// loopback port. An empty parent or pipe id is `EINVAL`, as the
+    /// kernel answers such a name.
+    pub(super) fn of(spec: &PortSpec) -> io::Result<PortName> {
+        if spec.ifname.is_empty() {
             return Err(errno(libc::EINVAL));
         }
-        let (pos, end) = match full.iter().rposition(|&b| b == b'{') {
-            Some(p) => (p, End::Master),
-            None => match full.iter().rposition(|&b| b == b'}') {
-                Some(p) => (p, End::Slave),
-                None => {
-                    return Ok(PortName {
-                        parent: full.clone(),
-                        id: None,
-                        end: End::Master,
-                        full,
-                    })
-                }
-            },
+        let (id, end) = match &spec.pipe {
+            None => (None, End::Master),
+            Some(p) if p.id.is_empty() => return Err(errno(libc::EINVAL)),
+            Some(PipeSpec { role, id }) => (
+                Some(id.clone()),
+                match role {
+                    PipeRole::Master => End::Master,
+                    PipeRole::Slave => End::Slave,
+                },
+            ),
         };
-        if pos == 0 || pos + 1 == full.len() {
-            return Err(errno(libc::EINVAL));
-        }
         Ok(PortName {
-            parent: full[..pos].to_vec(),
-            id: Some(full[pos + 1..].to_vec()),
+            parent: spec.ifname.clone(),
+            id,
             end,
-            full,
         })
     }
 
@@ -76,13 +64,13 @@ impl PortName {
 }
 
 /// A pipe's key: parent name and pipe id (`None` for a loopback port).
-type PortKey = (Vec<u8>, Option<Vec<u8>>);
+type PortKey = (String, Option<String>);
 
 /// Live pipes and regions, by name. Entries are weak: a pipe lives while a
 /// handle holds it, a region while a pipe or a mapping does; dead entries are
 /// pruned when new ones are made.
 pub(super) struct Registry {
-    regions: HashMap<Vec<u8>, (u16, Weak<Region>)>,
+    regions: HashMap<String, (u16, Weak<Region>)>,
     pipes: HashMap<PortKey, Weak<Pipe>>,
     next_mem_id: u16,
 }
@@ -124,7 +112,7 @@ impl Registry {
     }
 
     /// The region of parent `parent`, made if there is none.
-    fn region(&mut self, parent: &[u8]) -> io::Result<Arc<Region>> {
+    fn region(&mut self, parent: &str) -> io::Result<Arc<Region>> {
         if let Some(r) = self.regions.get(parent).and_then(|(_, w)| w.upgrade()) {
             return Ok(r);
         }
@@ -132,7 +120,7 @@ impl Registry {
         let mem_id = self.fresh_mem_id()?;
         let region = Arc::new(Region::new(mem_id)?);
         self.regions
-            .insert(parent.to_vec(), (mem_id, Arc::downgrade(&region)));
+            .insert(parent.to_owned(), (mem_id, Arc::downgrade(&region)));
         Ok(region)
     }
 

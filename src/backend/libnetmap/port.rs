@@ -11,14 +11,15 @@ use super::call::Call;
 use super::load::IoctlReq;
 use super::LibNetmap;
 use crate::backend::sys::{self, Deadline};
-use crate::backend::{KernelFd, Mapping, SyncDir};
+use crate::backend::{PortFd, SyncDir};
 use crate::error::{Error, Result};
-use crate::ffi::{self, nmctx, nmport_d, nmreq_header};
+use crate::ffi::{self, nmctx, nmport_d};
 
 /// A registered libnetmap port: the `nmport_d` and what must outlive it.
 ///
-/// Shared (as an `Arc`) by the port's [`LibFd`] and its [`Mapping`], so the
-/// region stays mapped until both are gone; then `nmport_close` runs.
+/// Shared (as an `Arc`) by the port's [`LibFd`] and its
+/// [`Mapping`](crate::backend::Mapping), so the region stays mapped until
+/// both are gone; then `nmport_close` runs.
 pub(super) struct Descriptor {
     d: NonNull<nmport_d>,
     /// The descriptor's context, for capturing what `nmport_close` says.
@@ -138,20 +139,7 @@ impl LibFd {
     }
 }
 
-impl KernelFd for LibFd {
-    unsafe fn ctrl(&mut self, hdr: &mut nmreq_header) -> io::Result<()> {
-        // SAFETY: NIOCCTRL takes a `struct nmreq_header *`; the caller
-        // guarantees its body and options.
-        unsafe { self.ioctl(ffi::NIOCCTRL, ptr::from_mut(hdr).cast()) }
-    }
-
-    fn mmap(&mut self, _len: usize) -> io::Result<Mapping> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a libnetmap port is mapped by the library, once, at open",
-        ))
-    }
-
+impl PortFd for LibFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let req = match dir {
             SyncDir::Tx => ffi::NIOCTXSYNC,

@@ -1,53 +1,44 @@
-//! A C-like client of the embedded kernel: raw requests, and rings driven
-//! through raw pointers as a C netmap program drives them.
+//! A C-like client of the embedded kernel: the requests of [`Control`], and
+//! rings driven through raw pointers as a C netmap program drives them.
 
-use std::ffi::c_char;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::offset_of;
+use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::super::{emu, IF_HDR};
+use super::super::emu;
 use crate::backend::kring::{RING_CUR, RING_HDR, RING_HEAD, RING_TAIL};
 use crate::backend::sys::Deadline;
-use crate::backend::{Kernel, KernelFd, Mapping, SyncDir};
+use crate::backend::{Control, Kernel, Mapping, PortFd, SyncDir};
 use crate::ffi::nm_next as next;
 use crate::ffi::{
-    netmap_if, netmap_ring, netmap_slot, nmreq_header, nmreq_register, NETMAP_API, NETMAP_REQ_REGISTER,
-    NR_EXCLUSIVE, NR_REG_ALL_NIC, NR_REG_ONE_NIC,
+    netmap_if, netmap_ring, netmap_slot, nmreq_port_info_get, nmreq_register, NETMAP_API, NR_EXCLUSIVE,
+    NR_REG_ALL_NIC, NR_REG_ONE_NIC,
 };
+use crate::spec::{self, PortSpec};
+
+/// The fixed part of a `netmap_if`, before `ring_ofs[]`.
+const IF_HDR: usize = size_of::<netmap_if>();
 
 /// `n` milliseconds from now.
 pub(super) fn ms(n: u64) -> Deadline {
     Deadline::after(Some(Duration::from_millis(n)))
 }
 
-pub(super) fn header(name: &str, reqtype: u16, body: u64) -> nmreq_header {
-    let mut hdr = nmreq_header {
-        nr_version: NETMAP_API,
-        nr_reqtype: reqtype,
-        nr_body: body,
-        ..Default::default()
-    };
-    for (d, s) in hdr.nr_name.iter_mut().zip(name.bytes()) {
-        *d = c_char::from_ne_bytes([s]);
-    }
-    hdr
+/// The spec of the embedded kernel's port `name`.
+pub(super) fn spec_of(name: &str) -> PortSpec {
+    spec::parse(&format!("emu:{name}")).expect("a valid emu: name")
 }
 
-pub(super) fn ctrl(fd: &mut dyn KernelFd, hdr: &mut nmreq_header) -> io::Result<()> {
-    // SAFETY: every test builds `nr_body` from a live local body of the
-    // type `nr_reqtype` names, and `nr_options` from live local options.
-    unsafe { fd.ctrl(hdr) }
-}
-
-pub(super) fn register_on(
-    fd: &mut dyn KernelFd,
-    name: &str,
+/// REGISTER of `spec` on `ctl`, of all rings unless `f` asks otherwise;
+/// the reply.
+pub(super) fn register_spec(
+    ctl: &mut dyn Control,
+    spec: &PortSpec,
     f: impl FnOnce(&mut nmreq_register),
 ) -> io::Result<nmreq_register> {
     let mut req = nmreq_register {
@@ -55,9 +46,24 @@ pub(super) fn register_on(
         ..Default::default()
     };
     f(&mut req);
-    let mut hdr = header(name, NETMAP_REQ_REGISTER, ptr::addr_of_mut!(req) as u64);
-    ctrl(fd, &mut hdr)?;
+    ctl.register(spec, &mut req)?;
     Ok(req)
+}
+
+/// REGISTER of the port `name` on `ctl` (see [`register_spec`]).
+pub(super) fn register_on(
+    ctl: &mut dyn Control,
+    name: &str,
+    f: impl FnOnce(&mut nmreq_register),
+) -> io::Result<nmreq_register> {
+    register_spec(ctl, &spec_of(name), f)
+}
+
+/// PORT_INFO_GET of the port `name` on `ctl`, in our API version.
+pub(super) fn port_info(ctl: &mut dyn Control, name: &str) -> io::Result<nmreq_port_info_get> {
+    let mut info = nmreq_port_info_get::default();
+    ctl.port_info(&spec_of(name), NETMAP_API, &mut info)?;
+    Ok(info)
 }
 
 pub(super) fn errno_of<T: fmt::Debug>(r: io::Result<T>) -> i32 {
@@ -70,15 +76,19 @@ pub(super) fn errno_of<T: fmt::Debug>(r: io::Result<T>) -> i32 {
 #[derive(Debug)]
 pub(super) struct Port {
     pub(super) map: Mapping,
-    pub(super) fd: Box<dyn KernelFd>,
+    pub(super) fd: Box<dyn PortFd>,
     pub(super) req: nmreq_register,
 }
 
 pub(super) fn open_with(name: &str, f: impl FnOnce(&mut nmreq_register)) -> io::Result<Port> {
-    let mut fd = emu().open()?;
-    let req = register_on(&mut *fd, name, f)?;
-    let map = fd.mmap(req.nr_memsize as usize)?;
-    Ok(Port { map, fd, req })
+    let mut ctl = emu().open()?;
+    let req = register_on(&mut *ctl, name, f)?;
+    let map = ctl.mmap(req.nr_memsize as usize)?;
+    Ok(Port {
+        map,
+        fd: ctl.into_port(),
+        req,
+    })
 }
 
 pub(super) fn open(name: &str) -> Port {
