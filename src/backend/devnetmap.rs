@@ -7,9 +7,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::ptr::NonNull;
 
-use crate::backend::sys::{self, Deadline};
+use crate::backend::sys::{self, Deadline, OwnedMap};
 use crate::backend::{errno, kregister, Control, Kernel, Mapping, MemDomain, PortFd, SyncDir};
 use crate::ffi::{
     self, nmreq_header, nmreq_port_info_get, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
@@ -166,24 +165,8 @@ impl Control for DevFd {
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh shared mapping of the netmap region at a
-        // kernel-chosen address; it aliases no Rust object.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
-        // SAFETY: `base..base+len` was just mapped and is owned by the result.
-        Ok(unsafe { Mapping::from_mmap(base, len) })
+        let map = OwnedMap::new(len, libc::MAP_SHARED, Some(self.fd.as_fd()))?;
+        Ok(Mapping::owned(map))
     }
 
     fn into_port(self: Box<Self>) -> Box<dyn PortFd> {

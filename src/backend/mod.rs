@@ -194,17 +194,11 @@ impl fmt::Debug for Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// Takes ownership of a range returned by `mmap`; it is unmapped on drop.
-    ///
-    /// # Safety
-    /// `base..base+len` must be a live mapping made by `mmap` that nothing
-    /// else will unmap.
-    pub(crate) unsafe fn from_mmap(base: NonNull<u8>, len: usize) -> Self {
-        // SAFETY: the caller's contract is `from_raw`'s.
-        let map = unsafe { sys::OwnedMap::from_raw(base, len) };
+    /// The whole of `map`, which the result owns (and unmaps on drop).
+    pub(crate) fn owned(map: sys::OwnedMap) -> Self {
         Mapping {
-            base,
-            len,
+            base: map.base(),
+            len: map.len(),
             _owner: MapOwner::Owned { _map: map },
         }
     }

@@ -188,15 +188,6 @@ impl OwnedMap {
         Ok(OwnedMap { base, len })
     }
 
-    /// Takes charge of a mapping made elsewhere; it is unmapped on drop.
-    ///
-    /// # Safety
-    /// `base..base+len` must be a live mapping made by `mmap` that nothing
-    /// else will unmap.
-    pub(crate) unsafe fn from_raw(base: NonNull<u8>, len: usize) -> OwnedMap {
-        OwnedMap { base, len }
-    }
-
     /// The first byte of the mapping.
     pub(crate) fn base(&self) -> NonNull<u8> {
         self.base
