@@ -215,6 +215,26 @@ impl Mapping {
         }
     }
 
+    /// The first `len` bytes of a region of `total` bytes at `base`, as a
+    /// user-space kernel's `mmap` of its handle answers: `EINVAL` for 0 or
+    /// more than the region.
+    ///
+    /// # Safety
+    /// `base..base+total` must stay valid and writable while `owner` lives.
+    pub(crate) unsafe fn prefix(
+        base: NonNull<u8>,
+        total: usize,
+        len: usize,
+        owner: Arc<dyn Send + Sync>,
+    ) -> io::Result<Self> {
+        if len == 0 || len > total {
+            return Err(errno(libc::EINVAL));
+        }
+        // SAFETY: `len <= total`, so the range lies inside the region the
+        // caller vouches for while `owner` lives.
+        Ok(unsafe { Mapping::shared(base, len, owner) })
+    }
+
     /// The first byte of the region.
     pub(crate) fn base(&self) -> NonNull<u8> {
         self.base

@@ -125,14 +125,10 @@ impl Control for AfPacketFd {
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
         let region = &port.region;
-        if len == 0 || len > region.len {
-            return Err(errno(libc::EINVAL));
-        }
         let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
-        // SAFETY: `[base, base + len)` lies inside the region (`len <=
-        // region.len`), which stays mapped while `owner`, an `Arc` of it,
+        // SAFETY: the region stays mapped while `owner`, an `Arc` of it,
         // lives.
-        Ok(unsafe { Mapping::shared(region.base, len, owner) })
+        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
     }
 
     fn into_port(self: Box<Self>) -> Box<dyn PortFd> {

@@ -198,14 +198,10 @@ impl Control for EmuFd {
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let reg = self.reg.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
         let region = &reg.pipe.region;
-        if len == 0 || len > region.len {
-            return Err(errno(libc::EINVAL));
-        }
         let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
-        // SAFETY: `base..base+len` lies inside the region's mapping
-        // (`len <= region.len`), which stays mapped and writable while
+        // SAFETY: the region's mapping stays mapped and writable while
         // `owner`, an `Arc` of the region, lives.
-        Ok(unsafe { Mapping::shared(region.base, len, owner) })
+        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
     }
 
     fn into_port(self: Box<Self>) -> Box<dyn PortFd> {
