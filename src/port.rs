@@ -299,12 +299,7 @@ impl NetmapBuilder {
         if let Ok(spec) = &mut self.spec {
             spec.extmem = Some(spec::ExtmemOpt {
                 file: path.as_ref().to_string_lossy().into_owned(),
-                if_num: None,
-                if_size: None,
-                ring_num: None,
-                ring_size: None,
-                buf_num: None,
-                buf_size: None,
+                ..spec::ExtmemOpt::default()
             });
         }
         self

@@ -45,12 +45,7 @@ fn pipe(role: PipeRole, id: &str) -> Option<PipeSpec> {
 fn extmem(file: &str) -> ExtmemOpt {
     ExtmemOpt {
         file: file.into(),
-        if_num: None,
-        if_size: None,
-        ring_num: None,
-        ring_size: None,
-        buf_num: None,
-        buf_size: None,
+        ..ExtmemOpt::default()
     }
 }
 

@@ -327,7 +327,7 @@ pub struct OffsetOpt {
 /// assert_eq!(parse("eth0@extmem=/tmp/m")?.extmem.unwrap().file, "/tmp/m");
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExtmemOpt {
     /// `file=` (the default key, required): the file to map. Not opened here.
     pub file: String,

@@ -290,12 +290,7 @@ impl Parser<'_> {
         let file = vals.get(EXTMEM_FILE).map_or("", |(s, e)| &self.text[s..e]);
         let mut x = ExtmemOpt {
             file: file.to_owned(),
-            if_num: None,
-            if_size: None,
-            ring_num: None,
-            ring_size: None,
-            buf_num: None,
-            buf_size: None,
+            ..ExtmemOpt::default()
         };
         self.apply(EXTMEM, vals, &mut x)?;
         Ok(x)
