@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use crate::backend::fork::{Owner, Privatize};
 use crate::backend::kernel::{KernelPort, RegisterExtras};
-use crate::backend::select::Fallback;
-use crate::backend::select::{self, How};
+use crate::backend::select::{self, Fallback, How};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Refusal, Result};
@@ -393,8 +392,8 @@ pub struct Netmap {
     port: ManuallyDrop<KernelPort>,
     /// The bound rings, read and checked once at open.
     rings: RingTable,
-    /// Assembly room for multi-slot packets, one per RX ring, lent to its
-    /// handle.
+    /// The receive path's cold state (multi-slot assembly room, corrupt
+    /// slots not yet reported), one per RX ring, lent to its handle.
     scratch: Box<[Cell<Scratch>]>,
     spec: PortSpec,
     backend: BackendKind,
