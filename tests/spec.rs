@@ -1,12 +1,12 @@
 //! The port-name parser: every form of the grammar, every error position, and
-//! property tests (never panics; the normalized text parses back to the same
-//! spec).
+//! property tests over generated names (never panics; the normalized text
+//! parses back to the same spec).
 
 use netmap_rs::spec::{
     parse, Conf, ExtmemOpt, OffsetOpt, PipeRole, PipeSpec, PortKind, PortSpec, RingSelect,
 };
 use netmap_rs::Error;
-use proptest::prelude::*;
+use netmap_test_support::packets::Rng;
 
 const X: u64 = 0x800; // NR_EXCLUSIVE
 const Z: u64 = 0x400; // NR_ZCOPY_MON
@@ -721,8 +721,8 @@ fn error_messages_show_the_name_and_the_caret() {
 
 /// Pieces of the grammar, joined at random: most results are wrong in some
 /// way, many are right.
-fn grammar_soup() -> impl Strategy<Value = String> {
-    let tokens = prop::sample::select(vec![
+fn grammar_soup(rng: &mut Rng) -> String {
+    const TOKENS: &[&str] = &[
         "netmap:",
         "vale0:",
         "vale:",
@@ -776,99 +776,147 @@ fn grammar_soup() -> impl Strategy<Value = String> {
         ",",
         "\0",
         " ",
-    ]);
-    prop::collection::vec(tokens, 0..16).prop_map(|v| v.concat())
+    ];
+    (0..rng.range(0, 15))
+        .map(|_| TOKENS[rng.range(0, TOKENS.len() - 1)])
+        .collect()
+}
+
+/// Any string at all: printable ASCII, control characters, the grammar's
+/// punctuation and arbitrary Unicode scalar values, mixed.
+fn any_string(rng: &mut Rng) -> String {
+    (0..rng.range(0, 24))
+        .map(|_| match rng.range(0, 3) {
+            0 => char::from(rng.range(0x20, 0x7e) as u8),
+            1 => char::from(rng.range(0, 0x7f) as u8),
+            2 => char::from(b"{}:-^*/@=,"[rng.range(0, 9)]),
+            _ => char::from_u32(rng.next_u64() as u32 % 0x11_0000).unwrap_or('\u{fffd}'),
+        })
+        .collect()
+}
+
+/// `n` characters drawn from `set`.
+fn chars_of(rng: &mut Rng, set: &[u8], n: usize) -> String {
+    (0..n)
+        .map(|_| char::from(set[rng.range(0, set.len() - 1)]))
+        .collect()
+}
+
+/// `Some(f(rng))` half of the time.
+fn maybe<T>(rng: &mut Rng, f: impl FnOnce(&mut Rng) -> T) -> Option<T> {
+    (rng.next_u64() & 1 == 1).then(|| f(rng))
 }
 
 /// Names built from the grammar: always valid.
-fn valid_name() -> impl Strategy<Value = String> {
-    let prefix = prop::sample::select(vec!["", "netmap:", "vale0:", "valeB:", "emu:"]);
-    let port = "[a-z][a-z0-9]{0,10}";
-    let pipe = prop::option::of(("[{}]", "[A-Za-z0-9_]{1,8}")).prop_map(|p| match p {
-        Some((c, id)) => format!("{c}{id}"),
-        None => String::new(),
-    });
-    let rings = prop_oneof![
-        Just(String::new()),
-        Just("^".to_string()),
-        Just("*".to_string()),
-        (0u16..4095).prop_map(|n| format!("-{n}")),
-        (0u16..4095).prop_map(|n| format!("^{n}")),
-    ];
-    let flags = prop::option::of("[xztrRT]{1,6}").prop_map(|f| match f {
-        Some(f) => format!("/{f}"),
-        None => String::new(),
-    });
-    let mem = prop::option::of(1u16..).prop_map(|m| m.map(|m| format!("@{m}")).unwrap_or_default());
-    let option = prop_oneof![
-        (any::<u16>(), any::<u32>()).prop_map(|(r, s)| format!("@conf:rings={r},slots={s}")),
-        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| format!("@conf:tx-rings={a},host_rx_rings={b}")),
-        any::<u64>().prop_map(|i| format!("@offset={i}")),
-        (any::<u64>(), any::<u64>()).prop_map(|(i, b)| format!("@offset:bits={b},initial={i}")),
-        "[a-z/]{1,12}".prop_map(|f| format!("@extmem={f}")),
-        ("[a-z/]{1,12}", any::<u32>()).prop_map(|(f, n)| format!("@extmem:buf_num={n},file={f}")),
-    ];
-    let options = prop::collection::vec(option, 0..3);
-    (prefix, port, pipe, rings, flags, mem, options).prop_map(
-        |(prefix, port, pipe, rings, flags, mem, options)| {
-            let mut options = options;
-            // extmem and offset may appear once each.
-            let mut seen = (false, false);
-            options.retain(|o| {
-                let slot = if o.starts_with("@extmem") {
-                    &mut seen.0
-                } else if o.starts_with("@offset") {
-                    &mut seen.1
-                } else {
-                    return true;
-                };
-                !std::mem::replace(slot, true)
-            });
-            format!("{prefix}{port}{pipe}{rings}{flags}{mem}{}", options.concat())
-        },
-    )
+fn valid_name(rng: &mut Rng) -> String {
+    const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    const LOWER_DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    const ID: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+    let prefix = ["", "netmap:", "vale0:", "valeB:", "emu:"][rng.range(0, 4)];
+    let n = rng.range(0, 10);
+    let port = chars_of(rng, LOWER, 1) + &chars_of(rng, LOWER_DIGITS, n);
+    let pipe = maybe(rng, |rng| {
+        let n = rng.range(1, 8);
+        chars_of(rng, b"{}", 1) + &chars_of(rng, ID, n)
+    })
+    .unwrap_or_default();
+    let rings = match rng.range(0, 4) {
+        0 => String::new(),
+        1 => "^".to_string(),
+        2 => "*".to_string(),
+        3 => format!("-{}", rng.range(0, 4094)),
+        _ => format!("^{}", rng.range(0, 4094)),
+    };
+    let flags = maybe(rng, |rng| {
+        let n = rng.range(1, 6);
+        format!("/{}", chars_of(rng, b"xztrRT", n))
+    })
+    .unwrap_or_default();
+    let mem = maybe(rng, |rng| format!("@{}", rng.range(1, u16::MAX as usize))).unwrap_or_default();
+    let mut options = String::new();
+    // extmem and offset may appear once each.
+    let mut seen = (false, false);
+    for _ in 0..rng.range(0, 2) {
+        let r = rng.next_u64();
+        let option = match rng.range(0, 5) {
+            0 => format!("@conf:rings={},slots={}", r as u16, (r >> 16) as u32),
+            1 => format!("@conf:tx-rings={},host_rx_rings={}", r as u16, (r >> 16) as u16),
+            2 => format!("@offset={r}"),
+            3 => format!("@offset:bits={},initial={r}", rng.next_u64()),
+            4 => {
+                let n = rng.range(1, 12);
+                format!("@extmem={}", chars_of(rng, b"abcdefghijklmnopqrstuvwxyz/", n))
+            }
+            _ => {
+                let n = rng.range(1, 12);
+                let file = chars_of(rng, b"abcdefghijklmnopqrstuvwxyz/", n);
+                format!("@extmem:buf_num={},file={file}", r as u32)
+            }
+        };
+        let slot = if option.starts_with("@extmem") {
+            &mut seen.0
+        } else if option.starts_with("@offset") {
+            &mut seen.1
+        } else {
+            options.push_str(&option);
+            continue;
+        };
+        if !std::mem::replace(slot, true) {
+            options.push_str(&option);
+        }
+    }
+    format!("{prefix}{port}{pipe}{rings}{flags}{mem}{options}")
 }
 
-/// What every result must satisfy.
-fn check(name: &str) -> Result<(), TestCaseError> {
+/// What every result must satisfy; a failure names the input.
+fn check(name: &str) {
     match parse(name) {
         Ok(spec) => {
-            prop_assert_eq!(parse(&spec.text).ok(), Some(spec.clone()));
-            prop_assert!(spec.text.ends_with(name));
-            prop_assert!(!spec.nr_name.is_empty() && spec.nr_name.len() < 64);
-            prop_assert!(spec.nr_name.starts_with(&spec.ifname));
+            assert_eq!(parse(&spec.text).ok(), Some(spec.clone()), "{name:?}");
+            assert!(spec.text.ends_with(name), "{name:?}");
+            assert!(!spec.nr_name.is_empty() && spec.nr_name.len() < 64, "{name:?}");
+            assert!(spec.nr_name.starts_with(&spec.ifname), "{name:?}");
         }
         Err(Error::InvalidPortSpec {
             spec,
             position,
             expected,
         }) => {
-            prop_assert_eq!(spec, name);
-            prop_assert!(position <= name.len(), "{} > {}", position, name.len());
-            prop_assert!(!expected.is_empty());
+            assert_eq!(spec, name);
+            assert!(position <= name.len(), "{name:?}: {position} > {}", name.len());
+            assert!(!expected.is_empty(), "{name:?}");
         }
-        Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+        Err(other) => panic!("{name:?}: unexpected error {other:?}"),
     }
-    Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+/// Inputs each property test tries; the generator's seed is fixed, so a
+/// failure reproduces.
+const CASES: usize = 2000;
 
-    #[test]
-    fn never_panics_on_any_string(name in any::<String>()) {
-        check(&name)?;
+#[test]
+fn never_panics_on_any_string() {
+    let mut rng = Rng::new(1);
+    for _ in 0..CASES {
+        check(&any_string(&mut rng));
     }
+}
 
-    #[test]
-    fn never_panics_on_grammar_soup(name in grammar_soup()) {
-        check(&name)?;
+#[test]
+fn never_panics_on_grammar_soup() {
+    let mut rng = Rng::new(2);
+    for _ in 0..CASES {
+        check(&grammar_soup(&mut rng));
     }
+}
 
-    #[test]
-    fn valid_names_parse_and_round_trip(name in valid_name()) {
+#[test]
+fn valid_names_parse_and_round_trip() {
+    let mut rng = Rng::new(3);
+    for _ in 0..CASES {
+        let name = valid_name(&mut rng);
         let spec = parse(&name);
-        prop_assert!(spec.is_ok(), "{}: {:?}", name, spec);
-        check(&name)?;
+        assert!(spec.is_ok(), "{name}: {spec:?}");
+        check(&name);
     }
 }
