@@ -1,8 +1,17 @@
-//! Forwards packets both ways between two ports, like netmap's `bridge`.
+//! Forwards packets both ways between two ports, like netmap's `bridge`,
+//! and takes its arguments.
 //!
 //! ```text
-//! bridge -i PORT_A -i PORT_B [-b BATCH] [-T SECS] [--fallback] [--promisc] [-v]
+//! bridge [-v] [-i PORT_A] [-i PORT_B] [-b BURST] [-w SECS] [-c] [-L] [PORT_A [PORT_B [BURST]]]
+//!        [-T SECS] [--fallback] [--promisc] [--demo N]
+//! cargo run --release --example bridge -- A B        # the same as -i A -i B
 //! ```
+//!
+//! As in netmap's `bridge`, a port named once (or twice the same) is bridged
+//! with its host stack (`A` and `A^`), or, with `-L`, to itself: what
+//! arrives on it is sent back out of it. `-c` copies even where the ports
+//! could swap buffers, and `-w` waits that many seconds for links to come
+//! up before forwarding (default 0; the C tool waits 4).
 //!
 //! When the two ports share one memory region (two rings of one netmap
 //! port, two pipe ends of one parent, two ports of one VALE memory), packets
@@ -26,6 +35,7 @@
 #[path = "common/open.rs"]
 mod common;
 
+use std::error::Error as StdError;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,12 +44,30 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
 
-const USAGE: &str =
-    "usage: bridge -i PORT_A -i PORT_B [-b BATCH] [-T SECS] [--fallback] [--promisc] [-v] [--demo N]";
+const USAGE: &str = "\
+usage: bridge [-v] [-i PORT_A] [-i PORT_B] [-b BURST] [-w SECS] [-c] [-L] [PORT_A [PORT_B [BURST]]]
+              [-T SECS] [--fallback] [--promisc] [--demo N]
+  -i PORT      a port to bridge (netmap names: eth0, netmap:eth0^, vale0:p1, emu:x{1, ...);
+               name it twice or give the ports after the flags
+  -b BURST     packets moved per ring per pass, 1 to 8192 (default 1024)
+  -w SECS      wait for the links to come up before forwarding, 0 to 100 (default 0)
+  -c           copy every packet, even between ports that could swap buffers
+  -L           one port: send what arrives back out of it (without -L, one port is
+               bridged with its host stack, PORT and PORT^)
+  -v           print the rate of each direction every second
+  -T SECS      stop after SECS seconds and print the totals (default: run until killed)
+  --fallback   use AF_PACKET for real interfaces where netmap is unavailable
+  --promisc    put AF_PACKET interfaces in promiscuous mode
+  --demo N     for two pipe ends: drive the pipes' other ends with N numbered frames
+               and stop when all came through in order
+  -h, --help   this text";
 
 struct Args {
     ports: Vec<String>,
     batch: usize,
+    wait: u64,
+    copy: bool,
+    loopback: bool,
     secs: Option<f64>,
     fallback: bool,
     promisc: bool,
@@ -47,27 +75,42 @@ struct Args {
     demo: Option<u64>,
 }
 
+/// A burst as `-b` and the third positional argument take it.
+fn burst(v: Option<String>) -> Result<usize, String> {
+    v.and_then(|v| v.parse().ok())
+        .filter(|b| (1..=8192).contains(b))
+        .ok_or_else(|| "a burst is a number from 1 to 8192".into())
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         ports: Vec::new(),
-        batch: 512,
+        batch: 1024,
+        wait: 0,
+        copy: false,
+        loopback: false,
         secs: None,
         fallback: false,
         promisc: false,
         verbose: false,
         demo: None,
     };
+    let mut positional = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "-i" if a.ports.len() == 2 => return Err("-i: two ports are named already".into()),
             "-i" => a.ports.push(it.next().ok_or("-i needs a port name")?),
-            "-b" => {
-                a.batch = it
+            "-b" => a.batch = burst(it.next())?,
+            "-w" => {
+                a.wait = it
                     .next()
                     .and_then(|v| v.parse().ok())
-                    .filter(|&b| b > 0)
-                    .ok_or("-b takes a positive number")?
+                    .filter(|&w| w <= 100)
+                    .ok_or("-w takes a number of seconds from 0 to 100")?
             }
+            "-c" => a.copy = true,
+            "-L" => a.loopback = true,
             "-T" => {
                 a.secs = Some(
                     it.next()
@@ -88,14 +131,42 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument `{other}`")),
+            "--" => positional.extend(it.by_ref()),
+            other if other.starts_with('-') && other.len() > 1 => {
+                return Err(format!("unknown option `{other}`"))
+            }
+            _ => positional.push(arg),
         }
     }
-    if a.ports.len() != 2 {
-        return Err("name two ports with -i".into());
+    let mut positional = positional.into_iter();
+    if let Some(p) = positional.next() {
+        a.ports.truncate(0);
+        a.ports.push(p);
+    }
+    if let Some(p) = positional.next() {
+        a.ports.truncate(1);
+        a.ports.push(p);
+    }
+    if let Some(b) = positional.next() {
+        a.batch = burst(Some(b))?;
+    }
+    if let Some(extra) = positional.next() {
+        return Err(format!("unexpected argument `{extra}`"));
+    }
+    match a.ports.len() {
+        0 => return Err("name a port".into()),
+        1 => a.ports.push(a.ports[0].clone()),
+        _ => {}
+    }
+    if a.ports[0] == a.ports[1] && !a.loopback {
+        // netmap's bridge: one port is bridged with its host stack.
+        a.ports[0].push('^');
     }
     Ok(a)
 }
+
+/// What stops the bridge: a port's error, or the demo's own check.
+type Failure = Box<dyn StdError>;
 
 /// How packets go from one port to the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,14 +288,13 @@ struct Demo {
 }
 
 impl Demo {
-    fn new(a: &Args, total: u64) -> Result<Self, Error> {
+    fn new(a: &Args, total: u64) -> Result<Self, Failure> {
         let (Some(src), Some(sink)) = (peer_of(&a.ports[0]), peer_of(&a.ports[1])) else {
-            return Err(Error::Unsupported {
-                backend: BackendKind::Emulated,
-                what: "--demo with ports that are not pipe ends".into(),
-                hint: "name two pipe ends, such as -i emu:br{1 -i emu:br{2".into(),
-            });
+            return Err("--demo needs two pipe ends, such as -i emu:br{1 -i emu:br{2".into());
         };
+        if src == sink {
+            return Err("--demo needs two different pipe ends, not one with -L".into());
+        }
         Ok(Demo {
             src: NetmapBuilder::new(&src).build()?,
             sink: NetmapBuilder::new(&sink).build()?,
@@ -235,7 +305,7 @@ impl Demo {
     }
 
     /// Sends what fits and checks what arrived; returns whether it is done.
-    fn step(&mut self) -> Result<bool, Error> {
+    fn step(&mut self) -> Result<bool, Failure> {
         let mut tx = self.src.tx_ring(0)?;
         let mut frame = [0u8; 60];
         while self.sent < self.total && tx.space() > 0 {
@@ -249,10 +319,7 @@ impl Demo {
         while let Some(f) = rx.recv() {
             let seq = u64::from_le_bytes(f.payload()[..8].try_into().unwrap_or_default());
             if seq != self.got {
-                return Err(Error::RingCorrupt {
-                    ring: rx.id(),
-                    what: format!("demo frame {} arrived as {seq}", self.got),
-                });
+                return Err(format!("demo frame {} arrived as frame {seq}", self.got).into());
             }
             self.got += 1;
         }
@@ -260,15 +327,23 @@ impl Demo {
     }
 }
 
-fn run(a: &Args) -> Result<(), Error> {
+fn run(a: &Args) -> Result<(), Failure> {
     let pa = open(&a.ports[0], a)?;
-    let pb = open(&a.ports[1], a)?;
+    // -L: one port, bridged to itself.
+    let pb = (a.ports[0] != a.ports[1])
+        .then(|| open(&a.ports[1], a))
+        .transpose()?;
+    let pb_ref = pb.as_ref().unwrap_or(&pa);
     let mut demo = a.demo.map(|n| Demo::new(a, n)).transpose()?;
     // Ports share a region when backend and memory id agree; every AF_PACKET
     // port has memory of its own.
-    let shared =
-        pa.backend() == pb.backend() && pa.mem_id() == pb.mem_id() && pa.backend() != BackendKind::AfPacket;
-    let how = if shared {
+    let shared = pa.backend() == pb_ref.backend()
+        && pa.mem_id() == pb_ref.mem_id()
+        && pa.backend() != BackendKind::AfPacket;
+    let how = if a.copy {
+        println!("bridge: copying each packet (-c)");
+        How::Copy
+    } else if shared {
         println!(
             "bridge: zero-copy: both ports are in memory region {}",
             pa.mem_id()
@@ -279,26 +354,27 @@ fn run(a: &Args) -> Result<(), Error> {
             "bridge: the ports do not share memory ({} region {}, {} region {}): copying each packet",
             pa.backend(),
             pa.mem_id(),
-            pb.backend(),
-            pb.mem_id()
+            pb_ref.backend(),
+            pb_ref.mem_id()
         );
         How::Copy
     };
-    let mut ab = Direction::new(&pa, &pb, how)?;
-    let mut ba = Direction::new(&pb, &pa, how)?;
+    let mut ab = Direction::new(&pa, pb_ref, how)?;
+    let mut ba = pb.as_ref().map(|pb| Direction::new(pb, &pa, how)).transpose()?;
 
-    let mut poll = Poll::new().map_err(|e| Error::Io {
-        op: "creating a mio Poll".into(),
-        source: e,
-    })?;
+    let mut poll = Poll::new()?;
     let interest = Interest::READABLE | Interest::WRITABLE;
-    for (fd, token) in [(pa.as_raw_fd(), Token(0)), (pb.as_raw_fd(), Token(1))] {
+    let fds = [Some(&pa), pb.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_raw_fd());
+    for (token, fd) in fds.enumerate() {
         poll.registry()
-            .register(&mut SourceFd(&fd), token, interest)
-            .map_err(|e| Error::Io {
-                op: "registering a port with mio".into(),
-                source: e,
-            })?;
+            .register(&mut SourceFd(&fd), Token(token), interest)?;
+    }
+    if a.wait > 0 {
+        println!("bridge: waiting {} s for the links to come up", a.wait);
+        std::thread::sleep(Duration::from_secs(a.wait));
     }
     let mut events = Events::with_capacity(4);
     let start = Instant::now();
@@ -310,26 +386,28 @@ fn run(a: &Args) -> Result<(), Error> {
                 break;
             }
         }
-        let moved = ab.pump(a.batch)? + ba.pump(a.batch)?;
+        let mut moved = ab.pump(a.batch)?;
+        if let Some(ba) = ba.as_mut() {
+            moved += ba.pump(a.batch)?;
+        }
         if moved == 0 && demo.is_none() {
             // Readiness is edge-triggered: both directions are drained, so
             // the next edge is news. The timeout bounds any missed one.
-            poll.poll(&mut events, Some(Duration::from_millis(100)))
-                .map_err(|e| Error::Io {
-                    op: "mio poll".into(),
-                    source: e,
-                })?;
+            poll.poll(&mut events, Some(Duration::from_millis(100)))?;
         }
         if a.verbose && last.elapsed() >= Duration::from_secs(1) {
             let s = last.elapsed().as_secs_f64();
-            println!(
-                "bridge: {}: {:.0} pps, {}: {:.0} pps",
+            let ba_packets = ba.as_ref().map_or(0, |d| d.packets);
+            print!(
+                "bridge: {}: {:.0} pps",
                 ab.name,
-                (ab.packets - last_ab) as f64 / s,
-                ba.name,
-                (ba.packets - last_ba) as f64 / s
+                (ab.packets - last_ab) as f64 / s
             );
-            (last, last_ab, last_ba) = (Instant::now(), ab.packets, ba.packets);
+            if let Some(ba) = &ba {
+                print!(", {}: {:.0} pps", ba.name, (ba_packets - last_ba) as f64 / s);
+            }
+            println!();
+            (last, last_ab, last_ba) = (Instant::now(), ab.packets, ba_packets);
         }
     }
     let s = start.elapsed().as_secs_f64();
@@ -339,13 +417,10 @@ fn run(a: &Args) -> Result<(), Error> {
             d.sent, d.got
         );
         if d.got != d.total {
-            return Err(Error::RingCorrupt {
-                ring: 0,
-                what: format!("only {} of {} demo frames came through", d.got, d.total),
-            });
+            return Err(format!("only {} of {} demo frames came through", d.got, d.total).into());
         }
     }
-    for d in [&ab, &ba] {
+    for d in [Some(&ab), ba.as_ref()].into_iter().flatten() {
         println!(
             "bridge: {}: {} packets, {} bytes in {:.3} s ({:.0} pps)",
             d.name,
@@ -361,10 +436,12 @@ fn run(a: &Args) -> Result<(), Error> {
 fn main() -> ExitCode {
     let a = match parse_args() {
         Ok(a) => a,
+        Err(why) if why.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("bridge: {why}");
-            }
+            eprintln!("bridge: {why}");
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
