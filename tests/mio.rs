@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -23,6 +22,7 @@ use mio::event::Source;
 use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
 use netmap_rs::LocalPort;
+use netmap_test_support::examples;
 use netmap_test_support::packets::pair;
 
 static ALONE: RwLock<()> = RwLock::new(());
@@ -569,20 +569,11 @@ fn a_million_packets_through_64_slots_on_readiness_alone() {
     );
 }
 
-/// The example binary, built by `cargo test` beside the test binaries
-/// (`<target>/<profile>/examples/`, the tests being in `.../deps/`).
-fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    path.is_file().then_some(path)
-}
-
 /// Runs `mio_echo` with `args`, waits until its client reports echoes, sends
 /// `signal`, and expects a clean exit within a few seconds.
 fn echo_stops_on(args: &[&str], signal: i32, name: &str) {
     let _g = shared();
-    let Some(bin) = example("mio_echo") else {
-        println!("skipped: the mio_echo example is not built (run the whole `cargo test`)");
+    let Some(bin) = examples::binary(&format!("mio_echo stopping on {name}"), "mio_echo") else {
         return;
     };
     let mut child = Command::new(&bin)

@@ -8,7 +8,9 @@
 //! - [`signals`]: waits under a stream of signals, and the poll-deadline
 //!   checks every backend must pass.
 
+pub mod examples;
 pub mod fork;
 pub mod netns;
 pub mod packets;
 pub mod signals;
+pub mod skip;

@@ -14,11 +14,10 @@
 //! Only interfaces inside these namespaces ever see the tests' traffic.
 //!
 //! Without root, or without the `ip` tool, [`Netns::new`] prints why and
-//! returns `None`, and the test returns early; with `NETMAP_RS_REQUIRE_NETNS`
-//! set (as CI sets it) it panics instead, so a CI run cannot skip silently.
+//! returns `None`, and the test returns early; in CI it panics instead
+//! ([`crate::skip`]).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,12 +57,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 fn skip(test: &str, why: &str) -> Option<Netns> {
-    if std::env::var_os("NETMAP_RS_REQUIRE_NETNS").is_some() {
-        panic!("{test}: cannot run ({why}) and NETMAP_RS_REQUIRE_NETNS is set");
-    }
-    // Straight to stderr, not through `eprintln!`, which the test harness
-    // captures: the reason must show in a normal `cargo test` run.
-    let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
+    crate::skip::skip(test, why);
     None
 }
 
