@@ -9,7 +9,7 @@
 //! by [`Server`]'s `Drop`. The tests need the example binary, which the
 //! whole `cargo test` builds; `cargo test --test mio_server` alone does not
 //! (build it first with `cargo build --profile test --example mio_server`),
-//! and then each test says it is skipped and passes.
+//! and then each test says it is skipped ([`netmap_test_support::skip`]).
 
 #![cfg(feature = "mio")]
 
@@ -17,11 +17,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use netmap_test_support::examples;
 
 /// The generator's pace (packets/s each way): enough to see the counters
 /// move, gentle on a shared machine.
@@ -36,14 +37,6 @@ const REPLY: Duration = Duration::from_secs(5);
 const EXIT: Duration = Duration::from_secs(10);
 /// How often the tests ask for counters while they wait for them to change.
 const ASK_EVERY: Duration = Duration::from_millis(50);
-
-/// The example binary, built by `cargo test` beside the test binaries
-/// (`<target>/<profile>/examples/`, the tests being in `.../deps/`).
-fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    path.is_file().then_some(path)
-}
 
 /// `child`'s exit status, if it exits within `limit`.
 fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -73,10 +66,7 @@ impl Server {
     /// Starts the example with `args` and waits for its `listening on`
     /// line; `None` (the test is skipped) if the example is not built.
     fn start(args: &[&str]) -> Option<Server> {
-        let Some(bin) = example("mio_server") else {
-            println!("skipped: the mio_server example is not built (run the whole `cargo test`)");
-            return None;
-        };
+        let bin = examples::binary("a mio_server test", "mio_server")?;
         let mut child = Command::new(bin)
             .args(args)
             .stdout(Stdio::piped())
@@ -562,8 +552,7 @@ fn named_ports_are_served_without_a_generator() {
 /// Arguments it cannot use: a usage message and status 2.
 #[test]
 fn bad_arguments_exit_2() {
-    let Some(bin) = example("mio_server") else {
-        println!("skipped: the mio_server example is not built (run the whole `cargo test`)");
+    let Some(bin) = examples::binary("bad_arguments_exit_2", "mio_server") else {
         return;
     };
     for args in [
