@@ -272,6 +272,98 @@ impl Error {
     }
 }
 
+/// Every error is an [`io::Error`] too, for code that speaks `io::Result`
+/// (event loops, `socket2`-style wrappers): the kind fits the cause, and
+/// the netmap error stays inside as the source, so nothing of the message
+/// is lost and [`io::Error::get_ref`] downcasts back to it.
+///
+/// | variant | [`io::ErrorKind`] |
+/// |---|---|
+/// | [`Unavailable`](Error::Unavailable), [`ApiVersionMismatch`](Error::ApiVersionMismatch), [`Unsupported`](Error::Unsupported), [`Library`](Error::Library) naming a missing symbol | `Unsupported` |
+/// | [`PermissionDenied`](Error::PermissionDenied) | `PermissionDenied` |
+/// | [`InterfaceNotFound`](Error::InterfaceNotFound) | `NotFound` |
+/// | [`InterfaceDown`](Error::InterfaceDown) | `NetworkDown` |
+/// | [`Busy`](Error::Busy), [`RingInUse`](Error::RingInUse) | `ResourceBusy` |
+/// | [`InvalidPortSpec`](Error::InvalidPortSpec), [`PacketTooLarge`](Error::PacketTooLarge), [`RingIndexOutOfRange`](Error::RingIndexOutOfRange), [`MemoryMismatch`](Error::MemoryMismatch) | `InvalidInput` |
+/// | [`RingFull`](Error::RingFull) | `WouldBlock` (sync, or wait for the port to be writable, and retry) |
+/// | [`RingCorrupt`](Error::RingCorrupt) | `InvalidData` |
+/// | [`Io`](Error::Io) | the operating system error's own kind |
+/// | [`Library`](Error::Library) otherwise, [`Forked`](Error::Forked) | `Other` |
+///
+/// The operating system's error number of an [`Error::Io`] is its
+/// `source`'s: [`Error::raw_os_error`] finds it (the `io::Error` made here
+/// holds the netmap error, so its own `raw_os_error()` is `None`).
+///
+/// ```
+/// use std::io;
+/// use netmap_rs::NetmapBuilder;
+///
+/// fn open_pair() -> io::Result<()> {
+///     let _master = NetmapBuilder::new("emu:io{1").build()?;
+///     // A second exclusive port of the same rings: busy.
+///     let _again = NetmapBuilder::new("emu:io{1").build()?;
+///     Ok(())
+/// }
+///
+/// let e = open_pair().unwrap_err();
+/// assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+/// let inner = e.get_ref().and_then(|e| e.downcast_ref::<netmap_rs::Error>());
+/// assert!(matches!(inner, Some(netmap_rs::Error::Busy { .. })));
+/// ```
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.io_kind(), e)
+    }
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] that `From<Error> for io::Error` gives this
+    /// error (see the table there).
+    // `NetworkDown` and `ResourceBusy` are stable since Rust 1.83; the
+    // crate's rust-version moves past it with issue 15.
+    #[allow(clippy::incompatible_msrv)]
+    pub fn io_kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::Unavailable { .. } | Error::ApiVersionMismatch { .. } | Error::Unsupported { .. } => {
+                K::Unsupported
+            }
+            Error::Library { symbol: Some(_), .. } => K::Unsupported,
+            Error::Library { symbol: None, .. } | Error::Forked { .. } => K::Other,
+            Error::PermissionDenied { .. } => K::PermissionDenied,
+            Error::InterfaceNotFound { .. } => K::NotFound,
+            Error::InterfaceDown { .. } => K::NetworkDown,
+            Error::Busy { .. } | Error::RingInUse { .. } => K::ResourceBusy,
+            Error::InvalidPortSpec { .. }
+            | Error::PacketTooLarge { .. }
+            | Error::RingIndexOutOfRange { .. }
+            | Error::MemoryMismatch { .. } => K::InvalidInput,
+            Error::RingFull { .. } => K::WouldBlock,
+            Error::RingCorrupt { .. } => K::InvalidData,
+            Error::Io { source, .. } => source.kind(),
+        }
+    }
+
+    /// The operating system's error number behind this error: that of an
+    /// [`Error::Io`]'s source, if it has one; `None` for every other
+    /// variant.
+    ///
+    /// ```
+    /// use std::io;
+    /// use netmap_rs::Error;
+    ///
+    /// let e = io::Error::from(Error::RingFull { ring: 0 });
+    /// let inner = e.get_ref().and_then(|e| e.downcast_ref::<Error>()).unwrap();
+    /// assert_eq!(inner.raw_os_error(), None);
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -290,6 +382,77 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1], "  netmap:eth0-x");
         assert_eq!(lines[2].find('^'), Some(2 + 12));
+    }
+
+    /// Opens `name` in a function of `io::Result`, as code over sockets
+    /// would: `?` turns the error into an `io::Error`.
+    fn open_io(name: &str) -> io::Result<crate::Netmap> {
+        Ok(crate::NetmapBuilder::new(name).build()?)
+    }
+
+    #[test]
+    fn build_errors_become_io_errors_of_the_fitting_kind() {
+        use io::ErrorKind as K;
+        let kind = |name: &str| open_io(name).map(drop).unwrap_err().kind();
+        assert_eq!(kind("netmap:eth0-x"), K::InvalidInput);
+        assert_eq!(kind("emu:ionomaster}1"), K::NotFound);
+        let _held = open_io("emu:iobusy{1").unwrap();
+        let e = open_io("emu:iobusy{1").unwrap_err();
+        assert_eq!(e.kind(), K::ResourceBusy);
+        // The netmap error is the source, message and all.
+        let inner = e.get_ref().and_then(|e| e.downcast_ref::<Error>());
+        assert!(matches!(inner, Some(Error::Busy { .. })), "{inner:?}");
+        assert_eq!(e.to_string(), inner.unwrap().to_string());
+        // Forcing a backend that cannot serve the name.
+        let forced = crate::NetmapBuilder::new("emu:ioforced{1")
+            .backend(BackendKind::Kernel)
+            .build();
+        assert_eq!(io::Error::from(forced.unwrap_err()).kind(), K::Unsupported);
+    }
+
+    #[test]
+    fn io_kinds_of_the_other_variants() {
+        use io::ErrorKind as K;
+        let kind = |e: Error| io::Error::from(e).kind();
+        assert_eq!(kind(Error::RingFull { ring: 0 }), K::WouldBlock);
+        assert_eq!(
+            kind(Error::PacketTooLarge { len: 3000, max: 2048 }),
+            K::InvalidInput
+        );
+        assert_eq!(
+            kind(Error::PermissionDenied { what: "x".into() }),
+            K::PermissionDenied
+        );
+        assert_eq!(kind(Error::InterfaceDown { name: "eth0".into() }), K::NetworkDown);
+        assert_eq!(kind(Error::RingInUse { index: 0, dir: "TX" }), K::ResourceBusy);
+        assert_eq!(
+            kind(Error::RingCorrupt {
+                ring: 0,
+                what: "x".into()
+            }),
+            K::InvalidData
+        );
+        let missing = |symbol: Option<&str>| Error::Library {
+            path: "libnetmap.so".into(),
+            symbol: symbol.map(Into::into),
+            reason: "x".into(),
+        };
+        assert_eq!(kind(missing(Some("nmport_extmem"))), K::Unsupported);
+        assert_eq!(kind(missing(None)), K::Other);
+    }
+
+    #[test]
+    fn io_errors_keep_the_os_error() {
+        let e = Error::io(
+            "NIOCTXSYNC on emu:x{1",
+            io::Error::from_raw_os_error(libc::EAGAIN),
+        );
+        assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+        let io = io::Error::from(e);
+        assert_eq!(io.kind(), io::ErrorKind::WouldBlock);
+        let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>()).unwrap();
+        assert_eq!(inner.raw_os_error(), Some(libc::EAGAIN));
+        assert!(io.to_string().starts_with("NIOCTXSYNC on emu:x{1 failed"), "{io}");
     }
 
     #[test]
