@@ -8,6 +8,7 @@ use std::io;
 
 /// Which way of reaching netmap a port uses (or was refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// `libnetmap.so`, loaded at run time with `libloading`.
     Libnetmap,
@@ -33,11 +34,29 @@ impl fmt::Display for BackendKind {
 
 /// Why one backend could not serve a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Refusal {
     /// The backend that was refused.
     pub backend: BackendKind,
     /// Why, in words.
     pub reason: String,
+}
+
+impl Refusal {
+    /// The refusal of `backend`, for `reason`.
+    ///
+    /// ```
+    /// use netmap_rs::{BackendKind, Refusal};
+    ///
+    /// let r = Refusal::new(BackendKind::Kernel, "/dev/netmap does not exist");
+    /// assert_eq!(r.to_string(), "kernel (/dev/netmap): /dev/netmap does not exist");
+    /// ```
+    pub fn new(backend: BackendKind, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            backend,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -48,7 +67,14 @@ impl fmt::Display for Refusal {
 
 /// A list of refusals, displayed as `a; b; c`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Refusals(pub Vec<Refusal>);
+
+impl From<Vec<Refusal>> for Refusals {
+    fn from(list: Vec<Refusal>) -> Refusals {
+        Refusals(list)
+    }
+}
 
 impl fmt::Display for Refusals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -276,12 +276,7 @@ impl NetmapBuilder {
     /// embedded backends give [`Error::Unsupported`].
     pub fn offsets(mut self, initial: u64, maxoff: u64, bits: u64, mingap: u64) -> Self {
         if let Ok(spec) = &mut self.spec {
-            spec.offset = Some(spec::OffsetOpt {
-                initial,
-                maxoff,
-                bits,
-                mingap,
-            });
+            spec.offset = Some(spec::OffsetOpt::new(initial, maxoff, bits, mingap));
         }
         self
     }
@@ -296,10 +291,7 @@ impl NetmapBuilder {
     /// `/dev/netmap` and embedded backends give [`Error::Unsupported`].
     pub fn extmem(mut self, path: impl AsRef<std::path::Path>) -> Self {
         if let Ok(spec) = &mut self.spec {
-            spec.extmem = Some(spec::ExtmemOpt {
-                file: path.as_ref().to_string_lossy().into_owned(),
-                ..spec::ExtmemOpt::default()
-            });
+            spec.extmem = Some(spec::ExtmemOpt::new(path.as_ref().to_string_lossy()));
         }
         self
     }

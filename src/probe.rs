@@ -21,6 +21,7 @@ use crate::spec;
 
 /// What `/dev/netmap` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeviceStatus {
     /// It opens.
     Available,
@@ -41,6 +42,7 @@ impl DeviceStatus {
 
 /// What the kernel module says of API versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KernelApi {
     /// The module could not be asked (no device).
     NotAsked,
@@ -59,6 +61,7 @@ pub enum KernelApi {
 
 /// What became of `libnetmap.so`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LibraryStatus {
     /// Loaded with every required symbol.
     Loaded {
@@ -79,6 +82,7 @@ pub enum LibraryStatus {
 
 /// Whether AF_PACKET sockets can be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AfPacketStatus {
     /// A raw packet socket opened.
     Usable,
@@ -90,6 +94,7 @@ pub enum AfPacketStatus {
 
 /// Which backend a given port name would get.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PortProbe {
     /// The name asked about.
     pub name: String,
@@ -109,6 +114,7 @@ pub struct PortProbe {
 
 /// A report of what this host offers. See [`probe`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Probe {
     /// `/dev/netmap`.
     pub device: DeviceStatus,

@@ -142,6 +142,7 @@ use parse::Parser;
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PortKind {
     /// `netmap:` or a plain name: a hardware port, a pipe, or anything the
     /// kernel knows by that name.
@@ -158,7 +159,9 @@ pub enum PortKind {
     AfPacket,
 }
 
-/// Which end of a netmap pipe a name opens.
+/// Which end of a netmap pipe a name opens. A pipe has exactly two ends, so
+/// unlike the crate's other enums this one is exhaustive: a `match` needs
+/// no wildcard arm.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, PipeRole};
@@ -181,15 +184,23 @@ pub enum PipeRole {
 /// use netmap_rs::spec::{parse, PipeRole, PipeSpec};
 ///
 /// let s = parse("netmap:eth0{tap_1")?;
-/// assert_eq!(s.pipe, Some(PipeSpec { role: PipeRole::Master, id: "tap_1".into() }));
+/// assert_eq!(s.pipe, Some(PipeSpec::new(PipeRole::Master, "tap_1")));
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipeSpec {
     /// Master (`{`) or slave (`}`).
     pub role: PipeRole,
     /// The pipe id: letters, digits and `_`, not empty.
     pub id: String,
+}
+
+impl PipeSpec {
+    /// The `role` end of pipe `id`.
+    pub fn new(role: PipeRole, id: impl Into<String>) -> PipeSpec {
+        PipeSpec { role, id: id.into() }
+    }
 }
 
 /// Which rings a port binds, from the suffix after the port name.
@@ -205,6 +216,7 @@ pub struct PipeSpec {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RingSelect {
     /// No suffix: every hardware ring pair (`NR_REG_ALL_NIC`).
     AllNic,
@@ -262,16 +274,16 @@ impl RingSelect {
 /// use netmap_rs::spec::{parse, Conf};
 ///
 /// let s = parse("vale0:p@conf:rings=2,tx_rings=4,slots=512")?;
-/// assert_eq!(s.conf, Conf {
-///     tx_rings: Some(4),
-///     rx_rings: Some(2),
-///     tx_slots: Some(512),
-///     rx_slots: Some(512),
-///     ..Conf::default()
-/// });
+/// let mut want = Conf::default();
+/// want.tx_rings = Some(4);
+/// want.rx_rings = Some(2);
+/// want.tx_slots = Some(512);
+/// want.rx_slots = Some(512);
+/// assert_eq!(s.conf, want);
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conf {
     /// `tx_rings=` (or `rings=`): hardware TX rings.
     pub tx_rings: Option<u16>,
@@ -296,11 +308,12 @@ pub struct Conf {
 /// use netmap_rs::spec::{parse, OffsetOpt};
 ///
 /// let s = parse("eth0@offset:initial=64,bits=8")?;
-/// assert_eq!(s.offset, Some(OffsetOpt { initial: 64, maxoff: 64, bits: 8, mingap: 0 }));
+/// assert_eq!(s.offset, Some(OffsetOpt::new(64, 64, 8, 0)));
 /// assert_eq!(parse("eth0@offset=32")?.offset.unwrap().bits, 0);
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OffsetOpt {
     /// `initial=` (the default key, required): the offset every slot starts with.
     pub initial: u64,
@@ -310,6 +323,21 @@ pub struct OffsetOpt {
     pub bits: u64,
     /// The minimum gap between the offset and the buffer's end: 0.
     pub mingap: u64,
+}
+
+impl OffsetOpt {
+    /// Offsets that start at `initial`, stay at most `maxoff`, live in the
+    /// low `bits` bits of a slot's `ptr`, with `mingap` bytes free after
+    /// each packet (the arguments of
+    /// [`NetmapBuilder::offsets`](crate::NetmapBuilder::offsets)).
+    pub fn new(initial: u64, maxoff: u64, bits: u64, mingap: u64) -> OffsetOpt {
+        OffsetOpt {
+            initial,
+            maxoff,
+            bits,
+            mingap,
+        }
+    }
 }
 
 /// The `@extmem:` option: netmap memory in a file the user maps.
@@ -328,6 +356,7 @@ pub struct OffsetOpt {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtmemOpt {
     /// `file=` (the default key, required): the file to map. Not opened here.
     pub file: String,
@@ -345,6 +374,26 @@ pub struct ExtmemOpt {
     pub buf_size: Option<u64>,
 }
 
+impl ExtmemOpt {
+    /// External memory in `file`, every size left to the kernel (set the
+    /// fields to ask for more).
+    ///
+    /// ```
+    /// use netmap_rs::spec::{parse, ExtmemOpt};
+    ///
+    /// let mut want = ExtmemOpt::new("/dev/hugepages/nm");
+    /// want.buf_num = Some(4096);
+    /// assert_eq!(parse("eth0@extmem:file=/dev/hugepages/nm,buf_num=4096")?.extmem, Some(want));
+    /// # Ok::<(), netmap_rs::Error>(())
+    /// ```
+    pub fn new(file: impl Into<String>) -> ExtmemOpt {
+        ExtmemOpt {
+            file: file.into(),
+            ..ExtmemOpt::default()
+        }
+    }
+}
+
 /// A parsed port name. See the [module docs](self) for the grammar.
 ///
 /// ```
@@ -359,6 +408,7 @@ pub struct ExtmemOpt {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PortSpec {
     /// The full name, normalized: the input, with `netmap:` put before a
     /// plain name.

@@ -288,22 +288,14 @@ impl Parser<'_> {
     /// The `extmem` option of `vals`, which holds its file.
     fn extmem(&self, vals: &Values) -> Result<ExtmemOpt> {
         let file = vals.get(EXTMEM_FILE).map_or("", |(s, e)| &self.text[s..e]);
-        let mut x = ExtmemOpt {
-            file: file.to_owned(),
-            ..ExtmemOpt::default()
-        };
+        let mut x = ExtmemOpt::new(file);
         self.apply(EXTMEM, vals, &mut x)?;
         Ok(x)
     }
 
     /// The `offset` option of `vals`, which holds `initial`.
     fn offset(&self, vals: &Values) -> Result<OffsetOpt> {
-        let mut o = OffsetOpt {
-            initial: 0,
-            maxoff: 0,
-            bits: 0,
-            mingap: 0,
-        };
+        let mut o = OffsetOpt::new(0, 0, 0, 0);
         self.apply(OFFSET, vals, &mut o)?;
         Ok(o)
     }

@@ -357,10 +357,10 @@ fn library_error(
         },
         libc::ENOENT | libc::ENXIO | libc::ENODEV if about_device => Error::Unavailable {
             port: name,
-            reasons: Refusals(vec![Refusal {
-                backend: BackendKind::Libnetmap,
-                reason: format!("{} loaded, but it says: {said}", lib.path),
-            }]),
+            reasons: Refusals::from(vec![Refusal::new(
+                BackendKind::Libnetmap,
+                format!("{} loaded, but it says: {said}", lib.path),
+            )]),
         },
         libc::ENOENT | libc::ENXIO | libc::ENODEV if registering => Error::InterfaceNotFound { name },
         _ => Error::Library {
