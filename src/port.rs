@@ -107,9 +107,50 @@ impl fmt::Display for RegionKey {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
+///
+/// # Conditional set-up
+///
+/// Every setter takes the builder by value and hands it back, so a chain
+/// reads as above. Settings that come from configuration, present or not,
+/// go to the setters that take an `Option` too
+/// ([`num_tx_rings`](NetmapBuilder::num_tx_rings),
+/// [`num_rx_rings`](NetmapBuilder::num_rx_rings),
+/// [`num_slots`](NetmapBuilder::num_slots),
+/// [`backend`](NetmapBuilder::backend)): `None` leaves the setting as it
+/// was. Any other setting is made conditional by rebinding the builder;
+/// and a builder is `Clone`, so one template can open several ports.
+///
+/// ```
+/// use netmap_rs::{BackendKind, NetmapBuilder};
+///
+/// # fn main() -> Result<(), netmap_rs::Error> {
+/// struct Config {
+///     slots: Option<u32>,
+///     backend: Option<BackendKind>,
+///     promiscuous: bool,
+///     offset: Option<u64>,
+/// }
+/// let config = Config { slots: Some(512), backend: None, promiscuous: false, offset: None };
+///
+/// let mut template = NetmapBuilder::new("emu:conditional{1")
+///     .num_slots(config.slots) // `None` would keep the default
+///     .backend(config.backend)
+///     .promiscuous(config.promiscuous);
+/// if let Some(initial) = config.offset {
+///     template = template.offsets(initial, initial, 0, 0);
+/// }
+/// let first = template.clone().build()?;
+/// assert_eq!(first.num_slots(), (512, 512));
+/// // The same settings for another port: a clone with one change.
+/// let other = template.clone().rings(netmap_rs::spec::RingSelect::OneNic(0));
+/// # drop((first, other));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
 pub struct NetmapBuilder {
-    spec: Result<PortSpec, Error>,
+    /// The parsed name, or why it does not parse (reported by `build`).
+    spec: Result<PortSpec, spec::Invalid>,
     extras: RegisterExtras,
     backend: Option<BackendKind>,
     how: How,
@@ -120,7 +161,7 @@ impl NetmapBuilder {
     /// [`build`](NetmapBuilder::build).
     pub fn new(name: &str) -> Self {
         NetmapBuilder {
-            spec: spec::parse(name),
+            spec: spec::parse_name(name),
             extras: RegisterExtras::default(),
             backend: None,
             how: How::default(),
@@ -135,24 +176,34 @@ impl NetmapBuilder {
     }
 
     /// Asks for `n` TX rings where the port is created by this open (VALE
-    /// ports, pipes); hardware ports keep their own count.
-    pub fn num_tx_rings(self, n: usize) -> Self {
-        let n = u16::try_from(n).unwrap_or(u16::MAX);
-        self.conf(|c| c.tx_rings = Some(n))
+    /// ports, pipes); hardware ports keep their own count. `None` leaves
+    /// the count as it was (the name's `@conf:`, else the port's default).
+    pub fn num_tx_rings(self, n: impl Into<Option<usize>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| c.tx_rings = Some(ring_count(n))),
+            None => self,
+        }
     }
 
-    /// Asks for `n` RX rings where the port is created by this open.
-    pub fn num_rx_rings(self, n: usize) -> Self {
-        let n = u16::try_from(n).unwrap_or(u16::MAX);
-        self.conf(|c| c.rx_rings = Some(n))
+    /// Asks for `n` RX rings where the port is created by this open. `None`
+    /// leaves the count as it was.
+    pub fn num_rx_rings(self, n: impl Into<Option<usize>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| c.rx_rings = Some(ring_count(n))),
+            None => self,
+        }
     }
 
     /// Asks for `n` slots per ring where the port is created by this open.
-    pub fn num_slots(self, n: u32) -> Self {
-        self.conf(|c| {
-            c.tx_slots = Some(n);
-            c.rx_slots = Some(n);
-        })
+    /// `None` leaves the counts as they were.
+    pub fn num_slots(self, n: impl Into<Option<u32>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| {
+                c.tx_slots = Some(n);
+                c.rx_slots = Some(n);
+            }),
+            None => self,
+        }
     }
 
     /// Selects the rings to bind, as the name's suffix would (`-N`, `^`, `*`).
@@ -224,7 +275,8 @@ impl NetmapBuilder {
         self
     }
 
-    /// Forces a backend instead of choosing one.
+    /// Forces a backend instead of choosing one. `None` leaves the choice
+    /// as it was (by default, automatic).
     ///
     /// [`BackendKind::AfPacket`] opens a real interface through AF_PACKET
     /// even where netmap is available. [`BackendKind::Kernel`] drives
@@ -239,8 +291,10 @@ impl NetmapBuilder {
     /// text. libnetmap's context is process-global: this crate serializes
     /// every call it makes into the library with a lock of its own, so ports
     /// may be opened and closed from many threads at once.
-    pub fn backend(mut self, backend: BackendKind) -> Self {
-        self.backend = Some(backend);
+    pub fn backend(mut self, backend: impl Into<Option<BackendKind>>) -> Self {
+        if let Some(b) = backend.into() {
+            self.backend = Some(b);
+        }
         self
     }
 
@@ -307,7 +361,7 @@ impl NetmapBuilder {
     /// [`Error::InterfaceDown`], and [`Error::PermissionDenied`] naming
     /// `CAP_NET_RAW`.
     pub fn build(self) -> Result<Netmap> {
-        let spec = self.spec?;
+        let spec = self.spec.map_err(Error::from)?;
         open_spec(spec, self.extras, self.backend, self.how)
     }
 
@@ -331,7 +385,7 @@ impl NetmapBuilder {
     /// # }
     /// ```
     pub fn build_per_ring(self) -> Result<Vec<Netmap>> {
-        let spec = self.spec?;
+        let spec = self.spec.map_err(Error::from)?;
         let (nic, host) = {
             let all = open_spec(spec.clone(), self.extras, self.backend, self.how)?;
             let reg = &all.port.reg;
@@ -358,6 +412,11 @@ impl NetmapBuilder {
             })
             .collect()
     }
+}
+
+/// A ring count as the register request holds it: at most `u16::MAX`.
+fn ring_count(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 /// Opens `spec` on the backend [`select`] picks.
@@ -772,5 +831,52 @@ impl AsFd for Netmap {
 impl AsRawFd for Netmap {
     fn as_raw_fd(&self) -> RawFd {
         self.port.fd.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_builder_opens_the_same_port() {
+        let template = NetmapBuilder::new("emu:clone{1").num_tx_rings(2).num_slots(128);
+        let first = template.clone().build().unwrap();
+        drop(first);
+        let again = template.build().unwrap();
+        assert_eq!((again.num_tx_rings(), again.num_slots()), (2, (128, 128)));
+    }
+
+    #[test]
+    fn a_cloned_builder_keeps_the_name_error() {
+        let bad = NetmapBuilder::new("netmap:eth0-x").num_slots(64);
+        for b in [bad.clone(), bad] {
+            match b.build() {
+                Err(Error::InvalidPortSpec { spec, position, .. }) => {
+                    assert_eq!((spec.as_str(), position), ("netmap:eth0-x", 12));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn none_leaves_a_setting_as_it_was() {
+        let slots: Option<u32> = None;
+        let port = NetmapBuilder::new("emu:noneset{1@conf:rings=3")
+            .num_slots(256)
+            .num_slots(slots)
+            .num_tx_rings(None)
+            .num_rx_rings(None)
+            .backend(None)
+            .build()
+            .unwrap();
+        assert_eq!(port.num_slots(), (256, 256));
+        assert_eq!(
+            (port.num_tx_rings(), port.num_rx_rings()),
+            (3, 3),
+            "the name's counts"
+        );
+        assert_eq!(port.backend(), BackendKind::Emulated);
     }
 }

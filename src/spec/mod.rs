@@ -125,7 +125,7 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::ffi;
 
 use parse::Parser;
@@ -501,7 +501,7 @@ impl FromStr for PortSpec {
     type Err = Error;
 
     /// The same as [`parse`].
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         parse(s)
     }
 }
@@ -530,7 +530,13 @@ impl FromStr for PortSpec {
 /// }
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
-pub fn parse(name: &str) -> Result<PortSpec> {
+pub fn parse(name: &str) -> crate::Result<PortSpec> {
+    parse_name(name).map_err(Error::from)
+}
+
+/// [`parse`], with the error in a form that clones: the builder keeps it
+/// until `build`.
+pub(crate) fn parse_name(name: &str) -> Result<PortSpec> {
     if let Some(i) = name.bytes().position(|b| b == 0) {
         return Err(invalid(name, i, "any character but NUL"));
     }
@@ -551,9 +557,31 @@ pub fn parse(name: &str) -> Result<PortSpec> {
     .parse()
 }
 
+/// A malformed name: the fields of [`Error::InvalidPortSpec`], which it
+/// becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    spec: String,
+    position: usize,
+    expected: String,
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Error {
+        Error::InvalidPortSpec {
+            spec: e.spec,
+            position: e.position,
+            expected: e.expected,
+        }
+    }
+}
+
+/// The parser's results.
+type Result<T, E = Invalid> = std::result::Result<T, E>;
+
 /// Builds the error for `name` at byte `position` of `name`.
-fn invalid(name: &str, position: usize, expected: impl Into<String>) -> Error {
-    Error::InvalidPortSpec {
+fn invalid(name: &str, position: usize, expected: impl Into<String>) -> Invalid {
+    Invalid {
         spec: name.to_owned(),
         position,
         expected: expected.into(),

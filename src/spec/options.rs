@@ -2,8 +2,7 @@
 //! of its keys, looked up by name, and what each key's value sets.
 
 use super::parse::Parser;
-use super::{Conf, ExtmemOpt, OffsetOpt, PortSpec};
-use crate::error::Result;
+use super::{Conf, ExtmemOpt, OffsetOpt, PortSpec, Result};
 
 const OPTIONS_EXPECTED: &str = "one of the options conf, extmem, offset";
 
