@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use ::mio::event::Source;
 use ::mio::unix::SourceFd;
@@ -246,6 +246,24 @@ impl Deref for LocalPort {
 
     fn deref(&self) -> &Netmap {
         &self.port
+    }
+}
+
+/// The port's descriptor, that of the [`Netmap`] it holds (see
+/// [`Netmap`'s `AsFd`](Netmap#impl-AsFd-for-Netmap) for what it is on each
+/// backend). It is registered with the `Poll` that made this `LocalPort`;
+/// registering it elsewhere, or polling it directly, is the caller's
+/// responsibility, and only the thread that drives the rings may do it.
+impl AsFd for LocalPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.port.as_fd()
+    }
+}
+
+/// The descriptor of [`AsFd`](#impl-AsFd-for-LocalPort), as a number.
+impl AsRawFd for LocalPort {
+    fn as_raw_fd(&self) -> RawFd {
+        self.port.as_raw_fd()
     }
 }
 

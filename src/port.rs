@@ -822,12 +822,32 @@ impl Netmap {
     }
 }
 
+/// The port's descriptor, for event loops and `poll(2)`: it is readable
+/// when an RX ring has packets and writable when a TX ring has room. Which
+/// descriptor it is depends on the backend:
+///
+/// | backend | descriptor |
+/// |---|---|
+/// | `/dev/netmap` | the `/dev/netmap` descriptor the rings are registered on |
+/// | libnetmap | the descriptor of the library's `nmport_d` (the same kind) |
+/// | embedded (`emu:`) | an eventfd that the embedded kernel signals as the real one would |
+/// | AF_PACKET | the socket of a one-ring-pair port; for several ring pairs an epoll set of the sockets (then readable on any ring's progress: see the backend's notes) |
+///
+/// It stays owned by the port: do not close it, read or write it, or
+/// change its flags. Polling it is the caller's business and comes with
+/// netmap's rules: on the netmap kernel a poll syncs the port's rings in
+/// the polling thread, so only the thread that drives the rings may poll
+/// it (see [`LocalPort`](crate::LocalPort), which makes the compiler hold a
+/// mio user to that); on the embedded kernel and AF_PACKET a wake-up syncs
+/// nothing, so sync the rings after it. [`Netmap::poll`] and
+/// [`Netmap::poll_writable`] wait without these concerns.
 impl AsFd for Netmap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.port.fd.as_fd()
     }
 }
 
+/// The descriptor of [`AsFd`](#impl-AsFd-for-Netmap), as a number.
 impl AsRawFd for Netmap {
     fn as_raw_fd(&self) -> RawFd {
         self.port.fd.as_fd().as_raw_fd()
