@@ -7,6 +7,8 @@ use std::fmt;
 use std::io;
 
 /// Which way of reaching netmap a port uses (or was refused).
+///
+/// `BackendKind` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BackendKind {
@@ -33,6 +35,8 @@ impl fmt::Display for BackendKind {
 }
 
 /// Why one backend could not serve a port.
+///
+/// `Refusal` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Refusal {
@@ -66,6 +70,8 @@ impl fmt::Display for Refusal {
 }
 
 /// A list of refusals, displayed as `a; b; c`.
+///
+/// `Refusals` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Refusals(pub Vec<Refusal>);
@@ -89,6 +95,10 @@ impl fmt::Display for Refusals {
 }
 
 /// Everything that can go wrong in `netmap-rs`.
+///
+/// `Error` is `Send`, `Sync` and `'static`: it holds only owned data and an
+/// `io::Error`, so it fits `Box<dyn std::error::Error + Send + Sync>` and
+/// moves to any thread.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

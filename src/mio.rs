@@ -49,8 +49,11 @@ impl Source for Netmap {
 ///
 /// Made by [`Netmap::register_local`]; it dereferences to the [`Netmap`], so
 /// rings come from [`tx_ring`](Netmap::tx_ring) and
-/// [`rx_ring`](Netmap::rx_ring) as usual. It is not `Send`: it stays on the
-/// thread that registered it, which is the thread that polls.
+/// [`rx_ring`](Netmap::rx_ring) as usual.
+///
+/// `LocalPort` is neither `Send` nor `Sync`: it stays on the thread that
+/// registered it, which is the thread that polls its `Poll` and so the one
+/// that must drive its rings (see [Which thread may poll](#which-thread-may-poll)).
 ///
 /// # What an event means
 ///

@@ -61,6 +61,10 @@ impl fmt::Display for RegionKey {
 
 /// Opens a netmap port.
 ///
+/// `NetmapBuilder` is `Send` and `Sync`: it is plain configuration (the
+/// parsed name and the options) and opens nothing until
+/// [`build`](NetmapBuilder::build).
+///
 /// The name follows libnetmap's port-name grammar (see [`spec`](crate::spec)):
 /// `netmap:eth0`, `eth0` (the `netmap:` prefix is added), `eth0^` (host
 /// rings), `eth0-2` (one ring pair), `vale0:p1`, pipes `eth0{1` / `eth0}1`,
@@ -434,10 +438,13 @@ fn open_spec(
 /// rings, and the shared memory that holds them.
 ///
 /// Get rings with [`tx_ring`](Netmap::tx_ring) and [`rx_ring`](Netmap::rx_ring);
-/// each ring can have one live handle at a time. A sync on the port's
-/// descriptor touches every ring bound to it, so a port and its rings stay on
-/// one thread: `Netmap` is `Send` but not `Sync`. For one thread per ring,
-/// open one port per ring ([`NetmapBuilder::build_per_ring`]).
+/// each ring can have one live handle at a time.
+///
+/// `Netmap` is `Send` but not `Sync`: it owns its descriptor and its
+/// mapping, so it may move to another thread, but a sync on the descriptor
+/// touches every ring bound to it, so a port and its rings stay on one
+/// thread at a time. For one thread per ring, open one port per ring
+/// ([`NetmapBuilder::build_per_ring`]).
 pub struct Netmap {
     /// Released by `Drop`, unless the process is a fork of the opener.
     port: ManuallyDrop<KernelPort>,

@@ -20,6 +20,8 @@ use crate::ffi;
 use crate::spec;
 
 /// What `/dev/netmap` says.
+///
+/// `DeviceStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceStatus {
@@ -41,6 +43,8 @@ impl DeviceStatus {
 }
 
 /// What the kernel module says of API versions.
+///
+/// `KernelApi` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KernelApi {
@@ -60,6 +64,8 @@ pub enum KernelApi {
 }
 
 /// What became of `libnetmap.so`.
+///
+/// `LibraryStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LibraryStatus {
@@ -81,6 +87,8 @@ pub enum LibraryStatus {
 }
 
 /// Whether AF_PACKET sockets can be opened.
+///
+/// `AfPacketStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AfPacketStatus {
@@ -93,6 +101,8 @@ pub enum AfPacketStatus {
 }
 
 /// Which backend a given port name would get.
+///
+/// `PortProbe` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PortProbe {
@@ -113,6 +123,9 @@ pub struct PortProbe {
 }
 
 /// A report of what this host offers. See [`probe`].
+///
+/// `Probe` is `Send` and `Sync`: a report in plain data; it holds no
+/// descriptor or library handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Probe {

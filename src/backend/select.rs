@@ -23,6 +23,8 @@ use crate::spec::{PortKind, PortSpec};
 /// Whether [`NetmapBuilder::build`](crate::NetmapBuilder::build) may fall
 /// back to another way of moving packets when netmap cannot serve a port.
 ///
+/// `Fallback` is `Send` and `Sync`: it is plain data.
+///
 /// The fallback is never taken unless asked for: a program that wants netmap
 /// and gets AF_PACKET sees other performance and semantics, so it must say
 /// that it accepts them.

@@ -101,8 +101,10 @@ fn chain_len(core: &RingCore, mut i: u32, avail: u32) -> Option<u32> {
 /// a copy with [`forward`](TxRing::forward); [`sync`](TxRing::sync) hands
 /// them to the kernel and learns which slots it has freed.
 ///
-/// A `TxRing` borrows its [`Netmap`], is not `Send`, and is the only live
-/// handle to its ring. Ring handles stay on the thread that holds the port:
+/// `TxRing` is neither `Send` nor `Sync`: it borrows its [`Netmap`], which is
+/// not `Sync` (a sync on the port's descriptor touches every ring bound to
+/// it), and it is the only live handle to its ring. Ring handles stay on the
+/// thread that holds the port:
 ///
 /// ```compile_fail,E0277
 /// # use netmap_rs::prelude::*;
@@ -461,6 +463,9 @@ impl Drop for TxRing<'_> {
 
 /// Packets built in place in a [`TxRing`]'s slot buffers, published together
 /// by [`commit`](TxBatch::commit). Dropping an uncommitted batch discards it.
+///
+/// `TxBatch` is neither `Send` nor `Sync`: it borrows its [`TxRing`] mutably,
+/// and the buffers it hands out are the ring's.
 #[must_use = "a TX batch publishes nothing until commit()"]
 pub struct TxBatch<'r, 'a> {
     ring: &'r mut TxRing<'a>,

@@ -132,6 +132,8 @@ use parse::Parser;
 
 /// What kind of port a name designates, from its prefix.
 ///
+/// `PortKind` is `Send` and `Sync`: it is plain data.
+///
 /// ```
 /// use netmap_rs::spec::{parse, PortKind};
 ///
@@ -163,6 +165,8 @@ pub enum PortKind {
 /// unlike the crate's other enums this one is exhaustive: a `match` needs
 /// no wildcard arm.
 ///
+/// `PipeRole` is `Send` and `Sync`: it is plain data.
+///
 /// ```
 /// use netmap_rs::spec::{parse, PipeRole};
 ///
@@ -179,6 +183,8 @@ pub enum PipeRole {
 }
 
 /// The pipe part of a port name: `{ID` or `}ID`.
+///
+/// `PipeSpec` is `Send` and `Sync`: it is plain data.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, PipeRole, PipeSpec};
@@ -204,6 +210,8 @@ impl PipeSpec {
 }
 
 /// Which rings a port binds, from the suffix after the port name.
+///
+/// `RingSelect` is `Send` and `Sync`: it is plain data.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, RingSelect};
@@ -270,6 +278,8 @@ impl RingSelect {
 /// The `@conf:` option: ring and slot counts to ask for (`None`: keep the
 /// port's default).
 ///
+/// `Conf` is `Send` and `Sync`: it is plain data.
+///
 /// ```
 /// use netmap_rs::spec::{parse, Conf};
 ///
@@ -300,6 +310,8 @@ pub struct Conf {
 }
 
 /// The `@offset:` option: per-slot buffer offsets (`NETMAP_REQ_OPT_OFFSETS`).
+///
+/// `OffsetOpt` is `Send` and `Sync`: it is plain data.
 ///
 /// As in libnetmap, only `initial` and `bits` can be written; `maxoff` is set
 /// to `initial` and `mingap` to 0.
@@ -341,6 +353,8 @@ impl OffsetOpt {
 }
 
 /// The `@extmem:` option: netmap memory in a file the user maps.
+///
+/// `ExtmemOpt` is `Send` and `Sync`: it is plain data.
 ///
 /// The numeric keys fill `nmreq_pools_info`, whose fields are 32 bits wide,
 /// so each is at most `u32::MAX`.
@@ -395,6 +409,9 @@ impl ExtmemOpt {
 }
 
 /// A parsed port name. See the [module docs](self) for the grammar.
+///
+/// `PortSpec` is `Send` and `Sync`: it is plain data, a name taken apart; it
+/// opens nothing.
 ///
 /// ```
 /// use netmap_rs::spec::{PortSpec, RingSelect};
