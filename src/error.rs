@@ -104,9 +104,10 @@ impl fmt::Display for Refusals {
 pub enum Error {
     /// No backend can open this port on this host.
     #[error(
-        "netmap is not available for `{port}` ({reasons}); load the netmap kernel module \
+        "netmap is not available for `{}` ({reasons}); load the netmap kernel module \
          (`modprobe netmap`), point NETMAP_LIBRARY at libnetmap.so, use an `emu:` port, \
-         or, for a real interface, allow the AF_PACKET fallback (`Fallback::AfPacket`)"
+         or, for a real interface, allow the AF_PACKET fallback (`Fallback::AfPacket`)",
+        Name(port)
     )]
     Unavailable {
         /// The port that was asked for.
@@ -125,19 +126,24 @@ pub enum Error {
         what: String,
     },
 
-    /// The interface or port named does not exist.
-    #[error(
-        "no such interface or port `{name}`; check the name with `ip link`, \
-         or open the pipe's master end (`{{`) before its slave end (`}}`)"
-    )]
+    /// The interface or port named does not exist. The message's advice
+    /// fits the kind of name: an interface's points at `ip link`, a pipe's
+    /// at the order in which its ends open, a VALE port's at the switch.
+    #[error("no such interface or port `{}`; {}", Name(name), not_found_hint(name))]
     InterfaceNotFound {
-        /// The name that was not found.
+        /// The port's name as parsed
+        /// ([`PortSpec::text`](crate::spec::PortSpec::text)), the same on
+        /// every backend.
         name: String,
     },
 
     /// The interface exists but is administratively down, so no packet can
     /// move on it (reported by the AF_PACKET backend).
-    #[error("interface `{name}` is down; bring it up with `ip link set {name} up`")]
+    #[error(
+        "interface `{}` is down; bring it up with `ip link set {} up`",
+        Name(name),
+        Name(name)
+    )]
     InterfaceDown {
         /// The interface.
         name: String,
@@ -147,9 +153,10 @@ pub enum Error {
     /// exclusively unless both opt out with the unsafe
     /// [`NetmapBuilder::share_rings`](crate::NetmapBuilder::share_rings).
     #[error(
-        "`{name}` is busy: its {rings} are bound by another port; close the other port, select \
+        "`{}` is busy: its {rings} are bound by another port; close the other port, select \
          other rings (`-N`, `/T` or `/R` in the name), or open both ports with the unsafe \
-         `NetmapBuilder::share_rings`"
+         `NetmapBuilder::share_rings`",
+        Name(name)
     )]
     Busy {
         /// The port.
@@ -161,10 +168,10 @@ pub enum Error {
 
     /// The port name could not be parsed.
     #[error(
-        "invalid port name `{spec}` at byte {position}: expected {expected}\n  {spec}\n  {caret:>width$}\n\
+        "invalid port name `{}` at byte {position}: expected {expected}\n{}\n\
          see the port-name grammar in the `spec` module docs",
-        caret = "^",
-        width = position + 1
+        Name(spec),
+        Caret { spec, position: *position }
     )]
     InvalidPortSpec {
         /// The whole name as given.
@@ -189,8 +196,9 @@ pub enum Error {
 
     /// `libnetmap.so` could not be used, or refused a request.
     #[error(
-        "libnetmap (`{path}`){}: {reason}; fix the request, point NETMAP_LIBRARY at a working \
+        "libnetmap (`{}`){}: {reason}; fix the request, point NETMAP_LIBRARY at a working \
          libnetmap.so, or use /dev/netmap directly with `.backend(BackendKind::Kernel)`",
+        Name(path),
         symbol.as_ref().map(|s| format!(", symbol `{s}`")).unwrap_or_default()
     )]
     Library {
@@ -278,8 +286,9 @@ pub enum Error {
     /// The port was opened by another process, of which this one is a fork:
     /// its rings stay with that process.
     #[error(
-        "port `{name}` was opened by the process this one was forked from, and its rings stay \
-         there; open the port anew in this process (after the fork)"
+        "port `{}` was opened by the process this one was forked from, and its rings stay \
+         there; open the port anew in this process (after the fork)",
+        Name(name)
     )]
     Forked {
         /// The port.
@@ -305,6 +314,121 @@ impl Error {
             op: op.into(),
             source,
         }
+    }
+}
+
+/// The longest name, in bytes, that a message quotes whole.
+const NAME_SHOWN: usize = 64;
+
+/// A name as messages quote it: whole when it is short, else its first 64
+/// bytes (cut at a character boundary) and its length, `eth0@conf:…(10240
+/// bytes)`. Options can make a name as long as one likes, and a message
+/// should not repeat kilobytes of it. Every name an error quotes, in its
+/// own fields' text or in words built when it is made (an `op`, a `what`,
+/// a refusal's `reason`), goes through here; the fields keep the name
+/// whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name<'a>(pub(crate) &'a str);
+
+impl Name<'_> {
+    /// Where the quoted part of the name ends: its length when it is
+    /// shown whole.
+    fn cut(&self) -> usize {
+        let s = self.0;
+        if s.len() <= NAME_SHOWN {
+            return s.len();
+        }
+        (0..=NAME_SHOWN)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0)
+    }
+
+    /// `text`, someone else's words (a library's message) that may quote
+    /// the name whole, with every such quote shortened.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        if self.cut() == self.0.len() || self.0.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(self.0, &self.to_string())
+        }
+    }
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cut = self.cut();
+        f.write_str(&self.0[..cut])?;
+        if cut < self.0.len() {
+            write!(f, "…({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// The advice of [`Error::InterfaceNotFound`] for `name`, by the kind of
+/// port it names. It quotes no part of the name, which the message has
+/// quoted already.
+fn not_found_hint(name: &str) -> &'static str {
+    let Ok(spec) = crate::spec::parse_name(name) else {
+        return "check the name with `ip link`, or open a pipe's master end (`{`) before its \
+                slave end (`}`)";
+    };
+    match (&spec.kind, &spec.pipe) {
+        (crate::spec::PortKind::Emu, _) => {
+            "a pipe's slave end (`}`) opens only while its master end (`{`) is open: open the \
+             master end first"
+        }
+        (_, Some(_)) => {
+            "check that the port before the `{` or `}` exists (`ip link`), and open the pipe's \
+             master end (`{`) before its slave end (`}`)"
+        }
+        _ if spec.is_vale() => {
+            "check the VALE switch and port names (`valectl` lists the switches' ports), and \
+             that the netmap module was built with VALE"
+        }
+        _ => "check the interface name with `ip link` (interfaces of this network namespace)",
+    }
+}
+
+/// The offending part of a malformed name, and a caret under the byte at
+/// `position`: the whole name when it is short, else a window around the
+/// position, `…` marking what is left out on either side.
+struct Caret<'a> {
+    spec: &'a str,
+    position: usize,
+}
+
+impl fmt::Display for Caret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.spec;
+        let at = (0..=self.position.min(s.len()))
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        let (mut start, mut end) = (0, s.len());
+        if s.len() > NAME_SHOWN {
+            start = at.saturating_sub(NAME_SHOWN / 2);
+            while !s.is_char_boundary(start) {
+                start -= 1;
+            }
+            end = (start + NAME_SHOWN).min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+        }
+        let (before, after) = (
+            if start > 0 { "…" } else { "" },
+            if end < s.len() { "…" } else { "" },
+        );
+        let column = before.chars().count() + s[start..at].chars().count();
+        write!(
+            f,
+            "  {before}{}{after}\n  {:>width$}",
+            &s[start..end],
+            "^",
+            width = column + 1
+        )
     }
 }
 
@@ -489,6 +613,141 @@ mod tests {
         let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>()).unwrap();
         assert_eq!(inner.raw_os_error(), Some(libc::EAGAIN));
         assert!(io.to_string().starts_with("NIOCTXSYNC on emu:x{1 failed"), "{io}");
+    }
+
+    /// A name of about 10 kB: a short port name and a long tail of options.
+    fn long(port: &str) -> String {
+        let name = format!("{port}{}", "@conf:rings=1".repeat(800));
+        assert!(crate::spec::parse(&name).is_ok(), "{port}");
+        name
+    }
+
+    /// The most any message may take for a name of any length.
+    const BOUND: usize = 1500;
+
+    fn bounded(e: &Error) -> String {
+        let text = e.to_string();
+        assert!(text.len() < BOUND, "{} bytes: {text}", text.len());
+        text
+    }
+
+    #[test]
+    fn a_long_name_is_cut_in_every_message() {
+        let name = long("netmap:eth0");
+        let n = name.len();
+        let cut = format!("…({n} bytes)");
+        let errors = [
+            Error::Unavailable {
+                port: name.clone(),
+                reasons: Refusals::from(vec![Refusal::new(BackendKind::Kernel, "x")]),
+            },
+            Error::InterfaceNotFound { name: name.clone() },
+            Error::InterfaceDown { name: name.clone() },
+            Error::Busy {
+                name: name.clone(),
+                rings: "host rings".into(),
+            },
+            Error::InvalidPortSpec {
+                spec: name.clone(),
+                position: n / 2,
+                expected: "x".into(),
+            },
+            Error::Library {
+                path: name.clone(),
+                symbol: None,
+                reason: "x".into(),
+            },
+            Error::Forked { name: name.clone() },
+        ];
+        for e in &errors {
+            let text = bounded(e);
+            assert!(text.contains(&cut), "{text}");
+            assert!(text.contains(&name[..NAME_SHOWN]), "{text}");
+        }
+        // A short name is quoted whole.
+        let e = Error::Forked {
+            name: "emu:a{1".into(),
+        };
+        assert!(e.to_string().starts_with("port `emu:a{1` was opened"), "{e}");
+        // Cut at a character boundary.
+        let wide = "é".repeat(100);
+        assert_eq!(Name(&wide).to_string(), format!("{}…(200 bytes)", "é".repeat(32)));
+    }
+
+    #[test]
+    fn long_names_in_the_errors_of_real_opens() {
+        let open = |b: crate::NetmapBuilder| b.build().map(drop).unwrap_err();
+        // Each backend's own path, and the choice among them.
+        let e = open(crate::NetmapBuilder::new(&long("afpacket:nmrsnone0")));
+        assert!(matches!(e, Error::InterfaceNotFound { .. }), "{e}");
+        bounded(&e);
+        let e = open(crate::NetmapBuilder::new(&long("emu:nomaster}1")));
+        assert!(matches!(e, Error::InterfaceNotFound { .. }), "{e}");
+        bounded(&e);
+        bounded(&open(crate::NetmapBuilder::new(&long("netmap:nmrsnone0"))));
+        bounded(&open(
+            crate::NetmapBuilder::new(&long("netmap:nmrsnone0")).fallback(crate::Fallback::AfPacket),
+        ));
+        bounded(&open(
+            crate::NetmapBuilder::new(&long("emu:forced{1")).backend(BackendKind::Kernel),
+        ));
+        bounded(&open(
+            crate::NetmapBuilder::new(&long("netmap:nmrsnone0")).backend(BackendKind::AfPacket),
+        ));
+        let held = crate::NetmapBuilder::new(&long("emu:longbusy{1"))
+            .build()
+            .unwrap();
+        let e = open(crate::NetmapBuilder::new(&long("emu:longbusy{1")));
+        assert!(matches!(e, Error::Busy { .. }), "{e}");
+        bounded(&e);
+        drop(held);
+        // A malformed name: the caret line shows the part around the fault.
+        let bad = format!("{}@conf:ring=1", long("eth0"));
+        let e = open(crate::NetmapBuilder::new(&bad));
+        let text = bounded(&e);
+        let lines: Vec<&str> = text.lines().collect();
+        let col = lines[2].find('^').unwrap();
+        let under: String = lines[1].chars().skip(col).take("ring=1".len()).collect();
+        assert_eq!(under, "ring=1", "{text}");
+        assert!(
+            lines[1].starts_with("  …") && lines[1].ends_with("ring=1"),
+            "{text}"
+        );
+        // A port name past netmap's 63 bytes.
+        bounded(&open(crate::NetmapBuilder::new(&"e".repeat(10_000))));
+    }
+
+    #[test]
+    fn the_caret_counts_characters() {
+        let e = crate::spec::parse("netmap:ét h0-x").unwrap_err();
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "  netmap:ét h0-x");
+        assert_eq!(
+            lines[2],
+            format!("  {}^", " ".repeat("netmap:ét h0-".chars().count()))
+        );
+    }
+
+    #[test]
+    fn the_not_found_advice_fits_the_name() {
+        let hint = |name: &str| Error::InterfaceNotFound { name: name.into() }.to_string();
+        for interface in ["netmap:eth9", "afpacket:eth9", "netmap:eth9-1"] {
+            let text = hint(interface);
+            assert!(text.contains("`ip link`") && !text.contains("pipe"), "{text}");
+        }
+        let text = hint("emu:p}1");
+        assert!(
+            text.contains("master end first") && !text.contains("ip link"),
+            "{text}"
+        );
+        let text = hint("netmap:eth9}1");
+        assert!(text.contains("master end (`{`) before its slave end"), "{text}");
+        assert!(text.contains("`ip link`"), "{text}");
+        for vale in ["vale0:p1", "netmap:vale0:p1"] {
+            let text = hint(vale);
+            assert!(text.contains("VALE") && !text.contains("pipe"), "{text}");
+        }
     }
 
     #[test]

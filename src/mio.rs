@@ -15,7 +15,7 @@ use ::mio::event::Source;
 use ::mio::unix::SourceFd;
 use ::mio::{Interest, Poll, Registry, Token};
 
-use crate::error::Result;
+use crate::error::{Name, Result};
 use crate::frame::Frame;
 use crate::port::Netmap;
 
@@ -294,7 +294,7 @@ impl LocalPort {
         if e.raw_os_error() == Some(libc::ENOENT) {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{} is registered with another mio::Poll", self.port.name()),
+                format!("{} is registered with another mio::Poll", Name(self.port.name())),
             )
         } else {
             e

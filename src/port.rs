@@ -14,7 +14,7 @@ use crate::backend::kernel::{KernelPort, RegisterExtras};
 use crate::backend::select::{self, Fallback, How};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
-use crate::error::{BackendKind, Error, Refusal, Result};
+use crate::error::{BackendKind, Error, Name, Refusal, Result};
 use crate::ffi;
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
@@ -795,7 +795,7 @@ impl Netmap {
                 SyncDir::Tx => "NIOCTXSYNC",
                 SyncDir::Rx => "NIOCRXSYNC",
             };
-            Error::io(format!("{op} on {}", self.spec.text), e)
+            Error::io(format!("{op} on {}", Name(&self.spec.text)), e)
         })
     }
 
@@ -818,10 +818,10 @@ impl Netmap {
             .port
             .fd
             .poll(events, Deadline::after(timeout))
-            .map_err(|e| Error::io(format!("poll on {}", self.spec.text), e))?;
+            .map_err(|e| Error::io(format!("poll on {}", Name(&self.spec.text)), e))?;
         if revents & libc::POLLERR != 0 {
             return Err(Error::io(
-                format!("poll on {}", self.spec.text),
+                format!("poll on {}", Name(&self.spec.text)),
                 io::Error::other("the port reported an error (POLLERR)"),
             ));
         }

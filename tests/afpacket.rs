@@ -603,7 +603,7 @@ fn errors_name_what_to_do() {
     };
     let _inside = ns.enter();
     match Builder::new("afpacket:nmrsnone0").build() {
-        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "afpacket:nmrsnone0"),
         other => panic!("unknown interface: {other:?}"),
     }
     ns.ip(&["link", "set", A, "down"]).unwrap();
@@ -778,7 +778,7 @@ fn fallback_rules_hold_without_root() {
     assert!(e.to_string().contains("served only by AF_PACKET"), "{e}");
     // A missing interface is reported as such, before any privilege is needed.
     match Builder::new("afpacket:nmrsnone0").build() {
-        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "afpacket:nmrsnone0"),
         other => panic!("{other:?}"),
     }
     if netmap_here {
@@ -796,11 +796,12 @@ fn fallback_rules_hold_without_root() {
     assert!(text.contains("no interface nmrsnone0"), "{text}");
     let plain = netmap_rs::probe::probe_port("netmap:nmrsnone0");
     assert!(plain.port.as_ref().unwrap().backend.is_err());
+    // The name as given, as every backend reports it.
     match Builder::new("netmap:nmrsnone0")
         .fallback(Fallback::AfPacket)
         .build()
     {
-        Err(Error::InterfaceNotFound { .. }) => {}
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "netmap:nmrsnone0"),
         other => panic!("{other:?}"),
     }
 }

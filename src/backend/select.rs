@@ -16,7 +16,7 @@ use crate::backend::devnetmap::DevNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
 use crate::backend::{emu, Kernel, MemDomain};
-use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
+use crate::error::{BackendKind, Error, Name, Refusal, Refusals, Result};
 use crate::ffi;
 use crate::spec::{PortKind, PortSpec};
 
@@ -180,7 +180,7 @@ fn by_name_or_force(
                 refused.push(Refusal::new(BackendKind::AfPacket, why));
                 Err(Error::Unsupported {
                     backend: BackendKind::AfPacket,
-                    what: format!("opening {}", spec.text),
+                    what: format!("opening {}", Name(&spec.text)),
                     hint,
                 })
             }
@@ -248,7 +248,7 @@ fn try_kernel(
             format!(
                 "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
                  `afpacket:{}`, would use it",
-                spec.ifname
+                Name(&spec.ifname)
             ),
         )),
         Ok(()) => {}

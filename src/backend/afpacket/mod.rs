@@ -176,7 +176,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use crate::backend::{Control, Kernel, MemDomain};
-use crate::error::{BackendKind, Error, Result};
+use crate::error::{BackendKind, Error, Name, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
 use crate::spec::{PortKind, PortSpec, RingSelect};
 pub(crate) use iface::{interface_state, IfState};
@@ -225,25 +225,29 @@ pub(crate) fn serves(spec: &PortSpec) -> std::result::Result<(), String> {
 pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
     serves(spec).map_err(|why| Error::Unsupported {
         backend: BackendKind::AfPacket,
-        what: format!("opening {}", spec.text),
+        what: format!("opening {}", Name(&spec.text)),
         hint: format!("{why}; load the netmap kernel module for them"),
     })?;
     let ifname = &spec.ifname;
     match interface_state(ifname) {
         Ok(IfState::Up) => {}
-        Ok(IfState::Missing) => return Err(Error::InterfaceNotFound { name: ifname.clone() }),
+        Ok(IfState::Missing) => {
+            return Err(Error::InterfaceNotFound {
+                name: spec.text.clone(),
+            })
+        }
         Ok(IfState::Down) => return Err(Error::InterfaceDown { name: ifname.clone() }),
-        Err(e) => return Err(Error::io(format!("SIOCGIFFLAGS on {ifname}"), e)),
+        Err(e) => return Err(Error::io(format!("SIOCGIFFLAGS on {}", Name(ifname)), e)),
     }
     if let Err(e) = socket_status() {
         return Err(match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
                 what: format!(
                     "opening an AF_PACKET socket for {} needs CAP_NET_RAW ({e})",
-                    spec.text
+                    Name(&spec.text)
                 ),
             },
-            _ => Error::io(format!("socket(AF_PACKET) for {}", spec.text), e),
+            _ => Error::io(format!("socket(AF_PACKET) for {}", Name(&spec.text)), e),
         });
     }
     let pairs = spec
@@ -255,7 +259,7 @@ pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
     if u32::from(pairs) > MAX_RINGS {
         return Err(Error::Unsupported {
             backend: BackendKind::AfPacket,
-            what: format!("{pairs} ring pairs on {}", spec.text),
+            what: format!("{pairs} ring pairs on {}", Name(&spec.text)),
             hint: format!("ask for at most {MAX_RINGS} (one AF_PACKET socket each)"),
         });
     }
@@ -263,7 +267,7 @@ pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
         if i >= pairs {
             return Err(Error::Unsupported {
                 backend: BackendKind::AfPacket,
-                what: format!("ring pair {i} of {}", spec.text),
+                what: format!("ring pair {i} of {}", Name(&spec.text)),
                 hint: format!(
                     "the port has {pairs} ring pair(s), one AF_PACKET socket each; \
                      ask for more with num_rx_rings() or `@conf:rings=N`"
