@@ -15,7 +15,7 @@ use crate::backend::select::{self, Fallback, How};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Name, Refusal, Result};
-use crate::ffi;
+use crate::ffi::{self, NETMAP_MAX_FRAGS};
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
@@ -458,6 +458,8 @@ pub struct Netmap {
     region: RegionKey,
     /// Why the backends before `backend` were passed over.
     refused: Vec<Refusal>,
+    /// The longest packet the TX rings take (see [`Netmap::max_packet`]).
+    max_packet: usize,
     live_tx: Box<[Cell<bool>]>,
     live_rx: Box<[Cell<bool>]>,
     /// The process that opened the port.
@@ -526,7 +528,14 @@ impl Netmap {
             )?
         };
         let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
+        // One region has one buffer size, so every TX ring has the first's.
+        let by_buffers = rings
+            .tx
+            .first()
+            .map_or(0, |r| r.slot_cap() * NETMAP_MAX_FRAGS as usize);
+        let max_packet = by_buffers.min(port.fd.max_packet().unwrap_or(usize::MAX));
         Ok(Netmap {
+            max_packet,
             live_tx: cells(rings.tx.len()),
             live_rx: cells(rings.rx.len()),
             scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
@@ -611,6 +620,42 @@ impl Netmap {
         (self.port.reg.nr_tx_slots, self.port.reg.nr_rx_slots)
     }
 
+    /// The longest packet this port sends, in bytes: [`TxRing::send`] and
+    /// [`inject`](Netmap::inject) refuse longer ones, as
+    /// [`TxBatch::push`](crate::TxBatch::push) does for one slot, with
+    /// [`Error::PacketTooLarge`]. Every TX ring of the port has this
+    /// [`max_packet`](TxRing::max_packet); 0 for a port without TX rings.
+    /// What limits it depends on the backend:
+    ///
+    /// * **netmap** (`/dev/netmap`, libnetmap, the embedded kernel): the
+    ///   buffers. A packet spans at most `NETMAP_MAX_FRAGS` (64) slots
+    ///   (`NS_MOREFRAG`), each carrying at most `min(buf_size, 65535)`
+    ///   bytes. netmap knows nothing of the interface's MTU: a NIC drops
+    ///   frames longer than it takes.
+    /// * **AF_PACKET**: one frame, since frames cannot chain, and the
+    ///   interface's MTU as of the open, plus an Ethernet header and one
+    ///   VLAN tag: the most the kernel hands on to the interface (1518
+    ///   bytes for an MTU of 1500). A longer frame would be dropped without
+    ///   a word, so it is refused at `send` instead.
+    ///
+    /// Frames moved by [`TxRing::forward`] and
+    /// [`forward_from`](TxRing::forward_from) keep their length unchecked.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let port = NetmapBuilder::new("emu:maxpkt{1").build()?;
+    /// let mut tx = port.tx_ring(0)?;
+    /// assert_eq!(port.max_packet(), tx.max_packet());
+    /// let too_long = vec![0; port.max_packet() + 1];
+    /// assert!(matches!(tx.send(&too_long), Err(Error::PacketTooLarge { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_packet(&self) -> usize {
+        self.max_packet
+    }
+
     /// The port's `netmap_if`, for handing to C code that speaks netmap.
     /// Reading or writing through it is `unsafe` and must respect the ring
     /// ownership rules; it is valid while `self` lives.
@@ -663,6 +708,12 @@ impl Netmap {
                 index: 0,
                 count: 0,
                 dir: "TX",
+            });
+        }
+        if packet.len() > self.max_packet {
+            return Err(Error::PacketTooLarge {
+                len: packet.len(),
+                max: self.max_packet,
             });
         }
         if self.backend == BackendKind::Libnetmap {
@@ -885,6 +936,24 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn max_packet_is_the_buffers_on_netmap_ports() {
+        let port = NetmapBuilder::new("emu:maxp{1").build().unwrap();
+        let tx = port.tx_ring(0).unwrap();
+        assert_eq!(port.max_packet(), tx.buf_size() * NETMAP_MAX_FRAGS as usize);
+        assert_eq!(tx.max_packet(), port.max_packet());
+        let rx_only = NetmapBuilder::new("emu:maxp{2/R").build().unwrap();
+        assert_eq!(rx_only.max_packet(), 0, "no TX rings");
+        assert!(matches!(
+            rx_only.inject(b"x"),
+            Err(Error::RingIndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            port.inject(&vec![0; port.max_packet() + 1]),
+            Err(Error::PacketTooLarge { .. })
+        ));
     }
 
     #[test]

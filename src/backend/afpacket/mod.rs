@@ -84,7 +84,11 @@
 //! The frame size is the smallest power of two from 2048 that holds the
 //! interface's MTU, an Ethernet header, a VLAN tag and the kernel's header
 //! (2048 for an MTU of 1500), at most 65536; larger packets are truncated by
-//! the kernel (`tp_snaplen`). A VLAN tag that the kernel stripped is put back
+//! the kernel (`tp_snaplen`). A TX packet may be as long as its frame holds
+//! and the kernel hands on, the MTU with an Ethernet header and a VLAN tag
+//! (1518 bytes for an MTU of 1500): the port's `max_packet`, which `send`
+//! and `push` check, so a longer packet fails there (`PacketTooLarge`)
+//! rather than vanish in the kernel. A VLAN tag that the kernel stripped is put back
 //! in front of the payload (the header has room), so RX slots hold the frame
 //! as it was on the wire, as netmap's do.
 //!
@@ -100,7 +104,8 @@
 //!   `TP_STATUS_AVAILABLE`, in order. A send the kernel cut short (socket
 //!   buffer full) is resumed by the next txsync. A multi-slot packet is
 //!   gathered into its first frame when it fits (AF_PACKET frames cannot
-//!   chain); one that does not is dropped and the sync fails with `EMSGSIZE`.
+//!   chain); one that does not (staged past `send`'s checks, by C code
+//!   given the rings) is dropped and the sync fails with `EMSGSIZE`.
 //! * Both check `head` against the kernel's view first, as netmap's prologue
 //!   does: a `head` outside `[hwcur, tail]` resets the ring and fails with
 //!   `EINVAL`.
@@ -155,8 +160,10 @@
 //!   open succeeds and sees every packet (each process has its own fanout
 //!   group).
 //! * No host rings, VALE, pipes or monitors; `forward` copies (see above).
-//! * Packets larger than a frame are truncated on RX, and refused on TX
-//!   (`EMSGSIZE` from the sync).
+//! * Packets larger than a frame are truncated on RX; on TX, packets longer
+//!   than the MTU with an Ethernet header and a VLAN tag are refused by
+//!   `send` (`PacketTooLarge`), where a NIC port would take them up to 64
+//!   buffers and leave the NIC to drop them.
 //!
 //! [`Mapping`]: crate::backend::Mapping
 //! [`PortFd::poll`]: crate::backend::PortFd::poll
