@@ -146,7 +146,7 @@ impl fmt::Display for RegionKey {
 /// let first = template.clone().build()?;
 /// assert_eq!(first.num_slots(), (512, 512));
 /// // The same settings for another port: a clone with one change.
-/// let other = template.clone().rings(netmap_rs::spec::RingSelect::OneNic(0));
+/// let other = template.rings(netmap_rs::spec::RingSelect::OneNic(0));
 /// # drop((first, other));
 /// # Ok(())
 /// # }
