@@ -9,6 +9,10 @@ use crate::ring::RingCore;
 
 /// A received packet: a read-only view of its bytes in the ring's buffer.
 ///
+/// `Frame` is neither `Send` nor `Sync`: it borrows its ring, which stays on
+/// the port's thread, and its bytes are valid only until that ring syncs. To
+/// hand a packet to another thread, copy it out (`frame.payload().to_vec()`).
+///
 /// A frame borrows its [`RxRing`](crate::RxRing), so the ring cannot be
 /// synced (which would return the slot to the kernel) while the frame is
 /// alive:

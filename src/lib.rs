@@ -86,6 +86,8 @@
 
 pub use netmap_ffi_decls as ffi;
 
+#[cfg(test)]
+mod auto_traits;
 mod backend;
 pub mod error;
 mod frame;

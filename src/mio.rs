@@ -9,13 +9,13 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use ::mio::event::Source;
 use ::mio::unix::SourceFd;
 use ::mio::{Interest, Poll, Registry, Token};
 
-use crate::error::Result;
+use crate::error::{Name, Result};
 use crate::frame::Frame;
 use crate::port::Netmap;
 
@@ -49,8 +49,11 @@ impl Source for Netmap {
 ///
 /// Made by [`Netmap::register_local`]; it dereferences to the [`Netmap`], so
 /// rings come from [`tx_ring`](Netmap::tx_ring) and
-/// [`rx_ring`](Netmap::rx_ring) as usual. It is not `Send`: it stays on the
-/// thread that registered it, which is the thread that polls.
+/// [`rx_ring`](Netmap::rx_ring) as usual.
+///
+/// `LocalPort` is neither `Send` nor `Sync`: it stays on the thread that
+/// registered it, which is the thread that polls its `Poll` and so the one
+/// that must drive its rings (see [Which thread may poll](#which-thread-may-poll)).
 ///
 /// # What an event means
 ///
@@ -249,6 +252,24 @@ impl Deref for LocalPort {
     }
 }
 
+/// The port's descriptor, that of the [`Netmap`] it holds (see
+/// [`Netmap`'s `AsFd`](Netmap#impl-AsFd-for-Netmap) for what it is on each
+/// backend). It is registered with the `Poll` that made this `LocalPort`;
+/// registering it elsewhere, or polling it directly, is the caller's
+/// responsibility, and only the thread that drives the rings may do it.
+impl AsFd for LocalPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.port.as_fd()
+    }
+}
+
+/// The descriptor of [`AsFd`](#impl-AsFd-for-LocalPort), as a number.
+impl AsRawFd for LocalPort {
+    fn as_raw_fd(&self) -> RawFd {
+        self.port.as_raw_fd()
+    }
+}
+
 impl LocalPort {
     /// The token its events carry.
     pub fn token(&self) -> Token {
@@ -273,7 +294,7 @@ impl LocalPort {
         if e.raw_os_error() == Some(libc::ENOENT) {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{} is registered with another mio::Poll", self.port.name()),
+                format!("{} is registered with another mio::Poll", Name(self.port.name())),
             )
         } else {
             e

@@ -14,8 +14,8 @@ use crate::backend::kernel::{KernelPort, RegisterExtras};
 use crate::backend::select::{self, Fallback, How};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
-use crate::error::{BackendKind, Error, Refusal, Result};
-use crate::ffi;
+use crate::error::{BackendKind, Error, Name, Refusal, Result};
+use crate::ffi::{self, NETMAP_MAX_FRAGS};
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
@@ -60,6 +60,10 @@ impl fmt::Display for RegionKey {
 }
 
 /// Opens a netmap port.
+///
+/// `NetmapBuilder` is `Send` and `Sync`: it is plain configuration (the
+/// parsed name and the options) and opens nothing until
+/// [`build`](NetmapBuilder::build).
 ///
 /// The name follows libnetmap's port-name grammar (see [`spec`](crate::spec)):
 /// `netmap:eth0`, `eth0` (the `netmap:` prefix is added), `eth0^` (host
@@ -107,9 +111,50 @@ impl fmt::Display for RegionKey {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
+///
+/// # Conditional set-up
+///
+/// Every setter takes the builder by value and hands it back, so a chain
+/// reads as above. Settings that come from configuration, present or not,
+/// go to the setters that take an `Option` too
+/// ([`num_tx_rings`](NetmapBuilder::num_tx_rings),
+/// [`num_rx_rings`](NetmapBuilder::num_rx_rings),
+/// [`num_slots`](NetmapBuilder::num_slots),
+/// [`backend`](NetmapBuilder::backend)): `None` leaves the setting as it
+/// was. Any other setting is made conditional by rebinding the builder;
+/// and a builder is `Clone`, so one template can open several ports.
+///
+/// ```
+/// use netmap_rs::{BackendKind, NetmapBuilder};
+///
+/// # fn main() -> Result<(), netmap_rs::Error> {
+/// struct Config {
+///     slots: Option<u32>,
+///     backend: Option<BackendKind>,
+///     promiscuous: bool,
+///     offset: Option<u64>,
+/// }
+/// let config = Config { slots: Some(512), backend: None, promiscuous: false, offset: None };
+///
+/// let mut template = NetmapBuilder::new("emu:conditional{1")
+///     .num_slots(config.slots) // `None` would keep the default
+///     .backend(config.backend)
+///     .promiscuous(config.promiscuous);
+/// if let Some(initial) = config.offset {
+///     template = template.offsets(initial, initial, 0, 0);
+/// }
+/// let first = template.clone().build()?;
+/// assert_eq!(first.num_slots(), (512, 512));
+/// // The same settings for another port: a clone with one change.
+/// let other = template.rings(netmap_rs::spec::RingSelect::OneNic(0));
+/// # drop((first, other));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
 pub struct NetmapBuilder {
-    spec: Result<PortSpec, Error>,
+    /// The parsed name, or why it does not parse (reported by `build`).
+    spec: Result<PortSpec, spec::Invalid>,
     extras: RegisterExtras,
     backend: Option<BackendKind>,
     how: How,
@@ -120,7 +165,7 @@ impl NetmapBuilder {
     /// [`build`](NetmapBuilder::build).
     pub fn new(name: &str) -> Self {
         NetmapBuilder {
-            spec: spec::parse(name),
+            spec: spec::parse_name(name),
             extras: RegisterExtras::default(),
             backend: None,
             how: How::default(),
@@ -135,24 +180,34 @@ impl NetmapBuilder {
     }
 
     /// Asks for `n` TX rings where the port is created by this open (VALE
-    /// ports, pipes); hardware ports keep their own count.
-    pub fn num_tx_rings(self, n: usize) -> Self {
-        let n = u16::try_from(n).unwrap_or(u16::MAX);
-        self.conf(|c| c.tx_rings = Some(n))
+    /// ports, pipes); hardware ports keep their own count. `None` leaves
+    /// the count as it was (the name's `@conf:`, else the port's default).
+    pub fn num_tx_rings(self, n: impl Into<Option<usize>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| c.tx_rings = Some(ring_count(n))),
+            None => self,
+        }
     }
 
-    /// Asks for `n` RX rings where the port is created by this open.
-    pub fn num_rx_rings(self, n: usize) -> Self {
-        let n = u16::try_from(n).unwrap_or(u16::MAX);
-        self.conf(|c| c.rx_rings = Some(n))
+    /// Asks for `n` RX rings where the port is created by this open. `None`
+    /// leaves the count as it was.
+    pub fn num_rx_rings(self, n: impl Into<Option<usize>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| c.rx_rings = Some(ring_count(n))),
+            None => self,
+        }
     }
 
     /// Asks for `n` slots per ring where the port is created by this open.
-    pub fn num_slots(self, n: u32) -> Self {
-        self.conf(|c| {
-            c.tx_slots = Some(n);
-            c.rx_slots = Some(n);
-        })
+    /// `None` leaves the counts as they were.
+    pub fn num_slots(self, n: impl Into<Option<u32>>) -> Self {
+        match n.into() {
+            Some(n) => self.conf(|c| {
+                c.tx_slots = Some(n);
+                c.rx_slots = Some(n);
+            }),
+            None => self,
+        }
     }
 
     /// Selects the rings to bind, as the name's suffix would (`-N`, `^`, `*`).
@@ -224,7 +279,8 @@ impl NetmapBuilder {
         self
     }
 
-    /// Forces a backend instead of choosing one.
+    /// Forces a backend instead of choosing one. `None` leaves the choice
+    /// as it was (by default, automatic).
     ///
     /// [`BackendKind::AfPacket`] opens a real interface through AF_PACKET
     /// even where netmap is available. [`BackendKind::Kernel`] drives
@@ -239,8 +295,10 @@ impl NetmapBuilder {
     /// text. libnetmap's context is process-global: this crate serializes
     /// every call it makes into the library with a lock of its own, so ports
     /// may be opened and closed from many threads at once.
-    pub fn backend(mut self, backend: BackendKind) -> Self {
-        self.backend = Some(backend);
+    pub fn backend(mut self, backend: impl Into<Option<BackendKind>>) -> Self {
+        if let Some(b) = backend.into() {
+            self.backend = Some(b);
+        }
         self
     }
 
@@ -276,12 +334,7 @@ impl NetmapBuilder {
     /// embedded backends give [`Error::Unsupported`].
     pub fn offsets(mut self, initial: u64, maxoff: u64, bits: u64, mingap: u64) -> Self {
         if let Ok(spec) = &mut self.spec {
-            spec.offset = Some(spec::OffsetOpt {
-                initial,
-                maxoff,
-                bits,
-                mingap,
-            });
+            spec.offset = Some(spec::OffsetOpt::new(initial, maxoff, bits, mingap));
         }
         self
     }
@@ -296,10 +349,7 @@ impl NetmapBuilder {
     /// `/dev/netmap` and embedded backends give [`Error::Unsupported`].
     pub fn extmem(mut self, path: impl AsRef<std::path::Path>) -> Self {
         if let Ok(spec) = &mut self.spec {
-            spec.extmem = Some(spec::ExtmemOpt {
-                file: path.as_ref().to_string_lossy().into_owned(),
-                ..spec::ExtmemOpt::default()
-            });
+            spec.extmem = Some(spec::ExtmemOpt::new(path.as_ref().to_string_lossy()));
         }
         self
     }
@@ -315,7 +365,7 @@ impl NetmapBuilder {
     /// [`Error::InterfaceDown`], and [`Error::PermissionDenied`] naming
     /// `CAP_NET_RAW`.
     pub fn build(self) -> Result<Netmap> {
-        let spec = self.spec?;
+        let spec = self.spec.map_err(Error::from)?;
         open_spec(spec, self.extras, self.backend, self.how)
     }
 
@@ -339,7 +389,7 @@ impl NetmapBuilder {
     /// # }
     /// ```
     pub fn build_per_ring(self) -> Result<Vec<Netmap>> {
-        let spec = self.spec?;
+        let spec = self.spec.map_err(Error::from)?;
         let (nic, host) = {
             let all = open_spec(spec.clone(), self.extras, self.backend, self.how)?;
             let reg = &all.port.reg;
@@ -368,6 +418,11 @@ impl NetmapBuilder {
     }
 }
 
+/// A ring count as the register request holds it: at most `u16::MAX`.
+fn ring_count(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
 /// Opens `spec` on the backend [`select`] picks.
 fn open_spec(
     spec: PortSpec,
@@ -383,10 +438,13 @@ fn open_spec(
 /// rings, and the shared memory that holds them.
 ///
 /// Get rings with [`tx_ring`](Netmap::tx_ring) and [`rx_ring`](Netmap::rx_ring);
-/// each ring can have one live handle at a time. A sync on the port's
-/// descriptor touches every ring bound to it, so a port and its rings stay on
-/// one thread: `Netmap` is `Send` but not `Sync`. For one thread per ring,
-/// open one port per ring ([`NetmapBuilder::build_per_ring`]).
+/// each ring can have one live handle at a time.
+///
+/// `Netmap` is `Send` but not `Sync`: it owns its descriptor and its
+/// mapping, so it may move to another thread, but a sync on the descriptor
+/// touches every ring bound to it, so a port and its rings stay on one
+/// thread at a time. For one thread per ring, open one port per ring
+/// ([`NetmapBuilder::build_per_ring`]).
 pub struct Netmap {
     /// Released by `Drop`, unless the process is a fork of the opener.
     port: ManuallyDrop<KernelPort>,
@@ -400,6 +458,8 @@ pub struct Netmap {
     region: RegionKey,
     /// Why the backends before `backend` were passed over.
     refused: Vec<Refusal>,
+    /// The longest packet the TX rings take (see [`Netmap::max_packet`]).
+    max_packet: usize,
     live_tx: Box<[Cell<bool>]>,
     live_rx: Box<[Cell<bool>]>,
     /// The process that opened the port.
@@ -468,7 +528,14 @@ impl Netmap {
             )?
         };
         let cells = |n: usize| (0..n).map(|_| Cell::new(false)).collect();
+        // One region has one buffer size, so every TX ring has the first's.
+        let by_buffers = rings
+            .tx
+            .first()
+            .map_or(0, |r| r.slot_cap() * NETMAP_MAX_FRAGS as usize);
+        let max_packet = by_buffers.min(port.fd.max_packet().unwrap_or(usize::MAX));
         Ok(Netmap {
+            max_packet,
             live_tx: cells(rings.tx.len()),
             live_rx: cells(rings.rx.len()),
             scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
@@ -553,6 +620,42 @@ impl Netmap {
         (self.port.reg.nr_tx_slots, self.port.reg.nr_rx_slots)
     }
 
+    /// The longest packet this port sends, in bytes: [`TxRing::send`] and
+    /// [`inject`](Netmap::inject) refuse longer ones, as
+    /// [`TxBatch::push`](crate::TxBatch::push) does for one slot, with
+    /// [`Error::PacketTooLarge`]. Every TX ring of the port has this
+    /// [`max_packet`](TxRing::max_packet); 0 for a port without TX rings.
+    /// What limits it depends on the backend:
+    ///
+    /// * **netmap** (`/dev/netmap`, libnetmap, the embedded kernel): the
+    ///   buffers. A packet spans at most `NETMAP_MAX_FRAGS` (64) slots
+    ///   (`NS_MOREFRAG`), each carrying at most `min(buf_size, 65535)`
+    ///   bytes. netmap knows nothing of the interface's MTU: a NIC drops
+    ///   frames longer than it takes.
+    /// * **AF_PACKET**: one frame, since frames cannot chain, and the
+    ///   interface's MTU as of the open, plus an Ethernet header and one
+    ///   VLAN tag: the most the kernel hands on to the interface (1518
+    ///   bytes for an MTU of 1500). A longer frame would be dropped without
+    ///   a word, so it is refused at `send` instead.
+    ///
+    /// Frames moved by [`TxRing::forward`] and
+    /// [`forward_from`](TxRing::forward_from) keep their length unchecked.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let port = NetmapBuilder::new("emu:maxpkt{1").build()?;
+    /// let mut tx = port.tx_ring(0)?;
+    /// assert_eq!(port.max_packet(), tx.max_packet());
+    /// let too_long = vec![0; port.max_packet() + 1];
+    /// assert!(matches!(tx.send(&too_long), Err(Error::PacketTooLarge { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_packet(&self) -> usize {
+        self.max_packet
+    }
+
     /// The port's `netmap_if`, for handing to C code that speaks netmap.
     /// Reading or writing through it is `unsafe` and must respect the ring
     /// ownership rules; it is valid while `self` lives.
@@ -605,6 +708,12 @@ impl Netmap {
                 index: 0,
                 count: 0,
                 dir: "TX",
+            });
+        }
+        if packet.len() > self.max_packet {
+            return Err(Error::PacketTooLarge {
+                len: packet.len(),
+                max: self.max_packet,
             });
         }
         if self.backend == BackendKind::Libnetmap {
@@ -737,7 +846,7 @@ impl Netmap {
                 SyncDir::Tx => "NIOCTXSYNC",
                 SyncDir::Rx => "NIOCRXSYNC",
             };
-            Error::io(format!("{op} on {}", self.spec.text), e)
+            Error::io(format!("{op} on {}", Name(&self.spec.text)), e)
         })
     }
 
@@ -760,10 +869,10 @@ impl Netmap {
             .port
             .fd
             .poll(events, Deadline::after(timeout))
-            .map_err(|e| Error::io(format!("poll on {}", self.spec.text), e))?;
+            .map_err(|e| Error::io(format!("poll on {}", Name(&self.spec.text)), e))?;
         if revents & libc::POLLERR != 0 {
             return Err(Error::io(
-                format!("poll on {}", self.spec.text),
+                format!("poll on {}", Name(&self.spec.text)),
                 io::Error::other("the port reported an error (POLLERR)"),
             ));
         }
@@ -771,14 +880,99 @@ impl Netmap {
     }
 }
 
+/// The port's descriptor, for event loops and `poll(2)`: it is readable
+/// when an RX ring has packets and writable when a TX ring has room. Which
+/// descriptor it is depends on the backend:
+///
+/// | backend | descriptor |
+/// |---|---|
+/// | `/dev/netmap` | the `/dev/netmap` descriptor the rings are registered on |
+/// | libnetmap | the descriptor of the library's `nmport_d` (the same kind) |
+/// | embedded (`emu:`) | an eventfd that the embedded kernel signals as the real one would |
+/// | AF_PACKET | the socket of a one-ring-pair port; for several ring pairs an epoll set of the sockets (then readable on any ring's progress: see the backend's notes) |
+///
+/// It stays owned by the port: do not close it, read or write it, or
+/// change its flags. Polling it is the caller's business and comes with
+/// netmap's rules: on the netmap kernel a poll syncs the port's rings in
+/// the polling thread, so only the thread that drives the rings may poll
+/// it (see [`LocalPort`](crate::LocalPort), which makes the compiler hold a
+/// mio user to that); on the embedded kernel and AF_PACKET a wake-up syncs
+/// nothing, so sync the rings after it. [`Netmap::poll`] and
+/// [`Netmap::poll_writable`] wait without these concerns.
 impl AsFd for Netmap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.port.fd.as_fd()
     }
 }
 
+/// The descriptor of [`AsFd`](#impl-AsFd-for-Netmap), as a number.
 impl AsRawFd for Netmap {
     fn as_raw_fd(&self) -> RawFd {
         self.port.fd.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_builder_opens_the_same_port() {
+        let template = NetmapBuilder::new("emu:clone{1").num_tx_rings(2).num_slots(128);
+        let first = template.clone().build().unwrap();
+        drop(first);
+        let again = template.build().unwrap();
+        assert_eq!((again.num_tx_rings(), again.num_slots()), (2, (128, 128)));
+    }
+
+    #[test]
+    fn a_cloned_builder_keeps_the_name_error() {
+        let bad = NetmapBuilder::new("netmap:eth0-x").num_slots(64);
+        for b in [bad.clone(), bad] {
+            match b.build() {
+                Err(Error::InvalidPortSpec { spec, position, .. }) => {
+                    assert_eq!((spec.as_str(), position), ("netmap:eth0-x", 12));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn max_packet_is_the_buffers_on_netmap_ports() {
+        let port = NetmapBuilder::new("emu:maxp{1").build().unwrap();
+        let tx = port.tx_ring(0).unwrap();
+        assert_eq!(port.max_packet(), tx.buf_size() * NETMAP_MAX_FRAGS as usize);
+        assert_eq!(tx.max_packet(), port.max_packet());
+        let rx_only = NetmapBuilder::new("emu:maxp{2/R").build().unwrap();
+        assert_eq!(rx_only.max_packet(), 0, "no TX rings");
+        assert!(matches!(
+            rx_only.inject(b"x"),
+            Err(Error::RingIndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            port.inject(&vec![0; port.max_packet() + 1]),
+            Err(Error::PacketTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn none_leaves_a_setting_as_it_was() {
+        let slots: Option<u32> = None;
+        let port = NetmapBuilder::new("emu:noneset{1@conf:rings=3")
+            .num_slots(256)
+            .num_slots(slots)
+            .num_tx_rings(None)
+            .num_rx_rings(None)
+            .backend(None)
+            .build()
+            .unwrap();
+        assert_eq!(port.num_slots(), (256, 256));
+        assert_eq!(
+            (port.num_tx_rings(), port.num_rx_rings()),
+            (3, 3),
+            "the name's counts"
+        );
+        assert_eq!(port.backend(), BackendKind::Emulated);
     }
 }

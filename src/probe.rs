@@ -20,7 +20,10 @@ use crate::ffi;
 use crate::spec;
 
 /// What `/dev/netmap` says.
+///
+/// `DeviceStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeviceStatus {
     /// It opens.
     Available,
@@ -40,7 +43,10 @@ impl DeviceStatus {
 }
 
 /// What the kernel module says of API versions.
+///
+/// `KernelApi` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KernelApi {
     /// The module could not be asked (no device).
     NotAsked,
@@ -58,7 +64,10 @@ pub enum KernelApi {
 }
 
 /// What became of `libnetmap.so`.
+///
+/// `LibraryStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LibraryStatus {
     /// Loaded with every required symbol.
     Loaded {
@@ -78,7 +87,10 @@ pub enum LibraryStatus {
 }
 
 /// Whether AF_PACKET sockets can be opened.
+///
+/// `AfPacketStatus` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AfPacketStatus {
     /// A raw packet socket opened.
     Usable,
@@ -89,7 +101,10 @@ pub enum AfPacketStatus {
 }
 
 /// Which backend a given port name would get.
+///
+/// `PortProbe` is `Send` and `Sync`: it is plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PortProbe {
     /// The name asked about.
     pub name: String,
@@ -108,7 +123,11 @@ pub struct PortProbe {
 }
 
 /// A report of what this host offers. See [`probe`].
+///
+/// `Probe` is `Send` and `Sync`: a report in plain data; it holds no
+/// descriptor or library handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Probe {
     /// `/dev/netmap`.
     pub device: DeviceStatus,

@@ -603,7 +603,7 @@ fn errors_name_what_to_do() {
     };
     let _inside = ns.enter();
     match Builder::new("afpacket:nmrsnone0").build() {
-        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "afpacket:nmrsnone0"),
         other => panic!("unknown interface: {other:?}"),
     }
     ns.ip(&["link", "set", A, "down"]).unwrap();
@@ -629,17 +629,89 @@ fn errors_name_what_to_do() {
         Err(e @ Error::PermissionDenied { .. }) => assert!(e.to_string().contains("CAP_NET_RAW"), "{e}"),
         other => panic!("without CAP_NET_RAW: {other:?}"),
     }
+}
 
-    // Frames larger than an AF_PACKET frame cannot chain: the sync says so.
-    let a = open(&format!("afpacket:{A}"));
-    let mut tx = a.tx_ring(0).unwrap();
-    tx.send(&vec![0xab; 4000]).unwrap();
-    match tx.sync() {
-        Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EMSGSIZE)),
-        other => panic!("oversized frame: {other:?}"),
+/// A frame of `len` bytes for `max_packet_is_the_mtu_and_longer_fails_at_send`:
+/// broadcast, the test EtherType, `len` as the first payload bytes.
+fn sized_frame(len: usize) -> Vec<u8> {
+    let mut p = vec![0x5a; len];
+    p[..6].fill(0xff);
+    p[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    p[12..14].copy_from_slice(&ETHERTYPE);
+    p[14..22].copy_from_slice(&(len as u64).to_le_bytes());
+    p
+}
+
+/// Waits for the frame made by `sized_frame(len)` on `rx`.
+fn recv_sized(port: &Netmap, rx: &mut RxRing<'_>, len: usize) {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < PATIENCE, "the {len}-byte frame did not arrive");
+        rx.sync().unwrap();
+        while let Some(f) = rx.recv() {
+            if f.payload() == &sized_frame(len)[..] {
+                return;
+            }
+        }
+        port.poll(Some(Duration::from_millis(50))).unwrap();
     }
-    tx.send(&[0x55; 60]).unwrap();
-    tx.sync().unwrap();
+}
+
+#[test]
+fn max_packet_is_the_mtu_and_longer_fails_at_send() {
+    let Some(ns) = Netns::new("max_packet_is_the_mtu_and_longer_fails_at_send") else {
+        return;
+    };
+    let _inside = ns.enter();
+    // The default MTU, then a jumbo one (and larger frames with it).
+    for mtu in [1500usize, 9000] {
+        for dev in [A, B] {
+            ns.ip(&["link", "set", dev, "mtu", &mtu.to_string()]).unwrap();
+        }
+        let a = open(&format!("afpacket:{A}"));
+        let b = open(&format!("afpacket:{B}"));
+        // The MTU, an Ethernet header and a VLAN tag: what the veth takes.
+        let max = mtu + 18;
+        assert_eq!(a.max_packet(), max, "MTU {mtu}");
+        let mut tx = a.tx_ring(0).unwrap();
+        assert_eq!(tx.max_packet(), max);
+        assert!(tx.buf_size() > max + 18, "a frame has room past the limit");
+        let mut rx = b.rx_ring(0).unwrap();
+
+        // The longest packet crosses whole.
+        tx.send(&sized_frame(max)).unwrap();
+        tx.sync().unwrap();
+        recv_sized(&b, &mut rx, max);
+
+        // One byte more fails at once, in every way of sending, and no
+        // sync hears of it.
+        let over = sized_frame(max + 1);
+        match tx.send(&over) {
+            Err(Error::PacketTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+            other => panic!("MTU {mtu}: {other:?}"),
+        }
+        let mut batch = tx.batch();
+        match batch.push(max + 1) {
+            Err(Error::PacketTooLarge { max: m, .. }) => assert_eq!(m, max),
+            other => panic!("MTU {mtu}: {:?}", other.map(|b| b.len())),
+        }
+        assert!(batch.is_empty());
+        drop(batch);
+        assert!(matches!(a.inject(&over), Err(Error::PacketTooLarge { .. })));
+        tx.sync().unwrap();
+        assert_eq!(tx.space(), tx.num_slots() - 1, "nothing was staged");
+
+        // `push` and `inject` take the longest packet too.
+        let mut batch = tx.batch();
+        batch.push(max).unwrap().copy_from_slice(&sized_frame(max));
+        batch.commit();
+        tx.sync().unwrap();
+        recv_sized(&b, &mut rx, max);
+        drop(tx);
+        a.inject(&sized_frame(max)).unwrap();
+        a.txsync().unwrap();
+        recv_sized(&b, &mut rx, max);
+    }
 }
 
 const CAP_NET_RAW: u32 = 13;
@@ -778,7 +850,7 @@ fn fallback_rules_hold_without_root() {
     assert!(e.to_string().contains("served only by AF_PACKET"), "{e}");
     // A missing interface is reported as such, before any privilege is needed.
     match Builder::new("afpacket:nmrsnone0").build() {
-        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "nmrsnone0"),
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "afpacket:nmrsnone0"),
         other => panic!("{other:?}"),
     }
     if netmap_here {
@@ -796,11 +868,12 @@ fn fallback_rules_hold_without_root() {
     assert!(text.contains("no interface nmrsnone0"), "{text}");
     let plain = netmap_rs::probe::probe_port("netmap:nmrsnone0");
     assert!(plain.port.as_ref().unwrap().backend.is_err());
+    // The name as given, as every backend reports it.
     match Builder::new("netmap:nmrsnone0")
         .fallback(Fallback::AfPacket)
         .build()
     {
-        Err(Error::InterfaceNotFound { .. }) => {}
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "netmap:nmrsnone0"),
         other => panic!("{other:?}"),
     }
 }

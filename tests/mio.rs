@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -113,6 +113,23 @@ fn bounds() {
     <LocalPort as AmbiguousIfSend<_>>::not_send();
     fn debug<T: std::fmt::Debug>() {}
     debug::<LocalPort>();
+}
+
+/// A `LocalPort` lends the descriptor of the port it holds, the one its
+/// `Poll` watches, to code generic over `AsFd` and `AsRawFd`.
+#[test]
+fn a_local_port_lends_its_descriptor() {
+    let _g = shared();
+    fn raw<T: AsFd + AsRawFd>(t: &T) -> RawFd {
+        assert_eq!(t.as_fd().as_raw_fd(), t.as_raw_fd());
+        t.as_raw_fd()
+    }
+    let poll = Poll::new().unwrap();
+    let port = NetmapBuilder::new("emu:lendfd{1").build().unwrap();
+    let fd = raw(&port);
+    let local = port.register_local(&poll, Token(3), Interest::READABLE).unwrap();
+    assert_eq!(raw(&local), fd);
+    assert_eq!(watched(&poll), vec![fd]);
 }
 
 /// A packet waiting before registration is reported at once; a handler that

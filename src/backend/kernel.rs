@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 
 use crate::backend::{Kernel, Mapping, PortFd};
-use crate::error::{Error, Result};
+use crate::error::{Error, Name, Result};
 use crate::ffi::{
     self, netmap_if, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NR_EXCLUSIVE, NR_REG_NIC_SW,
     NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
@@ -108,7 +108,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
         .is_none_or(|end| end > memsize)
     {
         return Err(Error::Io {
-            op: format!("NIOCCTRL(REGISTER) on {}", spec.text),
+            op: format!("NIOCCTRL(REGISTER) on {}", Name(&spec.text)),
             source: io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("netmap_if offset {offset} outside the region of {memsize} bytes"),
@@ -117,7 +117,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
     }
     let map = ctl
         .mmap(memsize)
-        .map_err(|e| Error::io(format!("mmap of {memsize} bytes for {}", spec.text), e))?;
+        .map_err(|e| Error::io(format!("mmap of {memsize} bytes for {}", Name(&spec.text)), e))?;
     // SAFETY: `offset + size_of::<netmap_if>() <= memsize`, checked above,
     // and the mapping spans `memsize` bytes.
     let nifp = unsafe { NonNull::new_unchecked(ffi::NETMAP_IF(map.base().as_ptr(), offset)) };
@@ -145,7 +145,7 @@ fn ring_range(table: &IfTable, spec: &PortSpec) -> Result<(Range<u16>, Range<u16
         let to16 = |v: usize| {
             u16::try_from(v).map_err(|_| Error::RingCorrupt {
                 ring: 0,
-                what: format!("{dir} ring id {v} of {} out of range", spec.text),
+                what: format!("{dir} ring id {v} of {} out of range", Name(&spec.text)),
             })
         };
         Ok(to16(first)?..to16(last)?)
@@ -174,23 +174,25 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
 /// Maps the errno of a failed REGISTER of `asked` to the variant a caller
 /// can act on.
 fn register_error(kernel: &dyn Kernel, spec: &PortSpec, asked: &nmreq_register, e: io::Error) -> Error {
-    let name = spec.text.clone();
+    let name = Name(&spec.text);
     match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound { name },
+        Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound {
+            name: spec.text.clone(),
+        },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
             what: format!("registering {name} ({e})"),
         },
         Some(libc::EBUSY) => busy(spec, asked),
         // A device that knows no netmap request: not netmap's.
-        Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
+        Some(libc::ENOTTY) => not_netmap(kernel, name, e),
         Some(libc::EINVAL) => match api_version(kernel) {
             Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
                 kernel: kernel.into(),
                 ours: NETMAP_API.into(),
             },
             // No API version is accepted, or the probe's request is unknown.
-            Ok(ApiVersion::Unknown) => not_netmap(kernel, &name, e),
-            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, &name, e),
+            Ok(ApiVersion::Unknown) => not_netmap(kernel, name, e),
+            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, name, e),
             _ => Error::io(
                 format!("NIOCCTRL(REGISTER) on {name} (the kernel rejected the request)"),
                 e,
@@ -237,7 +239,7 @@ fn rings_asked(reg: &nmreq_register) -> String {
 
 /// The error for a register that the device refuses as no netmap device
 /// would.
-fn not_netmap(kernel: &dyn Kernel, name: &str, e: io::Error) -> Error {
+fn not_netmap(kernel: &dyn Kernel, name: Name<'_>, e: io::Error) -> Error {
     Error::io(
         format!(
             "NIOCCTRL(REGISTER) on {name}: {} does not answer netmap's requests (it is not netmap's device)",

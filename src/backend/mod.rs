@@ -159,6 +159,13 @@ pub(crate) trait PortFd: Send + fmt::Debug {
     fn inject(&self, _packet: &[u8]) -> Option<bool> {
         None
     }
+
+    /// The longest packet the backend can send, if it is shorter than what
+    /// the rings' buffers hold (AF_PACKET's: one frame, and the interface's
+    /// MTU). `None` (the default): the buffers are the limit.
+    fn max_packet(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Who keeps a mapping's memory mapped.

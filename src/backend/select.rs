@@ -16,12 +16,14 @@ use crate::backend::devnetmap::DevNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
 use crate::backend::{emu, Kernel, MemDomain};
-use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
+use crate::error::{BackendKind, Error, Name, Refusal, Refusals, Result};
 use crate::ffi;
 use crate::spec::{PortKind, PortSpec};
 
 /// Whether [`NetmapBuilder::build`](crate::NetmapBuilder::build) may fall
 /// back to another way of moving packets when netmap cannot serve a port.
+///
+/// `Fallback` is `Send` and `Sync`: it is plain data.
 ///
 /// The fallback is never taken unless asked for: a program that wants netmap
 /// and gets AF_PACKET sees other performance and semantics, so it must say
@@ -36,6 +38,7 @@ use crate::spec::{PortKind, PortSpec};
 /// # drop(builder);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Fallback {
     /// Netmap or nothing (the default).
     #[default]
@@ -120,13 +123,6 @@ impl Choice {
 
 static DEV_NETMAP: LazyLock<DevNetmap> = LazyLock::new(DevNetmap::system);
 
-fn refusal(backend: BackendKind, reason: &str) -> Refusal {
-    Refusal {
-        backend,
-        reason: reason.into(),
-    }
-}
-
 /// Which backend `build()` would use for `spec` (or why none can), and why
 /// each backend it passed over was refused.
 ///
@@ -162,7 +158,7 @@ fn by_name_or_force(
     refused: &mut Vec<Refusal>,
 ) -> Option<Result<Choice>> {
     let fail = |refused: &mut Vec<Refusal>, backend, why: &str| {
-        refused.push(refusal(backend, why));
+        refused.push(Refusal::new(backend, why));
         Some(Err(unavailable(spec, refused)))
     };
     match (&spec.kind, forced) {
@@ -180,16 +176,17 @@ fn by_name_or_force(
         (_, Some(BackendKind::AfPacket)) => Some(match afpacket::serves(spec) {
             Ok(()) => Ok(Choice::afpacket()),
             Err(why) => {
-                refused.push(refusal(BackendKind::AfPacket, &why));
+                let hint = format!("{why}; load the netmap kernel module for them");
+                refused.push(Refusal::new(BackendKind::AfPacket, why));
                 Err(Error::Unsupported {
                     backend: BackendKind::AfPacket,
-                    what: format!("opening {}", spec.text),
-                    hint: format!("{why}; load the netmap kernel module for them"),
+                    what: format!("opening {}", Name(&spec.text)),
+                    hint,
                 })
             }
         }),
         _ => {
-            refused.push(refusal(BackendKind::Emulated, "it serves only `emu:` names"));
+            refused.push(Refusal::new(BackendKind::Emulated, "it serves only `emu:` names"));
             (forced == Some(BackendKind::Emulated)).then(|| Err(unavailable(spec, refused)))
         }
     }
@@ -207,9 +204,9 @@ fn try_libnetmap(
         // A libnetmap over the kernel cannot open ports without
         // /dev/netmap; where the fallback is allowed, say so and go on.
         Ok(lib) if may_fall_back && lib.own_io.is_empty() && kernel_status().is_err() => {
-            refused.push(refusal(
+            refused.push(Refusal::new(
                 BackendKind::Libnetmap,
-                &format!("{} loaded, but it needs {}", lib.path, ffi::NETMAP_DEVICE_NAME),
+                format!("{} loaded, but it needs {}", lib.path, ffi::NETMAP_DEVICE_NAME),
             ));
             None
         }
@@ -218,7 +215,7 @@ fn try_libnetmap(
             backend: BackendKind::Libnetmap,
         })),
         Err(e) => {
-            refused.push(refusal(BackendKind::Libnetmap, &e.to_string()));
+            refused.push(Refusal::new(BackendKind::Libnetmap, e.to_string()));
             (forced == Some(BackendKind::Libnetmap)).then(|| Err(e.into()))
         }
     }
@@ -241,21 +238,21 @@ fn try_kernel(
         }
         Err(e) => e,
     };
-    refused.push(refusal(BackendKind::Kernel, &kernel_refusal(&e)));
+    refused.push(Refusal::new(BackendKind::Kernel, kernel_refusal(&e)));
     if may_fall_back {
         return Ok(Choice::afpacket());
     }
     match afpacket::serves(spec) {
-        Ok(()) if forced.is_none() => refused.push(refusal(
+        Ok(()) if forced.is_none() => refused.push(Refusal::new(
             BackendKind::AfPacket,
-            &format!(
+            format!(
                 "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
                  `afpacket:{}`, would use it",
-                spec.ifname
+                Name(&spec.ifname)
             ),
         )),
         Ok(()) => {}
-        Err(why) => refused.push(refusal(BackendKind::AfPacket, &why)),
+        Err(why) => refused.push(Refusal::new(BackendKind::AfPacket, why)),
     }
     Err(
         if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
@@ -271,7 +268,7 @@ fn try_kernel(
 fn unavailable(spec: &PortSpec, refused: &[Refusal]) -> Error {
     Error::Unavailable {
         port: spec.text.clone(),
-        reasons: Refusals(refused.to_vec()),
+        reasons: Refusals::from(refused.to_vec()),
     }
 }
 

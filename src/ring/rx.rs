@@ -16,6 +16,12 @@ use crate::port::{Netmap, RegionKey};
 /// [`sync`](RxRing::sync) asks the kernel for new packets (and returns the
 /// slots already read); [`recv`](RxRing::recv) and [`iter`](RxRing::iter)
 /// hand them out as [`Frame`]s borrowed from the ring.
+///
+/// `RxRing` is neither `Send` nor `Sync`: it borrows its [`Netmap`], which is
+/// not `Sync` (a sync on the port's descriptor touches every ring bound to
+/// it), so it stays on the thread that holds the port. For one thread per
+/// ring, open one port per ring
+/// ([`NetmapBuilder::build_per_ring`](crate::NetmapBuilder::build_per_ring)).
 pub struct RxRing<'a> {
     pub(super) core: RingCore,
     port: &'a Netmap,
@@ -142,6 +148,9 @@ impl Drop for RxRing<'_> {
 
 /// Frames available in an [`RxRing`], from [`RxRing::iter`]; frames it yields
 /// may live side by side until the ring is used again.
+///
+/// `RxIter` is neither `Send` nor `Sync`: it borrows its [`RxRing`] mutably,
+/// and the frames it yields borrow the ring's buffers.
 pub struct RxIter<'r> {
     /// A copy the loop works on (so its fields live in registers); its
     /// `head` goes back to `core` when the iterator drops.

@@ -101,8 +101,10 @@ fn chain_len(core: &RingCore, mut i: u32, avail: u32) -> Option<u32> {
 /// a copy with [`forward`](TxRing::forward); [`sync`](TxRing::sync) hands
 /// them to the kernel and learns which slots it has freed.
 ///
-/// A `TxRing` borrows its [`Netmap`], is not `Send`, and is the only live
-/// handle to its ring. Ring handles stay on the thread that holds the port:
+/// `TxRing` is neither `Send` nor `Sync`: it borrows its [`Netmap`], which is
+/// not `Sync` (a sync on the port's descriptor touches every ring bound to
+/// it), and it is the only live handle to its ring. Ring handles stay on the
+/// thread that holds the port:
 ///
 /// ```compile_fail,E0277
 /// # use netmap_rs::prelude::*;
@@ -128,6 +130,8 @@ pub struct TxRing<'a> {
     port: &'a Netmap,
     index: usize,
     region: RegionKey,
+    /// The port's [`Netmap::max_packet`].
+    max_packet: usize,
 }
 
 impl fmt::Debug for TxRing<'_> {
@@ -145,6 +149,7 @@ impl<'a> TxRing<'a> {
         TxRing {
             core,
             region: port.region_key(),
+            max_packet: port.max_packet(),
             port,
             index,
         }
@@ -174,12 +179,14 @@ impl<'a> TxRing<'a> {
         self.core.id()
     }
 
-    /// The largest packet [`send`](TxRing::send) accepts: it spans at most
-    /// `NETMAP_MAX_FRAGS` slots, each carrying at most
-    /// `min(buf_size, u16::MAX)` bytes.
+    /// The largest packet [`send`](TxRing::send) accepts: the port's
+    /// [`max_packet`](Netmap::max_packet). On netmap ports a packet spans at
+    /// most `NETMAP_MAX_FRAGS` slots, each carrying at most
+    /// `min(buf_size, u16::MAX)` bytes; on AF_PACKET it is one frame, at
+    /// most the interface's MTU with an Ethernet header and a VLAN tag.
     #[inline]
     pub fn max_packet(&self) -> usize {
-        self.core.slot_cap() * NETMAP_MAX_FRAGS as usize
+        self.max_packet
     }
 
     /// Copies `data` into the next free slot (or slots: a packet larger than
@@ -215,7 +222,8 @@ impl<'a> TxRing<'a> {
         let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
             return Err(self.skip_corrupt(i, idx));
         };
-        if data.len() > cap {
+        // A backend's own limit (AF_PACKET's MTU) may be below one slot.
+        if data.len() > cap.min(self.max_packet) {
             return self.send_multi(data, (buf, cap));
         }
         // SAFETY: `buf` starts `cap >= data.len()` bytes of the slot's
@@ -461,6 +469,9 @@ impl Drop for TxRing<'_> {
 
 /// Packets built in place in a [`TxRing`]'s slot buffers, published together
 /// by [`commit`](TxBatch::commit). Dropping an uncommitted batch discards it.
+///
+/// `TxBatch` is neither `Send` nor `Sync`: it borrows its [`TxRing`] mutably,
+/// and the buffers it hands out are the ring's.
 #[must_use = "a TX batch publishes nothing until commit()"]
 pub struct TxBatch<'r, 'a> {
     ring: &'r mut TxRing<'a>,
@@ -479,18 +490,17 @@ impl TxBatch<'_, '_> {
     /// buffer to fill.
     ///
     /// Errors: [`Error::PacketTooLarge`] if `len` exceeds one slot (its
-    /// buffer, and at most `u16::MAX` bytes), [`Error::RingFull`] if no slot
+    /// buffer, and at most `u16::MAX` bytes) or the ring's
+    /// [`max_packet`](TxRing::max_packet), [`Error::RingFull`] if no slot
     /// is free, [`Error::RingCorrupt`] if the next slot holds a buffer
     /// outside the region (it is staged empty, so the ring moves on: push
     /// again).
     #[inline]
     pub fn push(&mut self, len: usize) -> Result<&mut [u8]> {
         let core = &self.ring.core;
-        if len > core.slot_cap() {
-            return Err(Error::PacketTooLarge {
-                len,
-                max: core.slot_cap(),
-            });
+        let max = core.slot_cap().min(self.ring.max_packet);
+        if len > max {
+            return Err(Error::PacketTooLarge { len, max });
         }
         if self.head == core.tail() {
             return Err(Error::RingFull { ring: core.id() });

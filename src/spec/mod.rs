@@ -125,12 +125,14 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::ffi;
 
 use parse::Parser;
 
 /// What kind of port a name designates, from its prefix.
+///
+/// `PortKind` is `Send` and `Sync`: it is plain data.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, PortKind};
@@ -142,6 +144,7 @@ use parse::Parser;
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PortKind {
     /// `netmap:` or a plain name: a hardware port, a pipe, or anything the
     /// kernel knows by that name.
@@ -158,7 +161,11 @@ pub enum PortKind {
     AfPacket,
 }
 
-/// Which end of a netmap pipe a name opens.
+/// Which end of a netmap pipe a name opens. A pipe has exactly two ends, so
+/// unlike the crate's other enums this one is exhaustive: a `match` needs
+/// no wildcard arm.
+///
+/// `PipeRole` is `Send` and `Sync`: it is plain data.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, PipeRole};
@@ -177,14 +184,17 @@ pub enum PipeRole {
 
 /// The pipe part of a port name: `{ID` or `}ID`.
 ///
+/// `PipeSpec` is `Send` and `Sync`: it is plain data.
+///
 /// ```
 /// use netmap_rs::spec::{parse, PipeRole, PipeSpec};
 ///
 /// let s = parse("netmap:eth0{tap_1")?;
-/// assert_eq!(s.pipe, Some(PipeSpec { role: PipeRole::Master, id: "tap_1".into() }));
+/// assert_eq!(s.pipe, Some(PipeSpec::new(PipeRole::Master, "tap_1")));
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipeSpec {
     /// Master (`{`) or slave (`}`).
     pub role: PipeRole,
@@ -192,7 +202,16 @@ pub struct PipeSpec {
     pub id: String,
 }
 
+impl PipeSpec {
+    /// The `role` end of pipe `id`.
+    pub fn new(role: PipeRole, id: impl Into<String>) -> PipeSpec {
+        PipeSpec { role, id: id.into() }
+    }
+}
+
 /// Which rings a port binds, from the suffix after the port name.
+///
+/// `RingSelect` is `Send` and `Sync`: it is plain data.
 ///
 /// ```
 /// use netmap_rs::spec::{parse, RingSelect};
@@ -205,6 +224,7 @@ pub struct PipeSpec {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RingSelect {
     /// No suffix: every hardware ring pair (`NR_REG_ALL_NIC`).
     AllNic,
@@ -258,20 +278,22 @@ impl RingSelect {
 /// The `@conf:` option: ring and slot counts to ask for (`None`: keep the
 /// port's default).
 ///
+/// `Conf` is `Send` and `Sync`: it is plain data.
+///
 /// ```
 /// use netmap_rs::spec::{parse, Conf};
 ///
 /// let s = parse("vale0:p@conf:rings=2,tx_rings=4,slots=512")?;
-/// assert_eq!(s.conf, Conf {
-///     tx_rings: Some(4),
-///     rx_rings: Some(2),
-///     tx_slots: Some(512),
-///     rx_slots: Some(512),
-///     ..Conf::default()
-/// });
+/// let mut want = Conf::default();
+/// want.tx_rings = Some(4);
+/// want.rx_rings = Some(2);
+/// want.tx_slots = Some(512);
+/// want.rx_slots = Some(512);
+/// assert_eq!(s.conf, want);
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conf {
     /// `tx_rings=` (or `rings=`): hardware TX rings.
     pub tx_rings: Option<u16>,
@@ -289,6 +311,8 @@ pub struct Conf {
 
 /// The `@offset:` option: per-slot buffer offsets (`NETMAP_REQ_OPT_OFFSETS`).
 ///
+/// `OffsetOpt` is `Send` and `Sync`: it is plain data.
+///
 /// As in libnetmap, only `initial` and `bits` can be written; `maxoff` is set
 /// to `initial` and `mingap` to 0.
 ///
@@ -296,11 +320,12 @@ pub struct Conf {
 /// use netmap_rs::spec::{parse, OffsetOpt};
 ///
 /// let s = parse("eth0@offset:initial=64,bits=8")?;
-/// assert_eq!(s.offset, Some(OffsetOpt { initial: 64, maxoff: 64, bits: 8, mingap: 0 }));
+/// assert_eq!(s.offset, Some(OffsetOpt::new(64, 64, 8, 0)));
 /// assert_eq!(parse("eth0@offset=32")?.offset.unwrap().bits, 0);
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OffsetOpt {
     /// `initial=` (the default key, required): the offset every slot starts with.
     pub initial: u64,
@@ -312,7 +337,24 @@ pub struct OffsetOpt {
     pub mingap: u64,
 }
 
+impl OffsetOpt {
+    /// Offsets that start at `initial`, stay at most `maxoff`, live in the
+    /// low `bits` bits of a slot's `ptr`, with `mingap` bytes free after
+    /// each packet (the arguments of
+    /// [`NetmapBuilder::offsets`](crate::NetmapBuilder::offsets)).
+    pub fn new(initial: u64, maxoff: u64, bits: u64, mingap: u64) -> OffsetOpt {
+        OffsetOpt {
+            initial,
+            maxoff,
+            bits,
+            mingap,
+        }
+    }
+}
+
 /// The `@extmem:` option: netmap memory in a file the user maps.
+///
+/// `ExtmemOpt` is `Send` and `Sync`: it is plain data.
 ///
 /// The numeric keys fill `nmreq_pools_info`, whose fields are 32 bits wide,
 /// so each is at most `u32::MAX`.
@@ -328,6 +370,7 @@ pub struct OffsetOpt {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtmemOpt {
     /// `file=` (the default key, required): the file to map. Not opened here.
     pub file: String,
@@ -345,7 +388,30 @@ pub struct ExtmemOpt {
     pub buf_size: Option<u64>,
 }
 
+impl ExtmemOpt {
+    /// External memory in `file`, every size left to the kernel (set the
+    /// fields to ask for more).
+    ///
+    /// ```
+    /// use netmap_rs::spec::{parse, ExtmemOpt};
+    ///
+    /// let mut want = ExtmemOpt::new("/dev/hugepages/nm");
+    /// want.buf_num = Some(4096);
+    /// assert_eq!(parse("eth0@extmem:file=/dev/hugepages/nm,buf_num=4096")?.extmem, Some(want));
+    /// # Ok::<(), netmap_rs::Error>(())
+    /// ```
+    pub fn new(file: impl Into<String>) -> ExtmemOpt {
+        ExtmemOpt {
+            file: file.into(),
+            ..ExtmemOpt::default()
+        }
+    }
+}
+
 /// A parsed port name. See the [module docs](self) for the grammar.
+///
+/// `PortSpec` is `Send` and `Sync`: it is plain data, a name taken apart; it
+/// opens nothing.
 ///
 /// ```
 /// use netmap_rs::spec::{PortSpec, RingSelect};
@@ -359,6 +425,7 @@ pub struct ExtmemOpt {
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PortSpec {
     /// The full name, normalized: the input, with `netmap:` put before a
     /// plain name.
@@ -451,7 +518,7 @@ impl FromStr for PortSpec {
     type Err = Error;
 
     /// The same as [`parse`].
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         parse(s)
     }
 }
@@ -480,7 +547,13 @@ impl FromStr for PortSpec {
 /// }
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
-pub fn parse(name: &str) -> Result<PortSpec> {
+pub fn parse(name: &str) -> crate::Result<PortSpec> {
+    parse_name(name).map_err(Error::from)
+}
+
+/// [`parse`], with the error in a form that clones: the builder keeps it
+/// until `build`.
+pub(crate) fn parse_name(name: &str) -> Result<PortSpec> {
     if let Some(i) = name.bytes().position(|b| b == 0) {
         return Err(invalid(name, i, "any character but NUL"));
     }
@@ -501,9 +574,31 @@ pub fn parse(name: &str) -> Result<PortSpec> {
     .parse()
 }
 
+/// A malformed name: the fields of [`Error::InvalidPortSpec`], which it
+/// becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    spec: String,
+    position: usize,
+    expected: String,
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Error {
+        Error::InvalidPortSpec {
+            spec: e.spec,
+            position: e.position,
+            expected: e.expected,
+        }
+    }
+}
+
+/// The parser's results.
+type Result<T, E = Invalid> = std::result::Result<T, E>;
+
 /// Builds the error for `name` at byte `position` of `name`.
-fn invalid(name: &str, position: usize, expected: impl Into<String>) -> Error {
-    Error::InvalidPortSpec {
+fn invalid(name: &str, position: usize, expected: impl Into<String>) -> Invalid {
+    Invalid {
         spec: name.to_owned(),
         position,
         expected: expected.into(),

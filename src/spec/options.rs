@@ -2,8 +2,7 @@
 //! of its keys, looked up by name, and what each key's value sets.
 
 use super::parse::Parser;
-use super::{Conf, ExtmemOpt, OffsetOpt, PortSpec};
-use crate::error::Result;
+use super::{Conf, ExtmemOpt, OffsetOpt, PortSpec, Result};
 
 const OPTIONS_EXPECTED: &str = "one of the options conf, extmem, offset";
 
@@ -288,22 +287,14 @@ impl Parser<'_> {
     /// The `extmem` option of `vals`, which holds its file.
     fn extmem(&self, vals: &Values) -> Result<ExtmemOpt> {
         let file = vals.get(EXTMEM_FILE).map_or("", |(s, e)| &self.text[s..e]);
-        let mut x = ExtmemOpt {
-            file: file.to_owned(),
-            ..ExtmemOpt::default()
-        };
+        let mut x = ExtmemOpt::new(file);
         self.apply(EXTMEM, vals, &mut x)?;
         Ok(x)
     }
 
     /// The `offset` option of `vals`, which holds `initial`.
     fn offset(&self, vals: &Values) -> Result<OffsetOpt> {
-        let mut o = OffsetOpt {
-            initial: 0,
-            maxoff: 0,
-            bits: 0,
-            mingap: 0,
-        };
+        let mut o = OffsetOpt::new(0, 0, 0, 0);
         self.apply(OFFSET, vals, &mut o)?;
         Ok(o)
     }

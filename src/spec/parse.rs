@@ -2,8 +2,7 @@
 //! pipe), ring selection, the `/flags` and `@N` modifiers, and the split of
 //! the options (each read in [`options`](super::options)).
 
-use super::{invalid, is_ident_byte, PipeRole, PipeSpec, PortKind, PortSpec, RingSelect};
-use crate::error::{Error, Result};
+use super::{invalid, is_ident_byte, Invalid, PipeRole, PipeSpec, PortKind, PortSpec, Result, RingSelect};
 use crate::ffi;
 
 /// The longest `nr_name`, in bytes: the kernel's buffer less its NUL.
@@ -80,7 +79,7 @@ struct Modifiers {
 /// Lexing: positions, bytes and numbers.
 impl Parser<'_> {
     /// An error at byte `at` of `text`.
-    pub(super) fn err(&self, at: usize, expected: impl Into<String>) -> Error {
+    pub(super) fn err(&self, at: usize, expected: impl Into<String>) -> Invalid {
         invalid(self.input, at.saturating_sub(self.shift), expected)
     }
 

@@ -407,10 +407,10 @@ fn builder(emu: &str, reg: &ffi::nmreq_register) -> Option<NetmapBuilder> {
         builder = unsafe { builder.share_rings() };
     }
     if reg.nr_tx_rings != 0 {
-        builder = builder.num_tx_rings(reg.nr_tx_rings.into());
+        builder = builder.num_tx_rings(usize::from(reg.nr_tx_rings));
     }
     if reg.nr_rx_rings != 0 {
-        builder = builder.num_rx_rings(reg.nr_rx_rings.into());
+        builder = builder.num_rx_rings(usize::from(reg.nr_rx_rings));
     }
     if reg.nr_tx_slots.max(reg.nr_rx_slots) != 0 {
         builder = builder.num_slots(reg.nr_tx_slots.max(reg.nr_rx_slots));

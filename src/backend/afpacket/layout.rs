@@ -32,6 +32,11 @@ const MAX_SLOTS: u32 = 32768;
 /// `tp_mac` (66 bytes for Ethernet), the Ethernet header, VLAN tags.
 const RX_HEADROOM: usize = 128;
 
+/// An Ethernet header, and a VLAN tag: what a frame on the wire may carry
+/// beyond the MTU.
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+
 /// The shape of every socket's rings, and where things go in the region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Layout {
@@ -113,6 +118,15 @@ impl Layout {
     /// header, and the virtio header when there is one.
     pub(super) fn tx_off(&self) -> usize {
         TX_BASE + if self.vnet { VNET_HDR } else { 0 }
+    }
+
+    /// The longest packet a TX frame may carry to an interface of MTU
+    /// `mtu`: what the frame holds past [`tx_off`](Layout::tx_off), and no
+    /// more than the MTU, an Ethernet header and one VLAN tag, the most the
+    /// kernel hands on (a veth drops longer frames without a word, as most
+    /// NICs do).
+    pub(super) fn max_tx_len(&self, mtu: u32) -> usize {
+        (self.frame - self.tx_off()).min((mtu as usize).saturating_add(ETH_HLEN + VLAN_HLEN))
     }
 
     pub(super) fn req(&self, slots: u32) -> TpacketReq {

@@ -84,7 +84,11 @@
 //! The frame size is the smallest power of two from 2048 that holds the
 //! interface's MTU, an Ethernet header, a VLAN tag and the kernel's header
 //! (2048 for an MTU of 1500), at most 65536; larger packets are truncated by
-//! the kernel (`tp_snaplen`). A VLAN tag that the kernel stripped is put back
+//! the kernel (`tp_snaplen`). A TX packet may be as long as its frame holds
+//! and the kernel hands on, the MTU with an Ethernet header and a VLAN tag
+//! (1518 bytes for an MTU of 1500): the port's `max_packet`, which `send`
+//! and `push` check, so a longer packet fails there (`PacketTooLarge`)
+//! rather than vanish in the kernel. A VLAN tag that the kernel stripped is put back
 //! in front of the payload (the header has room), so RX slots hold the frame
 //! as it was on the wire, as netmap's do.
 //!
@@ -100,7 +104,8 @@
 //!   `TP_STATUS_AVAILABLE`, in order. A send the kernel cut short (socket
 //!   buffer full) is resumed by the next txsync. A multi-slot packet is
 //!   gathered into its first frame when it fits (AF_PACKET frames cannot
-//!   chain); one that does not is dropped and the sync fails with `EMSGSIZE`.
+//!   chain); one that does not (staged past `send`'s checks, by C code
+//!   given the rings) is dropped and the sync fails with `EMSGSIZE`.
 //! * Both check `head` against the kernel's view first, as netmap's prologue
 //!   does: a `head` outside `[hwcur, tail]` resets the ring and fails with
 //!   `EINVAL`.
@@ -155,8 +160,10 @@
 //!   open succeeds and sees every packet (each process has its own fanout
 //!   group).
 //! * No host rings, VALE, pipes or monitors; `forward` copies (see above).
-//! * Packets larger than a frame are truncated on RX, and refused on TX
-//!   (`EMSGSIZE` from the sync).
+//! * Packets larger than a frame are truncated on RX; on TX, packets longer
+//!   than the MTU with an Ethernet header and a VLAN tag are refused by
+//!   `send` (`PacketTooLarge`), where a NIC port would take them up to 64
+//!   buffers and leave the NIC to drop them.
 //!
 //! [`Mapping`]: crate::backend::Mapping
 //! [`PortFd::poll`]: crate::backend::PortFd::poll
@@ -176,7 +183,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use crate::backend::{Control, Kernel, MemDomain};
-use crate::error::{BackendKind, Error, Result};
+use crate::error::{BackendKind, Error, Name, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
 use crate::spec::{PortKind, PortSpec, RingSelect};
 pub(crate) use iface::{interface_state, IfState};
@@ -225,25 +232,29 @@ pub(crate) fn serves(spec: &PortSpec) -> std::result::Result<(), String> {
 pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
     serves(spec).map_err(|why| Error::Unsupported {
         backend: BackendKind::AfPacket,
-        what: format!("opening {}", spec.text),
+        what: format!("opening {}", Name(&spec.text)),
         hint: format!("{why}; load the netmap kernel module for them"),
     })?;
     let ifname = &spec.ifname;
     match interface_state(ifname) {
         Ok(IfState::Up) => {}
-        Ok(IfState::Missing) => return Err(Error::InterfaceNotFound { name: ifname.clone() }),
+        Ok(IfState::Missing) => {
+            return Err(Error::InterfaceNotFound {
+                name: spec.text.clone(),
+            })
+        }
         Ok(IfState::Down) => return Err(Error::InterfaceDown { name: ifname.clone() }),
-        Err(e) => return Err(Error::io(format!("SIOCGIFFLAGS on {ifname}"), e)),
+        Err(e) => return Err(Error::io(format!("SIOCGIFFLAGS on {}", Name(ifname)), e)),
     }
     if let Err(e) = socket_status() {
         return Err(match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
                 what: format!(
                     "opening an AF_PACKET socket for {} needs CAP_NET_RAW ({e})",
-                    spec.text
+                    Name(&spec.text)
                 ),
             },
-            _ => Error::io(format!("socket(AF_PACKET) for {}", spec.text), e),
+            _ => Error::io(format!("socket(AF_PACKET) for {}", Name(&spec.text)), e),
         });
     }
     let pairs = spec
@@ -255,7 +266,7 @@ pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
     if u32::from(pairs) > MAX_RINGS {
         return Err(Error::Unsupported {
             backend: BackendKind::AfPacket,
-            what: format!("{pairs} ring pairs on {}", spec.text),
+            what: format!("{pairs} ring pairs on {}", Name(&spec.text)),
             hint: format!("ask for at most {MAX_RINGS} (one AF_PACKET socket each)"),
         });
     }
@@ -263,7 +274,7 @@ pub(crate) fn preflight(spec: &PortSpec) -> Result<()> {
         if i >= pairs {
             return Err(Error::Unsupported {
                 backend: BackendKind::AfPacket,
-                what: format!("ring pair {i} of {}", spec.text),
+                what: format!("ring pair {i} of {}", Name(&spec.text)),
                 hint: format!(
                     "the port has {pairs} ring pair(s), one AF_PACKET socket each; \
                      ask for more with num_rx_rings() or `@conf:rings=N`"

@@ -105,6 +105,7 @@ impl Control for AfPacketFd {
             nbufs: (layout.socks as usize * layout.sock_len / layout.frame) as u32,
             frame: layout.frame,
             tx_off: layout.tx_off(),
+            max_len: layout.max_tx_len(mtu),
             linear_max: vnet.then_some(if physical { PHYS_LINEAR_MAX } else { usize::MAX }),
             txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
         });

@@ -149,6 +149,9 @@ pub(super) struct Port {
     pub(super) frame: usize,
     /// Where TX packets start in their frames.
     pub(super) tx_off: usize,
+    /// The longest TX packet: what one frame holds past `tx_off`, and at
+    /// most what the interface forwards (`Layout::max_tx_len`).
+    pub(super) max_len: usize,
     /// With a virtio header: packets up to this size are copied into the
     /// skb (`hdr_len`), larger ones leave from the ring's pages. `None`:
     /// no virtio header.

@@ -318,6 +318,10 @@ fn rx_packet(v: &RingView, t: u32, status: u32, h: &Tpacket2Hdr) -> (usize, u16)
 }
 
 impl PortFd for AfPacketFd {
+    fn max_packet(&self) -> Option<usize> {
+        self.port.as_ref().map(|p| p.max_len)
+    }
+
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let port = self.port.as_ref().ok_or_else(|| errno(libc::ENXIO))?;
         port.sync_all(dir).map(drop)

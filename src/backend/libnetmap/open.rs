@@ -13,7 +13,7 @@ use super::LibNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::sys::OwnedMap;
 use crate::backend::Mapping;
-use crate::error::{BackendKind, Error, Refusal, Refusals, Result};
+use crate::error::{BackendKind, Error, Name, Refusal, Refusals, Result};
 use crate::ffi::{self, netmap_if, nmctx, nmem_d, nmport_d, nmreq_register};
 use crate::ring::IfTable;
 use crate::spec::{self, OffsetOpt, PortSpec};
@@ -170,7 +170,10 @@ impl<'a> Opening<'a> {
         let corrupt = |what: String| Error::Library {
             path: lib.path.clone(),
             symbol: Some("nmport_open_desc".into()),
-            reason: format!("opening `{}` returned an unusable descriptor: {what}", spec.text),
+            reason: format!(
+                "opening `{}` returned an unusable descriptor: {what}",
+                Name(&spec.text)
+            ),
         };
         if o.fd < 0 {
             return Err(corrupt(format!("fd {}", o.fd)));
@@ -333,6 +336,7 @@ fn library_error(
 ) -> Error {
     let said = call.messages();
     let os = io::Error::from_raw_os_error(code);
+    let name = Name(&spec.text);
     let said = if said.is_empty() {
         if code != 0 {
             os.to_string()
@@ -340,9 +344,9 @@ fn library_error(
             "no reason given".into()
         }
     } else {
-        said
+        // The library's words may quote the name whole.
+        name.scrub(&said)
     };
-    let name = spec.text.clone();
     let about_device = said.starts_with(ffi::NETMAP_DEVICE_NAME);
     // Only registration failures say something about the port itself;
     // prepare and the options fail on the name or the library.
@@ -356,13 +360,15 @@ fn library_error(
             what: format!("opening {name} through {} ({said})", lib.path),
         },
         libc::ENOENT | libc::ENXIO | libc::ENODEV if about_device => Error::Unavailable {
-            port: name,
-            reasons: Refusals(vec![Refusal {
-                backend: BackendKind::Libnetmap,
-                reason: format!("{} loaded, but it says: {said}", lib.path),
-            }]),
+            port: spec.text.clone(),
+            reasons: Refusals::from(vec![Refusal::new(
+                BackendKind::Libnetmap,
+                format!("{} loaded, but it says: {said}", lib.path),
+            )]),
         },
-        libc::ENOENT | libc::ENXIO | libc::ENODEV if registering => Error::InterfaceNotFound { name },
+        libc::ENOENT | libc::ENXIO | libc::ENODEV if registering => Error::InterfaceNotFound {
+            name: spec.text.clone(),
+        },
         _ => Error::Library {
             path: lib.path.clone(),
             symbol: None,

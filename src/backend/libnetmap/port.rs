@@ -12,7 +12,7 @@ use super::load::IoctlReq;
 use super::LibNetmap;
 use crate::backend::sys::{self, Deadline};
 use crate::backend::{PortFd, SyncDir};
-use crate::error::{Error, Result};
+use crate::error::{Error, Name, Result};
 use crate::ffi::{self, nmctx, nmport_d};
 
 /// A registered libnetmap port: the `nmport_d` and what must outlive it.
@@ -93,7 +93,12 @@ impl Drop for Descriptor {
 /// Maps all of `path`, shared and writable, as `nmport_extmem_from_file`
 /// would, to be a port's external memory.
 pub(super) fn map_extmem(path: &str, port: &str) -> Result<sys::OwnedMap> {
-    let what = |e: io::Error| Error::io(format!("mapping the extmem file {path} for {port}"), e);
+    let what = |e: io::Error| {
+        Error::io(
+            format!("mapping the extmem file {} for {}", Name(path), Name(port)),
+            e,
+        )
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
