@@ -492,7 +492,8 @@ fn poll_under_signals_returns_at_its_deadline() {
         return;
     };
     let _inside = ns.enter();
-    signals::poll_keeps_its_deadline(open(&format!("afpacket:{B}")), PATIENCE);
+    let idle = open(&format!("afpacket:{B}"));
+    signals::poll_keeps_its_deadline(move |t| idle.poll(t), PATIENCE);
 }
 
 /// A timeout under a millisecond waits for it, rather than rounding to a
@@ -503,7 +504,8 @@ fn sub_millisecond_poll_waits() {
         return;
     };
     let _inside = ns.enter();
-    signals::sub_millisecond_poll_waits(&open(&format!("afpacket:{B}")));
+    let idle = open(&format!("afpacket:{B}"));
+    signals::sub_millisecond_poll_waits(|t| idle.poll(t));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use netmap_rs::ffi::{self, netmap_ring, netmap_slot};
 use netmap_rs::prelude::*;
-use netmap_test_support::{fork, packets};
+use netmap_test_support::fork;
 
 /// How long a scenario may run before it counts as hung.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -31,7 +31,12 @@ type Pair = fn(&str) -> (Netmap, Netmap);
 
 /// A pipe of the embedded kernel.
 fn emu_pair(name: &str) -> (Netmap, Netmap) {
-    packets::pair(name, 64)
+    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
+        .num_slots(64)
+        .build()
+        .unwrap();
+    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
+    (a, b)
 }
 
 /// A pipe of the netmap module, named uniquely for this process. (A pipe

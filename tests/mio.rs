@@ -23,7 +23,17 @@ use mio::{Events, Interest, Poll, Token};
 use netmap_rs::prelude::*;
 use netmap_rs::LocalPort;
 use netmap_test_support::examples;
-use netmap_test_support::packets::pair;
+
+/// The master (`{1`) and slave (`}1`) ends of an embedded pipe; `slots`
+/// sets the ring size.
+fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
+    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
+        .num_slots(slots)
+        .build()
+        .unwrap();
+    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
+    (a, b)
+}
 
 static ALONE: RwLock<()> = RwLock::new(());
 

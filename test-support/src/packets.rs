@@ -1,7 +1,4 @@
-//! Packets: the one reproducible generator, checksums, and embedded pipe
-//! pairs.
-
-use netmap_rs::prelude::*;
+//! Packets: the one reproducible generator and checksums.
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 /// Every test, benchmark and example that wants arbitrary numbers or bytes
@@ -54,17 +51,6 @@ pub fn ipv4_checksum(header: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-/// The master (`{1`) and slave (`}1`) ends of an embedded pipe; `slots`
-/// sets the ring size.
-pub fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(slots)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
 }
 
 #[cfg(test)]

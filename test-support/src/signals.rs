@@ -8,14 +8,14 @@
 //! program with its own signal handlers. A closure that never returns fails
 //! the test after the limit instead of hanging the suite.
 //! [`poll_keeps_its_deadline`] and [`sub_millisecond_poll_waits`] are the
-//! checks every backend's `Netmap::poll` must pass.
+//! checks every backend's `Netmap::poll` must pass; they take the poll as a
+//! closure (`|timeout| port.poll(timeout)`).
 
+use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use netmap_rs::Netmap;
 
 use std::os::unix::thread::JoinHandleExt;
 
@@ -89,13 +89,16 @@ pub fn interrupted<T: Send + 'static>(
     }
 }
 
-/// `idle.poll(300 ms)`, on a port with nothing to read, under `SIGALRM`
-/// every 20 ms: returns `Ok(false)` at its deadline, neither cut short nor
-/// restarted by the signals, within `limit`.
-pub fn poll_keeps_its_deadline(idle: Netmap, limit: Duration) {
+/// `poll(Some(300 ms))`, the poll of a port with nothing to read, under
+/// `SIGALRM` every 20 ms: returns `Ok(false)` at its deadline, neither cut
+/// short nor restarted by the signals, within `limit`.
+pub fn poll_keeps_its_deadline<E: Debug>(
+    poll: impl FnOnce(Option<Duration>) -> Result<bool, E> + Send + 'static,
+    limit: Duration,
+) {
     let ((ready, waited), sent) = interrupted(Duration::from_millis(20), limit, move || {
         let t0 = Instant::now();
-        let ready = idle.poll(Some(Duration::from_millis(300))).unwrap();
+        let ready = poll(Some(Duration::from_millis(300))).unwrap();
         (ready, t0.elapsed())
     });
     assert!(!ready, "nothing was sent");
@@ -107,12 +110,13 @@ pub fn poll_keeps_its_deadline(idle: Netmap, limit: Duration) {
     assert!(waited < Duration::from_secs(3), "took {waited:?}");
 }
 
-/// A timeout under a millisecond on an idle port waits for it, rather than
-/// rounding to a zero-millisecond wait that returns at once.
-pub fn sub_millisecond_poll_waits(idle: &Netmap) {
+/// A timeout under a millisecond given to `poll`, the poll of an idle port,
+/// waits for it, rather than rounding to a zero-millisecond wait that
+/// returns at once.
+pub fn sub_millisecond_poll_waits<E: Debug>(mut poll: impl FnMut(Option<Duration>) -> Result<bool, E>) {
     for _ in 0..5 {
         let t0 = Instant::now();
-        assert!(!idle.poll(Some(Duration::from_micros(500))).unwrap());
+        assert!(!poll(Some(Duration::from_micros(500))).unwrap());
         let waited = t0.elapsed();
         assert!(waited >= Duration::from_micros(500), "returned after {waited:?}");
         assert!(waited < Duration::from_secs(1), "took {waited:?}");
