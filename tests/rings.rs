@@ -175,7 +175,7 @@ fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {
         let mut tx = a.tx_ring(0).unwrap();
         let mut pkt = Vec::new();
         for seq in 0..count {
-            let len = if seq % 97 == 0 {
+            let len = if seq.is_multiple_of(97) {
                 rng.range(2049, 9000)
             } else {
                 rng.range(60, 2048)
@@ -213,7 +213,7 @@ fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {
         for f in rx.iter() {
             let seq = check_packet(&f);
             assert_eq!(seq, expect, "lost, duplicated or reordered");
-            let len = if seq % 97 == 0 {
+            let len = if seq.is_multiple_of(97) {
                 rng.range(2049, 9000)
             } else {
                 rng.range(60, 2048)

@@ -28,7 +28,7 @@ const SLOT_FLAGS: usize = offset_of!(netmap_slot, flags);
 const SLOT_PTR: usize = offset_of!(netmap_slot, ptr);
 
 const _: () = assert!(RING_HDR == 256 && SLOT_SIZE == 16);
-const _: () = assert!(RING_TS % 8 == 0 && SLOT_PTR % 8 == 0 && SLOT_SIZE % 8 == 0);
+const _: () = assert!(RING_TS.is_multiple_of(8) && SLOT_PTR.is_multiple_of(8) && SLOT_SIZE.is_multiple_of(8));
 // `stamp` writes `ts` as two 8-byte words.
 const _: () = assert!(size_of::<timeval>() == 16 && offset_of!(timeval, tv_usec) == 8);
 

@@ -113,7 +113,7 @@ impl RingCore {
         {
             return Err(corrupt("the ring lies outside the mapped region".into()));
         }
-        if r as usize % RING_ALIGN != 0 {
+        if !(r as usize).is_multiple_of(RING_ALIGN) {
             return Err(corrupt(format!(
                 "the ring header at region offset {} is not {RING_ALIGN}-byte aligned",
                 r as usize - map_base as usize

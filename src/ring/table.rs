@@ -37,7 +37,7 @@ impl IfTable {
         let end = base + map.len();
         if (nif as usize) < base
             || (nif as usize).checked_add(IF_HDR).is_none_or(|e| e > end)
-            || nif as usize % std::mem::align_of::<netmap_if>() != 0
+            || !(nif as usize).is_multiple_of(std::mem::align_of::<netmap_if>())
         {
             return Err(corrupt(
                 "the netmap_if lies outside the mapped region, or misaligned".into(),

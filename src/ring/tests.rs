@@ -153,7 +153,7 @@ impl PortFd for HeapFd {
 /// Writes `v` at offset `ofs` of the heap region at `base`, as a peer
 /// process (or the kernel) would.
 fn put<T>(base: *mut u8, ofs: usize, v: T) {
-    assert!(ofs + std::mem::size_of::<T>() <= LEN && ofs % std::mem::align_of::<T>() == 0);
+    assert!(ofs + std::mem::size_of::<T>() <= LEN && ofs.is_multiple_of(std::mem::align_of::<T>()));
     // SAFETY: `base` is a live heap region of `LEN` bytes (every caller
     // passes one), and the `T` at `ofs` lies inside it, aligned (asserted).
     unsafe { base.add(ofs).cast::<T>().write(v) }

@@ -186,7 +186,7 @@ impl Pipe {
     /// `(end, dir, ring id)` of kring `k`.
     fn decompose(&self, k: usize) -> (usize, Dir, u32) {
         let q = k / self.nrings as usize;
-        let dir = if q % 2 == 0 { Dir::Tx } else { Dir::Rx };
+        let dir = if q.is_multiple_of(2) { Dir::Tx } else { Dir::Rx };
         (q / 2, dir, (k % self.nrings as usize) as u32)
     }
 
