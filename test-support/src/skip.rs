@@ -2,9 +2,11 @@
 //!
 //! A test that needs what only some machines have (root and the `ip` tool
 //! for network namespaces, the example binaries a whole `cargo test`
-//! builds) returns early through [`skip`], which prints the reason where a
-//! normal `cargo test` run shows it. With `NETMAP_RS_CI` set (as `.ci/run`
-//! sets it) [`skip`] panics instead, so a CI run cannot pass by skipping.
+//! builds, the stub libnetmap that only the repository checkout has, not
+//! the packaged crate) returns early through [`skip`], which prints the
+//! reason where a normal `cargo test` run shows it. With `NETMAP_RS_CI` set
+//! (as `.ci/run` sets it) [`skip`] panics instead, so a CI run cannot pass
+//! by skipping.
 //! Tests of the netmap kernel module skip on their own: CI has no module.
 
 use std::io::Write;
