@@ -479,9 +479,6 @@ impl From<Error> for io::Error {
 impl Error {
     /// The [`io::ErrorKind`] that `From<Error> for io::Error` gives this
     /// error (see the table there).
-    // `NetworkDown` and `ResourceBusy` are stable since Rust 1.83; the
-    // crate's rust-version moves past it with issue 15.
-    #[allow(clippy::incompatible_msrv)]
     pub fn io_kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
         match self {

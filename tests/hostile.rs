@@ -29,14 +29,11 @@ const SCENARIO: &str = "NETMAP_RS_HOSTILE_SCENARIO";
 /// Opens the two ends of a pipe named after its argument.
 type Pair = fn(&str) -> (Netmap, Netmap);
 
+mod common;
+
 /// A pipe of the embedded kernel.
 fn emu_pair(name: &str) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(64)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
+    common::pair(name, 64)
 }
 
 /// A pipe of the netmap module, named uniquely for this process. (A pipe

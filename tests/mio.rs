@@ -24,16 +24,8 @@ use netmap_rs::prelude::*;
 use netmap_rs::LocalPort;
 use netmap_test_support::examples;
 
-/// The master (`{1`) and slave (`}1`) ends of an embedded pipe; `slots`
-/// sets the ring size.
-fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(slots)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
-}
+mod common;
+use common::pair;
 
 static ALONE: RwLock<()> = RwLock::new(());
 

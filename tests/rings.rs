@@ -6,16 +6,8 @@ use std::thread;
 use netmap_rs::prelude::*;
 use netmap_test_support::packets::{fnv1a, Rng};
 
-/// The master (`{1`) and slave (`}1`) ends of an embedded pipe; `slots`
-/// sets the ring size.
-fn pair(name: &str, slots: u32) -> (Netmap, Netmap) {
-    let a = NetmapBuilder::new(&format!("emu:{name}{{1"))
-        .num_slots(slots)
-        .build()
-        .unwrap();
-    let b = NetmapBuilder::new(&format!("emu:{name}}}1")).build().unwrap();
-    (a, b)
-}
+mod common;
+use common::pair;
 
 /// Packet `seq` of `len` bytes: seq (8) | checksum of the rest (4) | filler.
 fn make_packet(buf: &mut Vec<u8>, seq: u64, len: usize) {

@@ -14,7 +14,7 @@ use crate::ffi::nmreq_register;
 
 // netmap's layout, as the ring code reads it.
 const RING_ALIGN: usize = 256;
-const _: () = assert!(RING_HDR % RING_ALIGN == 0);
+const _: () = assert!(RING_HDR.is_multiple_of(RING_ALIGN));
 
 /// Smallest and largest frame (netmap buffer) size.
 const MIN_FRAME: usize = 2048;
