@@ -55,17 +55,17 @@
 //! requests the others, a direction yields after a few syncs and a client
 //! after 64 KiB read, and the loop comes back to them after one non-blocking
 //! poll. Signals are blocked in every thread and taken by a thread of their
-//! own (`sigwait`), which wakes the `Poll` with the `Waker`.
+//! own (`sigtimedwait`), which wakes the `Poll` with the `Waker`.
+
+#[path = "common/signals.rs"]
+mod signals;
 
 use std::cell::Cell;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::unix::thread::JoinHandleExt;
 use std::process::ExitCode;
-use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -98,6 +98,8 @@ const READ_TURN: usize = 16;
 const TURN_SYNCS: usize = 8;
 /// How long the last replies may take to leave once the server stops.
 const LINGER: Duration = Duration::from_secs(1);
+/// How often the signal thread looks whether the server stopped by itself.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// Generator packets: Ethernet header, ethertype 0x88b5 (local
 /// experimental), the direction, then the sequence number.
 const PKT_LEN: usize = 60;
@@ -179,8 +181,8 @@ fn main() -> ExitCode {
         }
     };
     // Block SIGINT and SIGTERM before any thread starts: every thread
-    // inherits the mask, so only the signal thread's `sigwait` takes them.
-    let signals = match block_signals() {
+    // inherits the mask, so only the signal thread's wait takes them.
+    let signals = match signals::block_signals() {
         Ok(s) => s,
         Err(e) => return fail(&format!("blocking signals: {e}")),
     };
@@ -239,15 +241,17 @@ fn run(args: &Args, signals: libc::sigset_t) -> Result<(), BoxError> {
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
 
     let caught = Arc::new(AtomicI32::new(0));
+    let serving = Arc::new(AtomicBool::new(true));
     let sig_thread = {
-        let (caught, waker) = (Arc::clone(&caught), Arc::clone(&waker));
+        let (caught, waker, serving) = (Arc::clone(&caught), Arc::clone(&waker), Arc::clone(&serving));
         thread::spawn(move || {
-            let mut sig = 0;
-            // SAFETY: `signals` is an initialised sigset_t, `sig` a writable int.
-            if unsafe { libc::sigwait(&signals, &mut sig) } == 0 {
-                caught.store(sig, Relaxed);
-                // A failed wake leaves nobody to tell.
-                let _ = waker.wake();
+            while serving.load(Relaxed) {
+                if let Some(sig) = signals::wait_signal(&signals, SIGNAL_CHECK) {
+                    caught.store(sig, Relaxed);
+                    // A failed wake leaves nobody to tell.
+                    let _ = waker.wake();
+                    return;
+                }
             }
         })
     };
@@ -381,10 +385,8 @@ fn run(args: &Args, signals: libc::sigset_t) -> Result<(), BoxError> {
         }
     }
 
-    // The signal thread waits in sigwait: a signal of its set sent to it
-    // alone ends that (unless a signal already did).
-    // SAFETY: the thread has not been joined, so its pthread_t is valid.
-    unsafe { libc::pthread_kill(sig_thread.as_pthread_t(), libc::SIGTERM) };
+    // The signal thread looks at `serving` between waits.
+    serving.store(false, Relaxed);
     if sig_thread.join().is_err() {
         errors.push("the signal thread panicked".to_owned());
     }
@@ -932,26 +934,4 @@ fn generate(
     drop(pa.into_inner(&poll)?);
     drop(pb.into_inner(&poll)?);
     Ok(())
-}
-
-/// Blocks SIGINT and SIGTERM in the calling thread (and in the threads it
-/// starts afterwards); returns the set for `sigwait`.
-fn block_signals() -> io::Result<libc::sigset_t> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `set` is writable memory for one sigset_t, which sigemptyset
-    // initialises.
-    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
-    // SAFETY: `set` was initialised by sigemptyset just above.
-    let mut set = unsafe { set.assume_init() };
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `set` is an initialised sigset_t; `sig` is a valid signal.
-        unsafe { libc::sigaddset(&mut set, sig) };
-    }
-    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is
-    // allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(set)
 }

@@ -136,9 +136,10 @@ impl Server {
         }
     }
 
-    /// Waits for it to exit on its own, for at most `EXIT`; returns its
-    /// status and the stdout lines it wrote since `listening on`.
-    fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+    /// Waits for it to exit on its own, for at most `EXIT`, and expects
+    /// status 0 (`why` says what told it to stop); returns the stdout lines
+    /// it wrote since `listening on`.
+    fn exits_cleanly(&mut self, why: &str) -> Vec<String> {
         let Some(status) = exit_within(&mut self.child, EXIT) else {
             panic!(
                 "mio_server still running {EXIT:?} after it was told to stop; stderr: {}",
@@ -154,13 +155,18 @@ impl Server {
                 Err(RecvTimeoutError::Timeout) => panic!("stdout still open after exit: {out:?}"),
             }
         }
-        (status, out)
+        assert!(
+            status.success(),
+            "mio_server exited with {status} on {why}; stderr: {}",
+            self.stderr()
+        );
+        out
     }
 
     /// Sends it `signal`.
     fn signal(&self, signal: i32) {
         // SAFETY: kill takes no pointers; the pid is our child's, not yet
-        // reaped (the child is only waited for by `wait_exit` and `Drop`).
+        // reaped (the child is only waited for by `exits_cleanly` and `Drop`).
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
     }
@@ -305,12 +311,7 @@ fn counters_grow_while_packets_flow_and_stop_exits_0() {
     let last = Counters::parse(&reply);
     assert!(last.get("ab_packets") >= second.get("ab_packets"), "{reply:?}");
     assert!(c.closed(), "the connection stays open after stop");
-    let (status, out) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status}; stderr: {}",
-        server.stderr()
-    );
+    let out = server.exits_cleanly("stop");
     let final_line = out.last().cloned().unwrap_or_default();
     assert!(final_line.starts_with("stopped by client 127.0.0.1:"), "{out:?}");
     assert!(Counters::parse(&final_line).flowing(), "{final_line}");
@@ -341,9 +342,8 @@ fn ports_of_two_regions_copy() {
         assert_eq!(second.get(k), 0, "{second:?}");
     }
     assert!(c.ask("stop").starts_with("stopping "));
-    let (status, _) = server.wait_exit();
+    server.exits_cleanly("stop");
     let err = server.stderr();
-    assert!(status.success(), "mio_server exited with {status}; stderr: {err}");
     assert_eq!(
         err.matches("copying from now on").count(),
         2,
@@ -414,12 +414,7 @@ fn misbehaving_clients_do_not_disturb_the_others() {
     assert!(c.get("clients") >= 4, "good, idle, slow, eager: {c:?}");
     assert!(slow.ask("stats").starts_with("stats "));
     assert!(good.ask("stop").starts_with("stopping "));
-    let (status, _) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status}; stderr: {}",
-        server.stderr()
-    );
+    server.exits_cleanly("stop");
 }
 
 /// A client that floods the server with requests and reads none of the
@@ -440,12 +435,7 @@ fn a_client_that_does_not_read_is_disconnected() {
     let c = Counters::parse(&good.ask("stats"));
     assert_eq!(c.get("clients"), 1, "the hog is gone: {c:?}");
     assert!(good.ask("stop").starts_with("stopping "));
-    let (status, _) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status}; stderr: {}",
-        server.stderr()
-    );
+    server.exits_cleanly("stop");
 }
 
 /// Past its 64 clients the server turns newcomers away with an error line,
@@ -483,12 +473,7 @@ fn too_many_clients_are_turned_away() {
         thread::sleep(ASK_EVERY);
     }
     assert!(clients[0].ask("stop").starts_with("stopping "));
-    let (status, _) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status}; stderr: {}",
-        server.stderr()
-    );
+    server.exits_cleanly("stop");
 }
 
 /// Starts the server, waits for traffic, sends `signal` and expects a clean
@@ -500,12 +485,7 @@ fn stops_on(signal: i32, name: &str) {
     let mut c = server.connect();
     c.counters_until("forwarding both ways", Counters::flowing);
     server.signal(signal);
-    let (status, out) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status} on {name}; stderr: {}",
-        server.stderr()
-    );
+    let out = server.exits_cleanly(name);
     let last = out.last().cloned().unwrap_or_default();
     assert!(last.starts_with(&format!("stopped by {name}: ")), "{out:?}");
     let counters = Counters::parse(&last);
@@ -541,12 +521,7 @@ fn named_ports_are_served_without_a_generator() {
         "a generator on named ports: {counters:?}"
     );
     assert!(c.ask("stop").starts_with("stopping "));
-    let (status, _) = server.wait_exit();
-    assert!(
-        status.success(),
-        "mio_server exited with {status}; stderr: {}",
-        server.stderr()
-    );
+    server.exits_cleanly("stop");
 }
 
 /// Arguments it cannot use: a usage message and status 2.
