@@ -19,9 +19,11 @@
 //! (two NICs with their own memory, AF_PACKET ports) each packet is copied
 //! once, and the bridge says so when it starts. One thread drives both
 //! directions and sleeps in `mio` when neither has work; `-b` caps the
-//! packets moved per ring per pass (default 512). `-v` prints the rates
-//! each second; the totals are printed at the end (`-T` seconds, default:
-//! run until killed).
+//! packets moved per ring per pass (default 1024). `-v` prints the rates
+//! each second, and `-vv` also what each pass moved, ring by ring (netmap's
+//! `bridge`, too, says more for each `-v`); the totals are printed at the
+//! end (`-T` seconds, default: run until killed). Short flags combine and
+//! take their values attached, as with getopt: `-cvb64`.
 //!
 //! `--demo N`, for two pipe ends (such as the embedded kernel's, which live
 //! in one process): the bridge opens the other end of each pipe itself,
@@ -32,10 +34,15 @@
 //! cargo run --release --example bridge -- -i emu:br{1 -i emu:br{2 --demo 1000000
 //! ```
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/open.rs"]
 mod common;
+#[path = "common/value.rs"]
+mod value;
 
 use std::error::Error as StdError;
+use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -47,15 +54,19 @@ use netmap_rs::prelude::*;
 const USAGE: &str = "\
 usage: bridge [-v] [-i PORT_A] [-i PORT_B] [-b BURST] [-w SECS] [-c] [-L] [PORT_A [PORT_B [BURST]]]
               [-T SECS] [--fallback] [--promisc] [--demo N]
-  -i PORT      a port to bridge (netmap names: eth0, netmap:eth0^, vale0:p1, emu:x{1, ...);
-               name it twice or give the ports after the flags
+  -i PORT      a port to bridge (netmap names: eth0, netmap:eth0^, vale0:p1, emu:x{1, ...),
+               at most twice
+  PORT_A [PORT_B [BURST]]
+               the ports (replacing those of -i) and the burst after the flags
   -b BURST     packets moved per ring per pass, 1 to 8192 (default 1024)
   -w SECS      wait for the links to come up before forwarding, 0 to 100 (default 0)
   -c           copy every packet, even between ports that could swap buffers
   -L           one port: send what arrives back out of it (without -L, one port is
                bridged with its host stack, PORT and PORT^)
-  -v           print the rate of each direction every second
-  -T SECS      stop after SECS seconds and print the totals (default: run until killed)
+  -v           print the rate of each direction every second; twice (-vv), also
+               each pass that moved packets, ring by ring
+  -T SECS      stop after SECS seconds (above 0, at most 1e9) and print the totals
+               (default: run until killed)
   --fallback   use AF_PACKET for real interfaces where netmap is unavailable
   --promisc    put AF_PACKET interfaces in promiscuous mode
   --demo N     for two pipe ends: drive the pipes' other ends with N numbered frames
@@ -71,18 +82,19 @@ struct Args {
     secs: Option<f64>,
     fallback: bool,
     promisc: bool,
-    verbose: bool,
+    /// How many times `-v` was given.
+    verbose: u32,
     demo: Option<u64>,
 }
 
 /// A burst as `-b` and the third positional argument take it.
-fn burst(v: Option<String>) -> Result<usize, String> {
-    v.and_then(|v| v.parse().ok())
-        .filter(|b| (1..=8192).contains(b))
-        .ok_or_else(|| "a burst is a number from 1 to 8192".into())
+fn burst(what: &str, v: OsString) -> Result<usize, lexopt::Error> {
+    value::checked(what, v, "a number from 1 to 8192", |b| (1..=8192).contains(b))
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `None` for `--help`.
+fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut a = Args {
         ports: Vec::new(),
         batch: 1024,
@@ -92,50 +104,44 @@ fn parse_args() -> Result<Args, String> {
         secs: None,
         fallback: false,
         promisc: false,
-        verbose: false,
+        verbose: 0,
         demo: None,
     };
     let mut positional = Vec::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-i" if a.ports.len() == 2 => return Err("-i: two ports are named already".into()),
-            "-i" => a.ports.push(it.next().ok_or("-i needs a port name")?),
-            "-b" => a.batch = burst(it.next())?,
-            "-w" => {
-                a.wait = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&w| w <= 100)
-                    .ok_or("-w takes a number of seconds from 0 to 100")?
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('i') if a.ports.len() == 2 => return Err("-i: two ports are named already".into()),
+            Short('i') => a.ports.push(p.value()?.string()?),
+            Short('b') => a.batch = burst("-b", p.value()?)?,
+            Short('w') => {
+                a.wait = value::checked("-w", p.value()?, "a number of seconds from 0 to 100", |&w| {
+                    w <= 100
+                })?
             }
-            "-c" => a.copy = true,
-            "-L" => a.loopback = true,
-            "-T" => {
-                a.secs = Some(
-                    it.next()
-                        .and_then(|v| v.parse().ok())
-                        .filter(|&s: &f64| s > 0.0)
-                        .ok_or("-T takes a positive number of seconds")?,
-                )
+            Short('c') => a.copy = true,
+            Short('L') => a.loopback = true,
+            Short('T') => {
+                a.secs = Some(value::checked(
+                    "-T",
+                    p.value()?,
+                    "a number of seconds above 0, at most 1e9",
+                    |&s: &f64| s > 0.0 && s <= 1e9,
+                )?)
             }
-            "--fallback" => a.fallback = true,
-            "--promisc" => a.promisc = true,
-            "-v" => a.verbose = true,
-            "--demo" => {
-                a.demo = Some(
-                    it.next()
-                        .and_then(|v| v.parse().ok())
-                        .filter(|&n| n > 0)
-                        .ok_or("--demo takes a positive number of frames")?,
-                )
+            Long("fallback") => a.fallback = true,
+            Long("promisc") => a.promisc = true,
+            Short('v') => a.verbose += 1,
+            Long("demo") => {
+                a.demo = Some(value::checked(
+                    "--demo",
+                    p.value()?,
+                    "a positive number of frames",
+                    |&n| n > 0,
+                )?)
             }
-            "-h" | "--help" => return Err(String::new()),
-            "--" => positional.extend(it.by_ref()),
-            other if other.starts_with('-') && other.len() > 1 => {
-                return Err(format!("unknown option `{other}`"))
-            }
-            _ => positional.push(arg),
+            Short('h') | Long("help") => return Ok(None),
+            Value(v) => positional.push(v.string()?),
+            _ => return Err(arg.unexpected()),
         }
     }
     let mut positional = positional.into_iter();
@@ -148,10 +154,10 @@ fn parse_args() -> Result<Args, String> {
         a.ports.push(p);
     }
     if let Some(b) = positional.next() {
-        a.batch = burst(Some(b))?;
+        a.batch = burst("BURST", b.into())?;
     }
     if let Some(extra) = positional.next() {
-        return Err(format!("unexpected argument `{extra}`"));
+        return Err(format!("unexpected argument `{extra}`").into());
     }
     match a.ports.len() {
         0 => return Err("name a port".into()),
@@ -162,7 +168,7 @@ fn parse_args() -> Result<Args, String> {
         // netmap's bridge: one port is bridged with its host stack.
         a.ports[0].push('^');
     }
-    Ok(a)
+    Ok(Some(a))
 }
 
 /// What stops the bridge: a port's error, or the demo's own check.
@@ -207,8 +213,8 @@ impl<'a> Direction<'a> {
     }
 
     /// One pass: moves what is waiting, at most `batch` packets per RX ring;
-    /// returns how many moved.
-    fn pump(&mut self, batch: usize) -> Result<u64, Error> {
+    /// returns how many moved. `each_ring` prints what each ring moved.
+    fn pump(&mut self, batch: usize, each_ring: bool) -> Result<u64, Error> {
         if self.tx.is_empty() {
             return Ok(0);
         }
@@ -247,6 +253,13 @@ impl<'a> Direction<'a> {
             if n > 0 {
                 tx.sync()?;
                 moved += n as u64;
+                if each_ring {
+                    println!(
+                        "bridge: {}: {n} packets, RX ring {i} -> TX ring {}",
+                        self.name,
+                        i % ntx
+                    );
+                }
             }
         }
         self.packets += moved;
@@ -386,16 +399,17 @@ fn run(a: &Args) -> Result<(), Failure> {
                 break;
             }
         }
-        let mut moved = ab.pump(a.batch)?;
+        let each_ring = a.verbose > 1;
+        let mut moved = ab.pump(a.batch, each_ring)?;
         if let Some(ba) = ba.as_mut() {
-            moved += ba.pump(a.batch)?;
+            moved += ba.pump(a.batch, each_ring)?;
         }
         if moved == 0 && demo.is_none() {
             // Readiness is edge-triggered: both directions are drained, so
             // the next edge is news. The timeout bounds any missed one.
             poll.poll(&mut events, Some(Duration::from_millis(100)))?;
         }
-        if a.verbose && last.elapsed() >= Duration::from_secs(1) {
+        if a.verbose > 0 && last.elapsed() >= Duration::from_secs(1) {
             let s = last.elapsed().as_secs_f64();
             let ba_packets = ba.as_ref().map_or(0, |d| d.packets);
             print!(
@@ -434,17 +448,9 @@ fn run(a: &Args) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let a = match parse_args() {
+    let a = match cli::parse("bridge", USAGE, parse_args) {
         Ok(a) => a,
-        Err(why) if why.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("bridge: {why}");
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&a) {
         Ok(()) => ExitCode::SUCCESS,

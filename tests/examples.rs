@@ -1,5 +1,7 @@
 //! The command-line examples as a user runs them: `bridge` with netmap's
-//! `bridge` arguments, and `ping_pong`'s run and its refusals.
+//! `bridge` arguments, `ping_pong`'s run and its refusals, `probe`, and the
+//! command line of each (`--help` explains every flag and exits 0; a bad
+//! argument exits 2 with the usage).
 //!
 //! Each test runs the example binary that `cargo test` builds beside the
 //! tests; a run of this test target alone, without the examples, skips them
@@ -23,6 +25,49 @@ fn run(test: &str, name: &str, args: &[&str]) -> Option<Output> {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Checks for `test` that `name --help` (and `-h`) exits 0 with a usage on
+/// stdout that names every one of `flags`, and that an unknown flag exits 2
+/// with the error and the usage on stderr. Returns `false` when the example
+/// is not built (`test` skipped).
+fn help_and_bad_flag(test: &str, name: &str, flags: &[&str]) -> bool {
+    let Some(help) = run(test, name, &["--help"]) else {
+        return false;
+    };
+    assert!(help.status.success(), "{name} --help: {:?}", help.status);
+    let usage = text(&help.stdout);
+    assert!(usage.starts_with(&format!("usage: {name} ")), "{usage}");
+    for flag in flags {
+        assert!(
+            usage.contains(flag),
+            "{name} --help does not explain {flag}: {usage}"
+        );
+    }
+    let short = run(test, name, &["-h"]).expect("built above");
+    assert!(short.status.success(), "{name} -h: {:?}", short.status);
+    assert_eq!(text(&short.stdout), usage, "{name} -h");
+    let bad = run(test, name, &["--no-such-flag"]).expect("built above");
+    assert_eq!(bad.status.code(), Some(2), "{name} --no-such-flag");
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("invalid option '--no-such-flag'"),
+        "{name}: {stderr}"
+    );
+    assert!(stderr.contains(&usage), "{name}: no usage on stderr: {stderr}");
+    assert!(bad.stdout.is_empty(), "{name}: {}", text(&bad.stdout));
+    true
+}
+
+/// Checks that `name` with each of `cases`' arguments exits 2 saying its
+/// reason.
+fn refuses(name: &str, cases: &[(&[&str], &str)]) {
+    for (args, why) in cases {
+        let out = run(name, name, args).expect("built by the caller's first run");
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(why), "{name} {args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -72,29 +117,54 @@ fn bridge_takes_ports_and_burst_with_flags_or_after_them() {
 
 #[test]
 fn bridge_help_and_bad_arguments() {
-    let Some(help) = run("bridge_help_and_bad_arguments", "bridge", &["--help"]) else {
+    let flags = [
+        "-i PORT",
+        "PORT_A",
+        "-b BURST",
+        "-w SECS",
+        "-c ",
+        "-L ",
+        "-v ",
+        "-T SECS",
+        "--fallback",
+        "--promisc",
+        "--demo N",
+        "-h, --help",
+    ];
+    if !help_and_bad_flag("bridge_help_and_bad_arguments", "bridge", &flags) {
+        return;
+    }
+    refuses(
+        "bridge",
+        &[
+            (&["-q"], "invalid option '-q'"),
+            (&["a", "b", "0"], "BURST takes a number from 1 to 8192, not `0`"),
+            (&["-b", "8193", "a"], "-b takes a number from 1 to 8192"),
+            (&["a", "b", "1", "c"], "unexpected argument `c`"),
+            (&["-w", "101", "a"], "-w takes a number of seconds from 0 to 100"),
+            (&["-T", "0", "a"], "-T takes a number of seconds above 0"),
+            (&["--demo", "0", "a"], "--demo takes a positive number of frames"),
+            (&["-i", "a", "-i", "b", "-i", "c"], "two ports are named already"),
+            (&["-i"], "missing argument for option '-i'"),
+            (&[], "name a port"),
+        ],
+    );
+}
+
+/// `-v` counts as netmap's does: `-vv` (or `-v -v`) also prints each pass.
+#[test]
+fn bridge_takes_v_twice() {
+    let test = "bridge_takes_v_twice";
+    let Some(out) = run(test, "bridge", &["-vv", "emu:tv{1", "emu:tv{2", "--demo=500"]) else {
         return;
     };
-    assert!(help.status.success());
-    let usage = text(&help.stdout);
-    for flag in ["-i PORT", "-b BURST", "-w SECS", "-c ", "-L ", "-v ", "--demo N"] {
-        assert!(usage.contains(flag), "--help does not explain {flag}: {usage}");
-    }
-    for (args, why) in [
-        (&["-q"][..], "unknown option `-q`"),
-        (&["a", "b", "0"][..], "a burst is a number from 1 to 8192"),
-        (&["a", "b", "1", "c"][..], "unexpected argument `c`"),
-        (
-            &["-w", "101", "a"][..],
-            "-w takes a number of seconds from 0 to 100",
-        ),
-        (&[][..], "name a port"),
-    ] {
-        let out = run("bridge_help_and_bad_arguments", "bridge", args).expect("built above");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains(why), "{args:?}: {stderr}");
-    }
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("packets, RX ring 0 -> TX ring 0"), "{stdout}");
+    let once = run(test, "bridge", &["-v", "emu:tv{1", "emu:tv{2", "--demo=500"]).expect("built above");
+    let stdout = text(&once.stdout);
+    assert!(once.status.success(), "{stdout}{}", text(&once.stderr));
+    assert!(!stdout.contains("RX ring 0 -> TX ring 0"), "{stdout}");
 }
 
 #[test]
