@@ -22,6 +22,11 @@
 //! flooding switch) is skipped and counted; a reply that answers a ping not
 //! yet sent is reported as what it is, a peer that is not our ponger.
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/value.rs"]
+mod value;
+
 use std::fmt;
 use std::process::ExitCode;
 use std::thread;
@@ -42,43 +47,30 @@ const USAGE: &str = "\
 usage: ping_pong [PORT_A PORT_B] [-n COUNT] [-s SIZE] [--fallback]
   PORT_A PORT_B  the pinger's and the ponger's ports, two separate ends (default: a pipe,
                  vale0:nmrs{1 and }1 where /dev/netmap opens, else emu:pingpong{1 and }1)
-  -n COUNT       round trips (default 100000)
+  -n COUNT       round trips, at least 1 (default 100000)
   -s SIZE        frame size, 60 to 65535 bytes (default 64)
   --fallback     use AF_PACKET for real interfaces where netmap is unavailable
   -h, --help     this text";
 
-fn usage(why: &str) -> ExitCode {
-    eprintln!("ping_pong: {why}");
-    eprintln!("{USAGE}");
-    ExitCode::from(2)
-}
-
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `None` for `--help`.
+fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut ports = Vec::new();
     let mut count = 100_000u64;
     let mut size = 64usize;
     let mut fallback = Fallback::None;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-n" => {
-                count = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or("-n takes a positive count")?
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('n') => count = value::checked("-n", p.value()?, "a positive count", |&n| n > 0)?,
+            Short('s') => {
+                size = value::checked("-s", p.value()?, "a size from 60 to 65535 bytes", |n| {
+                    (60..=65535).contains(n)
+                })?
             }
-            "-s" => {
-                size = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| (60..=65535).contains(&n))
-                    .ok_or("-s takes a size from 60 to 65535 bytes")?
-            }
-            "--fallback" => fallback = Fallback::AfPacket,
-            "-h" | "--help" => return Err("help".into()),
-            p if p.starts_with('-') => return Err(format!("unknown option {p}")),
-            p => ports.push(p.to_owned()),
+            Long("fallback") => fallback = Fallback::AfPacket,
+            Short('h') | Long("help") => return Ok(None),
+            Value(port) => ports.push(port.string()?),
+            _ => return Err(arg.unexpected()),
         }
     }
     let (a, b) = match ports.len() {
@@ -94,15 +86,16 @@ fn parse_args() -> Result<Args, String> {
             "`{a}` and `{b}` are one port: name two separate ends (a pipe's `{{1` and `}}1`, \
              two VALE ports, or the two interfaces of a veth pair); one interface, a loopback \
              above all, delivers every frame to both ends and cannot separate them"
-        ));
+        )
+        .into());
     }
-    Ok(Args {
+    Ok(Some(Args {
         a,
         b,
         count,
         size,
         fallback,
-    })
+    }))
 }
 
 /// What stops a run: the port, or the exchange itself.
@@ -288,13 +281,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::parse("ping_pong", USAGE, parse_args) {
         Ok(a) => a,
-        Err(why) if why == "help" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => return usage(&why),
+        Err(code) => return code,
     };
     let open = |name: &str| NetmapBuilder::new(name).fallback(args.fallback).build();
     let (a, b) = match open(&args.a).and_then(|a| Ok((a, open(&args.b)?))) {

@@ -179,6 +179,25 @@ fn ping_pong_runs_and_reports() {
 }
 
 #[test]
+fn ping_pong_help_and_bad_arguments() {
+    let flags = ["PORT_A PORT_B", "-n COUNT", "-s SIZE", "--fallback", "-h, --help"];
+    if !help_and_bad_flag("ping_pong_help_and_bad_arguments", "ping_pong", &flags) {
+        return;
+    }
+    refuses(
+        "ping_pong",
+        &[
+            (&["-n", "0"], "-n takes a positive count, not `0`"),
+            (&["-n", "many"], "-n takes a positive count, not `many`"),
+            (&["-s", "59"], "-s takes a size from 60 to 65535 bytes"),
+            (&["-s", "65536"], "-s takes a size from 60 to 65535 bytes"),
+            (&["-s"], "missing argument for option '-s'"),
+            (&["emu:pp{1"], "name two ports, or none"),
+        ],
+    );
+}
+
+#[test]
 fn ping_pong_refuses_one_port_for_both_ends() {
     for args in [&["lo", "lo"][..], &["afpacket:lo", "lo", "--fallback"][..]] {
         let Some(out) = run("ping_pong_refuses_one_port_for_both_ends", "ping_pong", args) else {
