@@ -209,3 +209,36 @@ fn ping_pong_refuses_one_port_for_both_ends() {
         assert!(stderr.contains("loopback"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn probe_names_the_embedded_backend_for_an_emu_port() {
+    let Some(out) = run(
+        "probe_names_the_embedded_backend_for_an_emu_port",
+        "probe",
+        &["emu:x{1"],
+    ) else {
+        return;
+    };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("embedded kernel: always available"), "{stdout}");
+    assert!(
+        stdout.contains("port emu:x{1: would open with embedded (emu)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn probe_help_and_bad_arguments() {
+    let flags = ["PORT", "--fallback", "-h, --help"];
+    if !help_and_bad_flag("probe_help_and_bad_arguments", "probe", &flags) {
+        return;
+    }
+    refuses(
+        "probe",
+        &[
+            (&["emu:x{1", "emu:y{1"], "unexpected argument \"emu:y{1\""),
+            (&["--fallback=yes"], "unexpected argument for option '--fallback'"),
+        ],
+    );
+}
