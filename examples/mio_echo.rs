@@ -26,6 +26,8 @@
 //! `Poll`, because the thread that polls a netmap port must be the thread that
 //! drives its rings.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/signals.rs"]
 mod signals;
 
@@ -71,30 +73,50 @@ struct ClientCounters {
     bad: AtomicU64,
 }
 
-fn usage(why: &str) -> ExitCode {
-    eprintln!("mio_echo: {why}");
-    eprintln!("usage: mio_echo [--threads] [PORT...]");
-    ExitCode::from(2)
+const USAGE: &str = "\
+usage: mio_echo [--threads] [PORT...]
+  PORT...      the ports to serve, in netmap's names: netmap:eth0, vale0:p1, emu:x{1, ...
+               (default: the master ends of two embedded pipes, emu:mio_echo{1 and
+               emu:mio_echo{2, with a client thread on their other ends)
+  --threads    open each port once per ring, and serve each with a thread and Poll of its own
+  -h, --help   this text
+Ctrl-C (SIGINT) or SIGTERM stops it.";
+
+struct Args {
+    names: Vec<String>,
+    threads: bool,
+}
+
+/// The arguments, or `None` for `--help`.
+fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut a = Args {
+        names: Vec::new(),
+        threads: false,
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("threads") => a.threads = true,
+            Short('h') | Long("help") => return Ok(None),
+            Value(port) => a.names.push(port.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Some(a))
 }
 
 fn main() -> ExitCode {
-    let mut threads = false;
-    let mut names = Vec::new();
-    for a in std::env::args().skip(1) {
-        match a.as_str() {
-            "--threads" => threads = true,
-            "-h" | "--help" => return usage("an echo server on mio"),
-            p if p.starts_with('-') => return usage(&format!("unknown option {p}")),
-            p => names.push(p.to_owned()),
-        }
-    }
+    let args = match cli::parse("mio_echo", USAGE, parse_args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     // Block SIGINT and SIGTERM before any thread starts: every thread
     // inherits the mask, so only the main thread's `sigtimedwait` takes them.
     let signals = match block_signals() {
         Ok(s) => s,
         Err(e) => return fail(&format!("blocking signals: {e}")),
     };
-    match run(names, threads, &signals) {
+    match run(args.names, args.threads, &signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

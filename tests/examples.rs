@@ -242,3 +242,18 @@ fn probe_help_and_bad_arguments() {
         ],
     );
 }
+
+#[test]
+fn mio_echo_help_and_bad_arguments() {
+    let flags = ["PORT...", "--threads", "-h, --help"];
+    if !help_and_bad_flag("mio_echo_help_and_bad_arguments", "mio_echo", &flags) {
+        return;
+    }
+    refuses(
+        "mio_echo",
+        &[
+            (&["-t"], "invalid option '-t'"),
+            (&["--threads=2"], "unexpected argument for option '--threads'"),
+        ],
+    );
+}
