@@ -57,8 +57,12 @@
 //! poll. Signals are blocked in every thread and taken by a thread of their
 //! own (`sigtimedwait`), which wakes the `Poll` with the `Waker`.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/signals.rs"]
 mod signals;
+#[path = "common/value.rs"]
+mod value;
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -105,7 +109,20 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 const PKT_LEN: usize = 60;
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 
-const USAGE: &str = "usage: mio_server [--listen ADDR] [--rate PPS] [[--generate] [--ports] PORT_A PORT_B]";
+const USAGE: &str = "\
+usage: mio_server [--listen ADDR] [--rate PPS] [[--generate] [--ports] PORT_A PORT_B]
+  --listen ADDR    the TCP address to answer on (default 127.0.0.1:0, a port the OS picks)
+  --ports PORT_A PORT_B, or PORT_A PORT_B
+                   forward between these ports (netmap names: netmap:eth0, vale0:p1,
+                   emu:x{1, ...; default: the master ends of two embedded pipes,
+                   emu:mio_server{1 and emu:mio_server{2, with the generator on their
+                   other ends)
+  --generate       run the generator on the other ends of the named ports too (two
+                   emu: pipe ends)
+  --rate PPS       pace the generator to PPS packets per second each way (default 0:
+                   as fast as they go)
+  -h, --help       this text
+A client's `stop` line, SIGINT or SIGTERM stops it.";
 
 struct Args {
     listen: SocketAddr,
@@ -117,36 +134,46 @@ struct Args {
     rate: u64,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `None` for `--help`.
+fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut names = Vec::new();
     let mut rate = None;
     let mut generate = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--listen" => {
-                listen = it
-                    .next()
-                    .and_then(|a| a.parse().ok())
-                    .ok_or("--listen takes an address such as 127.0.0.1:7000")?
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("listen") => {
+                listen = value::checked(
+                    "--listen",
+                    p.value()?,
+                    "an address such as 127.0.0.1:7000",
+                    |_| true,
+                )?
             }
-            "--rate" => {
-                rate = Some(
-                    it.next()
-                        .and_then(|r| r.parse().ok())
-                        .ok_or("--rate takes packets per second (0: unpaced)")?,
-                )
+            Long("rate") => {
+                rate = Some(value::checked(
+                    "--rate",
+                    p.value()?,
+                    "a number of packets per second (0: unpaced)",
+                    |_: &u64| true,
+                )?)
             }
-            "--ports" => {
-                for _ in 0..2 {
-                    names.push(it.next().ok_or("--ports takes two port names")?);
+            Long("ports") => {
+                let two = p
+                    .values()?
+                    .take(2)
+                    .map(|v| v.string())
+                    .collect::<Result<Vec<_>, _>>()?;
+                if two.len() < 2 {
+                    return Err("--ports takes two port names".into());
                 }
+                names.extend(two);
             }
-            "--generate" => generate = true,
-            "-h" | "--help" => return Err(String::new()),
-            p if p.starts_with('-') => return Err(format!("unknown option `{p}`")),
-            p => names.push(p.to_owned()),
+            Long("generate") => generate = true,
+            Short('h') | Long("help") => return Ok(None),
+            Value(port) => names.push(port.string()?),
+            _ => return Err(arg.unexpected()),
         }
     }
     let ports = match <[String; 2]>::try_from(names) {
@@ -161,24 +188,18 @@ fn parse_args() -> Result<Args, String> {
     if !generate && rate.is_some() {
         return Err("--rate paces the generator, which named ports get only with --generate".into());
     }
-    Ok(Args {
+    Ok(Some(Args {
         listen,
         ports,
         generate,
         rate: rate.unwrap_or(0),
-    })
+    }))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::parse("mio_server", USAGE, parse_args) {
         Ok(a) => a,
-        Err(why) => {
-            if !why.is_empty() {
-                eprintln!("mio_server: {why}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Block SIGINT and SIGTERM before any thread starts: every thread
     // inherits the mask, so only the signal thread's wait takes them.

@@ -257,3 +257,32 @@ fn mio_echo_help_and_bad_arguments() {
         ],
     );
 }
+
+#[test]
+fn mio_server_help_and_bad_arguments() {
+    let flags = [
+        "--listen ADDR",
+        "--ports PORT_A PORT_B",
+        "--generate",
+        "--rate PPS",
+        "-h, --help",
+    ];
+    if !help_and_bad_flag("mio_server_help_and_bad_arguments", "mio_server", &flags) {
+        return;
+    }
+    refuses(
+        "mio_server",
+        &[
+            (&["--rate", "-1"], "--rate takes a number of packets per second"),
+            (
+                &["--listen", "nowhere"],
+                "--listen takes an address such as 127.0.0.1:7000",
+            ),
+            (
+                &["--ports", "emu:a{1", "--generate"],
+                "--ports takes two port names",
+            ),
+            (&["--listen"], "missing argument for option '--listen'"),
+        ],
+    );
+}
