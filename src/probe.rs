@@ -15,7 +15,7 @@ use std::io;
 use crate::backend::afpacket::{self, IfState};
 use crate::backend::kernel::{self, ApiVersion};
 use crate::backend::select::{self, Fallback};
-use crate::error::{BackendKind, Refusal};
+use crate::error::{BackendKind, Name, Refusal};
 use crate::ffi;
 use crate::spec;
 
@@ -328,17 +328,17 @@ impl fmt::Display for Probe {
         }
         writeln!(f, "  embedded kernel: always available for `emu:` names")?;
         if let Some(p) = &self.port {
+            let name = Name(&p.name);
             let fell_back = p.backend == Ok(BackendKind::AfPacket)
                 && p.refused.iter().any(|r| r.backend == BackendKind::Kernel);
             match &p.backend {
                 Ok(b) if fell_back => writeln!(
                     f,
-                    "port {}: would open with {b}, the fallback allowed, because netmap cannot:",
-                    p.name
+                    "port {name}: would open with {b}, the fallback allowed, because netmap cannot:"
                 )?,
-                Ok(b) => writeln!(f, "port {}: would open with {b}", p.name)?,
-                Err(_) if !p.refused.is_empty() => writeln!(f, "port {}: no backend can open it", p.name)?,
-                Err(e) => writeln!(f, "port {}: cannot open: {e}", p.name)?,
+                Ok(b) => writeln!(f, "port {name}: would open with {b}")?,
+                Err(_) if !p.refused.is_empty() => writeln!(f, "port {name}: no backend can open it")?,
+                Err(e) => writeln!(f, "port {name}: cannot open: {e}")?,
             }
             for r in &p.refused {
                 writeln!(f, "  not {}: {}", r.backend, r.reason)?;

@@ -24,6 +24,18 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// A directory for the files these tests write: cargo's per-target scratch
+/// directory where it exists (a checkout, a packaged crate), else the
+/// system's, for a test binary run on another machine than it was built on.
+fn scratch_dir() -> PathBuf {
+    let cargo = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if cargo.is_dir() {
+        cargo.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 use netmap_rs::prelude::*;
 use netmap_rs::probe::{self, LibraryStatus};
 use netmap_rs::Error;
@@ -64,7 +76,7 @@ fn stubs(test: &str) -> Option<&'static Stubs> {
         return None;
     }
     Some(STUBS.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let tmp = scratch_dir();
         // A target directory of its own: the outer `cargo test` may hold the
         // lock of the main one.
         let target = tmp.join("stub-libnetmap-target");
@@ -231,7 +243,7 @@ fn missing_optional_symbol_disables_only_its_option() {
 
 #[test]
 fn a_file_that_is_not_a_shared_library_is_refused_without_a_crash() {
-    let junk = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-library.so");
+    let junk = scratch_dir().join("not-a-library.so");
     std::fs::write(&junk, b"this is not a shared library\n").unwrap();
     run("not-a-library", &lib(&junk));
     // A library cut short: an ELF header, and garbage where the rest was.
@@ -250,7 +262,7 @@ fn a_file_that_is_not_a_shared_library_is_refused_without_a_crash() {
 /// open or read: it is refused at once, unopened.
 #[test]
 fn a_fifo_is_refused_without_opening_it() {
-    let fifo = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fifo-library-{}.so", std::process::id()));
+    let fifo = scratch_dir().join(format!("fifo-library-{}.so", std::process::id()));
     let _ = std::fs::remove_file(&fifo);
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: `c` is a NUL-terminated path; mkfifo only reads it.
@@ -597,7 +609,7 @@ fn missing_optional() {
     }
     // External memory, whose nmport_extmem is there, still reaches the
     // library (which, over the embedded kernel, refuses the option).
-    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("extmem-{}", std::process::id()));
+    let file = scratch_dir().join(format!("extmem-{}", std::process::id()));
     std::fs::write(&file, vec![0u8; 1 << 20]).unwrap();
     let r = NetmapBuilder::new("netmap:opt{3").extmem(&file).build();
     std::fs::remove_file(&file).ok();
