@@ -492,3 +492,44 @@ fn afpacket_over_veth_moves_n_packets() {
         rx.stdout
     );
 }
+
+#[test]
+fn threads_get_a_ring_each_with_p_and_c() {
+    let Some(out) = run(
+        "threads_get_a_ring_each_with_p_and_c",
+        &[
+            "-i",
+            "emu:pgp2{1",
+            "--pair",
+            "emu:pgp2}1",
+            "-C",
+            "0,0,2",
+            "-p",
+            "2",
+            "-a",
+            "0",
+            "-f",
+            "tx",
+            "-n",
+            "200001",
+        ],
+        LIMIT,
+    ) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text_ok(&out));
+    assert!(
+        out.stdout
+            .contains("Sending on emu:pgp2{1: 2 queues, 2 threads and"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Receiving from emu:pgp2}1: 2 queues, 2 threads and"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(summary(&out.stdout, "Sent").0, 200_001, "{}", out.stdout);
+    assert_eq!(summary(&out.stdout, "Received").0, 200_001, "{}", out.stdout);
+}
