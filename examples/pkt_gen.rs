@@ -270,7 +270,7 @@ fn parse_range(s: &str) -> Result<AddrRange, String> {
         None => (s, None),
     };
     let (ip0, port0) = parse_ip_port(a)?;
-    let (ip1, mut port0, port1) = match b {
+    let (ip1, port0, port1) = match b {
         None => (ip0, port0, port0),
         // `IP:PORT-PORT`: a port range on one address.
         Some(b) if !b.contains('.') => (ip0, port0, Some(parse_port(b)?)),
@@ -289,9 +289,6 @@ fn parse_range(s: &str) -> Result<AddrRange, String> {
             (ip1, port0.or(p1), p1.or(port0))
         }
     };
-    if port0.is_none() {
-        port0 = Some(1234);
-    }
     let (p0, p1) = (port0.unwrap_or(1234), port1.unwrap_or(1234));
     Ok(AddrRange {
         lo: Addr {
@@ -1502,9 +1499,8 @@ impl Group {
         let bps = 1e6 * (bytes as f64 * 8.0 + pkts as f64 * a.framing as f64) / usec as f64;
         d!(
             self.label,
-            "{}pps {}({}pkts {}bps in {usec} usec) {avg_batch:.2} avg_batch {min_space} min_space",
+            "{}pps ({}pkts {}bps in {usec} usec) {avg_batch:.2} avg_batch {min_space} min_space",
             norm(pps as f64, a.normalize),
-            "",
             norm(pkts as f64, a.normalize),
             norm(bps, a.normalize)
         );
