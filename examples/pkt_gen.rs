@@ -1450,6 +1450,11 @@ impl Group {
         first: usize,
     ) {
         let n = ports.len() as u64;
+        // With --pair the answering side (rx, rxseq, pong) stops after the
+        // sending side, not at --duration, so that it takes in the packets
+        // still in flight.
+        let answers = !peers.is_empty() && !matches!(self.func, Func::Tx | Func::TxSeq | Func::Ping);
+        let deadline = if answers { None } else { deadline };
         for (i, port) in ports.into_iter().enumerate() {
             // -n split among the threads, the remainder to the first ones.
             let quota = a.npackets / n + u64::from((i as u64) < a.npackets % n);
