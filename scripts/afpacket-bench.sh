@@ -18,21 +18,25 @@ ip -n "$NS" link set vb up
 X="ip netns exec $NS target/release/examples"
 SECS=${SECS:-5} LEN=${LEN:-60} REPS=${REPS:-3}
 OUT=/tmp/nmrs-bench.$$.runs
-# run WHO DIR RX-COMMAND TX-COMMAND: both ends, the receiver started first.
+# run WHO DIR RX-COMMAND TX-COMMAND FIELD: both ends, the receiver started
+# first; FIELD is the awk field of packets/s in each one's last line.
 run() {
-    $3 -f rx -T $((SECS + 2)) -l "$LEN" > /tmp/nmrs-bench.$$.rx &
+    $3 -f rx -l "$LEN" > /tmp/nmrs-bench.$$.rx &
     sleep 0.5
-    tx=$($4 -f tx -T "$SECS" -l "$LEN" | tail -n 1)
+    tx=$($4 -f tx -l "$LEN" | tail -n 1)
     wait
     rx=$(tail -n 1 /tmp/nmrs-bench.$$.rx)
     printf "%-9s %s | %s\n%-9s %s | %s\n" "$1" "$2" "$tx" "$1" "$2" "$rx"
-    echo "$1 $2 $(echo "$tx" | awk '{print $(NF-3)}') $(echo "$rx" | awk '{print $(NF-3)}')" >> $OUT
+    echo "$1 $2 $(echo "$tx" | awk "{print \$($5)}") $(echo "$rx" | awk "{print \$($5)}")" >> $OUT
 }
 for rep in $(seq "$REPS"); do
     for d in "va vb" "vb va"; do
         set -- $d
-        run netmap-rs "$1->$2" "$X/pkt_gen -i afpacket:$2 --busy" "$X/pkt_gen -i afpacket:$1"
-        run plain "$1->$2" "$X/afpacket_baseline -i $2" "$X/afpacket_baseline -i $1"
+        # pkt_gen's last line is C's `Speed: N pps ...` (-N: no units).
+        run netmap-rs "$1->$2" "$X/pkt_gen -i afpacket:$2 --busy -N --duration $((SECS + 2))" \
+            "$X/pkt_gen -i afpacket:$1 -N --duration $SECS" 2
+        run plain "$1->$2" "$X/afpacket_baseline -i $2 -T $((SECS + 2))" \
+            "$X/afpacket_baseline -i $1 -T $SECS" NF-3
     done
 done
 median() { sort -n | awk '{ v[NR]=$1 } END { print v[int((NR+1)/2)] }'; }

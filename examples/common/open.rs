@@ -7,15 +7,18 @@ use netmap_rs::Fallback;
 
 /// Opens `name`, allowing the AF_PACKET fallback if `fallback`.
 pub fn open(name: &str, fallback: bool, promisc: bool) -> Result<Netmap, Error> {
+    builder(name, fallback, promisc).build()
+}
+
+/// The builder [`open`] uses, for callers that set more (rings, slots) or
+/// open one port per ring.
+pub fn builder(name: &str, fallback: bool, promisc: bool) -> NetmapBuilder {
     let fallback = if fallback {
         Fallback::AfPacket
     } else {
         Fallback::None
     };
-    NetmapBuilder::new(name)
-        .fallback(fallback)
-        .promiscuous(promisc)
-        .build()
+    NetmapBuilder::new(name).fallback(fallback).promiscuous(promisc)
 }
 
 /// ` (fallback: why netmap could not serve it)` for a port on the fallback,
