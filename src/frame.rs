@@ -41,6 +41,8 @@ pub struct Frame<'a> {
     nslots: u16,
     num_slots: u32,
     region: RegionKey,
+    /// Whether the ring's packets start at offsets in their buffers.
+    offsets: bool,
 }
 
 impl<'a> Frame<'a> {
@@ -54,6 +56,7 @@ impl<'a> Frame<'a> {
             nslots,
             num_slots: core.num_slots(),
             region,
+            offsets: core.has_offsets(),
         }
     }
 
@@ -90,6 +93,11 @@ impl<'a> Frame<'a> {
     #[inline]
     pub(crate) fn region(&self) -> RegionKey {
         self.region
+    }
+
+    #[inline]
+    pub(crate) fn has_offsets(&self) -> bool {
+        self.offsets
     }
 
     /// The `k`th slot of the packet.
