@@ -8,7 +8,7 @@ use super::{read_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
-use crate::frame::Frame;
+use crate::frame::{Frame, SlotRun};
 use crate::port::{Netmap, RegionKey};
 
 /// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
@@ -402,19 +402,25 @@ impl<'a> TxRing<'a> {
     /// [`space`](TxRing::space) first to keep it.
     #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
-        let i = self.core.head();
-        if frame.nslots() == 1 && i != self.core.tail() && frame.region() == self.region {
-            let offsets = frame.has_offsets() || self.core.has_offsets();
-            // SAFETY: the frame's slot is owned by the user while the frame
-            // lives (we hold it by value); slot `i` = head is in [head, tail).
-            // Both buffers belong to one region (checked above), and every
-            // buffer index is range-checked again when it is used.
-            unsafe { swap_slots(frame.slot(0), self.core.slot(i), offsets) };
-            self.core.set_head(self.core.next(i));
-            self.core.publish();
-            return Ok(());
+        if frame.region() != self.region {
+            return Err(self.mismatch(frame.region()));
         }
-        self.forward_general(frame)
+        let offsets = frame.has_offsets() || self.core.has_offsets();
+        if frame.nslots() != 1 {
+            return self.forward_multi(frame.run(), frame.nslots(), offsets);
+        }
+        let i = self.core.head();
+        if i == self.core.tail() {
+            return Err(self.full());
+        }
+        // SAFETY: the frame's slot is owned by the user while the frame
+        // lives (we hold it by value); slot `i` = head is in [head, tail).
+        // Both buffers belong to one region (checked above), and every
+        // buffer index is range-checked again when it is used.
+        unsafe { swap_slots(frame.first_slot(), self.core.slot(i), offsets) };
+        self.core.set_head(self.core.next(i));
+        self.core.publish();
+        Ok(())
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,
@@ -461,25 +467,33 @@ impl<'a> TxRing<'a> {
         Ok(moved)
     }
 
-    /// [`forward`](TxRing::forward) of a multi-slot packet, or an error.
+    #[cold]
+    fn mismatch(&self, frame: RegionKey) -> Error {
+        Error::MemoryMismatch {
+            a: frame.to_string(),
+            b: self.region.to_string(),
+        }
+    }
+
+    #[cold]
+    fn full(&self) -> Error {
+        Error::RingFull { ring: self.core.id() }
+    }
+
+    /// [`forward`](TxRing::forward) of a multi-slot packet of `n` slots,
+    /// `run`, with or without `offsets`. It takes no [`Frame`], which the fast
+    /// path would then spill to memory; the caller holds the frame, so its
+    /// slots stay the user's.
     #[cold]
     #[inline(never)]
-    fn forward_general(&mut self, frame: Frame<'_>) -> Result<()> {
-        if frame.region() != self.region {
-            return Err(Error::MemoryMismatch {
-                a: frame.region().to_string(),
-                b: self.region.to_string(),
-            });
-        }
-        let n = frame.nslots();
+    fn forward_multi(&mut self, run: SlotRun, n: usize, offsets: bool) -> Result<()> {
         if (self.core.space() as usize) < n {
-            return Err(Error::RingFull { ring: self.core.id() });
+            return Err(self.full());
         }
-        let offsets = frame.has_offsets() || self.core.has_offsets();
         let mut i = self.core.head();
         for k in 0..n {
             // SAFETY: as in `forward`, for each slot of the packet.
-            unsafe { swap_slots(frame.slot(k), self.core.slot(i), offsets) };
+            unsafe { swap_slots(run.slot(k), self.core.slot(i), offsets) };
             i = self.core.next(i);
         }
         self.core.set_head(i);
