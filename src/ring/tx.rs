@@ -135,13 +135,40 @@ pub struct TxRing<'a> {
     /// The longest packet the fast paths of `send` and `push` take:
     /// `max_packet`, at most one slot's [`slot_cap`](RingCore::slot_cap).
     fast_max: usize,
-    /// How many slots, from `untouched_from` on, have held no packet of
-    /// this handle (for [`TxBatch::push_reuse`]). Brought up to date at each
-    /// sync: between two syncs the head moves by less than a ring, so the
-    /// distance it has gone tells how many slots it passed.
-    untouched: u32,
-    /// The head as of the last sync (or as the handle found it).
-    untouched_from: u32,
+    /// The slots that have held no packet of this handle.
+    untouched: Untouched,
+}
+
+/// The slots of a TX ring that have held no packet of its handle (for
+/// [`TxBatch::push_reuse`]): `count` slots from `from`, the head as of the
+/// last sync (or as the handle found it). Brought up to date at each sync:
+/// between two syncs the head moves by less than a ring (it stops at the
+/// tail the first one gave), so the distance it has gone tells how many
+/// slots it passed.
+#[derive(Clone, Copy)]
+struct Untouched {
+    count: u32,
+    from: u32,
+}
+
+impl Untouched {
+    /// Whether free slot `i` of a ring of `n` slots has held no packet: it
+    /// lies among the `count` slots from `from`, none of which the head had
+    /// passed at the last sync, and the head has not reached it since (a
+    /// free slot lies at or after the head).
+    #[inline]
+    fn at(self, i: u32, n: u32) -> bool {
+        self.count != 0 && ffi::nm_space(self.from, i, n) < self.count
+    }
+
+    /// Counts the slots the head passed on its way to `head` as touched.
+    #[inline]
+    fn advance(&mut self, head: u32, n: u32) {
+        if self.count != 0 {
+            self.count = self.count.saturating_sub(ffi::nm_space(self.from, head, n));
+            self.from = head;
+        }
+    }
 }
 
 impl fmt::Debug for TxRing<'_> {
@@ -161,8 +188,10 @@ impl<'a> TxRing<'a> {
             region: port.region_key(),
             max_packet,
             fast_max: max_packet.min(core.slot_cap()),
-            untouched: core.num_slots(),
-            untouched_from: core.head(),
+            untouched: Untouched {
+                count: core.num_slots(),
+                from: core.head(),
+            },
             core,
             port,
             index,
@@ -384,10 +413,11 @@ impl<'a> TxRing<'a> {
     /// ```
     #[inline]
     pub fn batch(&mut self) -> TxBatch<'_, 'a> {
-        let head = self.core.head();
         TxBatch {
+            local: self.core.clone(),
+            fast_max: self.fast_max,
+            untouched: self.untouched,
             ring: self,
-            head,
             count: 0,
         }
     }
@@ -506,25 +536,9 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub fn sync(&mut self) -> Result<()> {
         self.core.publish();
-        let head = self.core.head();
-        if self.untouched != 0 {
-            // The head has passed this many slots since the last sync
-            // (fewer than a ring: it stops at the tail that sync gave).
-            let passed = ffi::nm_space(self.untouched_from, head, self.core.num_slots());
-            self.untouched = self.untouched.saturating_sub(passed);
-            self.untouched_from = head;
-        }
+        self.untouched.advance(self.core.head(), self.core.num_slots());
         self.port.sync(SyncDir::Tx)?;
         self.core.reload_tail()
-    }
-
-    /// Whether free slot `i` has held no packet of this handle: it lies
-    /// among the `untouched` slots from `untouched_from`, none of which the
-    /// head had passed at the last sync, and the head has not reached it
-    /// since (a free slot at or after the head).
-    #[inline]
-    fn untouched_at(&self, i: u32) -> bool {
-        self.untouched != 0 && ffi::nm_space(self.untouched_from, i, self.core.num_slots()) < self.untouched
     }
 }
 
@@ -543,7 +557,13 @@ impl Drop for TxRing<'_> {
 #[must_use = "a TX batch publishes nothing until commit()"]
 pub struct TxBatch<'r, 'a> {
     ring: &'r mut TxRing<'a>,
-    head: u32,
+    /// A copy of the ring's state the batch works on (so that its fields
+    /// live in registers); its `head` is the batch's next slot, and goes
+    /// back to the ring at commit.
+    local: RingCore,
+    /// The ring's `fast_max` and `untouched`, copied for the same reason.
+    fast_max: usize,
+    untouched: Untouched,
     count: usize,
 }
 
@@ -639,60 +659,25 @@ impl TxBatch<'_, '_> {
     /// [`push_reuse`](TxBatch::push_reuse)).
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<(*mut u8, bool)> {
-        let ring = &*self.ring;
-        let i = self.head;
-        if len <= ring.fast_max && i != ring.core.tail() {
-            let s = ring.core.slot(i);
+        let core = &self.local;
+        let i = core.head();
+        if len <= self.fast_max && i != core.tail() {
+            let s = core.slot(i);
             // SAFETY: slot `i` lies in [head, tail) and is user-owned.
             let (idx, _, flags) = unsafe { read_slot(s) };
-            if let Some(buf) = ring.core.fast_buf(idx) {
-                let fresh = flags & NS_BUF_CHANGED != 0 || ring.untouched_at(i);
+            if let Some(buf) = core.fast_buf(idx) {
+                let fresh = flags & NS_BUF_CHANGED != 0 || self.untouched.at(i, core.num_slots());
                 // SAFETY: as above; `len <= fast_max <= u16::MAX`.
                 unsafe { write_slot(s, len as u16, 0) };
-                self.head = ring.core.next(i);
+                self.local.set_head(self.local.next(i));
                 self.count += 1;
                 return Ok((buf, fresh));
             }
         }
-        self.claim_general(len)
-    }
-
-    /// [`claim`](TxBatch::claim) for what its fast path does not take: a
-    /// full ring, a packet too long, a ring with offsets (always fresh), a
-    /// corrupt slot. Reads the slot afresh.
-    #[inline(never)]
-    fn claim_general(&mut self, len: usize) -> Result<(*mut u8, bool)> {
-        let core = &self.ring.core;
-        let max = core.slot_cap().min(self.ring.max_packet);
-        if len > max {
-            return Err(Error::PacketTooLarge { len, max });
-        }
-        if self.head == core.tail() {
-            return Err(Error::RingFull { ring: core.id() });
-        }
-        let i = self.head;
-        let s = core.slot(i);
-        // SAFETY: slot `i` lies in [head, tail) and is user-owned.
-        let (idx, _, _) = unsafe { read_slot(s) };
-        // SAFETY: as above.
-        let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
-            // Staged empty, so that the ring moves past it at commit.
-            // SAFETY: as above.
-            unsafe { write_slot(s, 0, 0) };
-            self.head = core.next(i);
-            return Err(core.corrupt_slot(i, idx));
-        };
-        if len > cap {
-            return Err(Error::PacketTooLarge { len, max: cap });
-        }
-        // SAFETY: the slot is user-owned; `len <= cap <= u16::MAX`.
-        unsafe { write_slot(s, len as u16, 0) };
-        self.head = core.next(i);
-        self.count += 1;
-        // Only a ring with offsets gets this far (the fast path takes every
-        // other slot that is not corrupt), and there the slot is fresh.
-        debug_assert!(core.has_offsets());
-        Ok((buf, true))
+        let (claimed, head) = claim_general(&self.local, self.ring.max_packet, len);
+        self.local.set_head(head);
+        self.count += usize::from(claimed.is_ok());
+        claimed
     }
 
     /// How many packets are staged.
@@ -710,14 +695,50 @@ impl TxBatch<'_, '_> {
     /// Free slots left.
     #[inline]
     pub fn space(&self) -> usize {
-        ffi::nm_space(self.head, self.ring.core.tail(), self.ring.core.num_slots()) as usize
+        self.local.space() as usize
     }
 
     /// Publishes every staged packet to the next sync; returns how many.
     #[inline]
     pub fn commit(self) -> usize {
-        self.ring.core.set_head(self.head);
+        self.ring.core.set_head(self.local.head());
         self.ring.core.publish();
         self.count
     }
+}
+
+/// [`TxBatch::claim`] for what its fast path does not take: a full ring, a
+/// packet too long, a ring with offsets (always fresh), a corrupt slot (then
+/// staged empty, so that the ring moves past it at commit). Reads the slot
+/// afresh; returns the claim and the batch's new head. It takes the
+/// batch's state by reference and returns the head, so that the batch
+/// itself never leaves registers on the fast path.
+#[inline(never)]
+fn claim_general(core: &RingCore, max_packet: usize, len: usize) -> (Result<(*mut u8, bool)>, u32) {
+    let i = core.head();
+    let max = core.slot_cap().min(max_packet);
+    if len > max {
+        return (Err(Error::PacketTooLarge { len, max }), i);
+    }
+    if i == core.tail() {
+        return (Err(Error::RingFull { ring: core.id() }), i);
+    }
+    let s = core.slot(i);
+    // SAFETY: slot `i` lies in [head, tail) and is user-owned.
+    let (idx, _, _) = unsafe { read_slot(s) };
+    // SAFETY: as above.
+    let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+        // SAFETY: as above.
+        unsafe { write_slot(s, 0, 0) };
+        return (Err(core.corrupt_slot(i, idx)), core.next(i));
+    };
+    if len > cap {
+        return (Err(Error::PacketTooLarge { len, max: cap }), i);
+    }
+    // SAFETY: the slot is user-owned; `len <= cap <= u16::MAX`.
+    unsafe { write_slot(s, len as u16, 0) };
+    // Only a ring with offsets gets this far (the fast path takes every
+    // other slot that is not corrupt), and there the slot is fresh.
+    debug_assert!(core.has_offsets());
+    (Ok((buf, true)), core.next(i))
 }
