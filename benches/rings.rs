@@ -6,7 +6,8 @@
 //! workload). Each run times only the per-packet loop (the code the safe API
 //! replaces); the syncs around it are the same for both and are reported
 //! separately as whole-cycle rates. Runs of the two variants alternate, and
-//! the medians are compared.
+//! the medians are compared. `reuse` sends like C's pkt-gen, copying the
+//! packet only into buffers that may not hold it yet.
 
 use std::hint::black_box;
 use std::ptr::{addr_of, addr_of_mut};
@@ -108,6 +109,46 @@ unsafe fn raw_send(ring: *mut netmap_ring, pkt: &[u8], n: usize) -> usize {
     }
 }
 
+/// Raw: stages up to `n` packets of `pkt` on `ring`, copying it only into
+/// slots flagged `NS_BUF_CHANGED` (all of them at start), as C's pkt-gen.
+#[inline(never)]
+unsafe fn raw_send_reuse(ring: *mut netmap_ring, pkt: &[u8], n: usize) -> usize {
+    // SAFETY: as for raw_send.
+    unsafe {
+        let num = rd(addr_of!((*ring).num_slots));
+        let tail = rd(addr_of!((*ring).tail));
+        let mut head = rd(addr_of!((*ring).head));
+        let s = slots(ring);
+        let mut sent = 0;
+        while sent < n && head != tail {
+            let slot = s.add(head as usize);
+            if (*slot).flags & NS_BUF_CHANGED != 0 {
+                let buf = ffi::NETMAP_BUF(ring, (*slot).buf_idx);
+                std::ptr::copy_nonoverlapping(pkt.as_ptr(), buf, pkt.len());
+            }
+            (*slot).len = pkt.len() as u16;
+            (*slot).flags = 0;
+            head = nm_next(head, num);
+            sent += 1;
+        }
+        set_head(ring, head);
+        sent
+    }
+}
+
+/// Raw: flags every slot of `ring` `NS_BUF_CHANGED`, as pkt-gen does at
+/// start (untimed helper).
+unsafe fn raw_flag_all(ring: *mut netmap_ring) {
+    // SAFETY: no ring handle is alive on this ring; at start every slot but
+    // the kernel's one is the user's, and the kernel's is not read.
+    unsafe {
+        let s = slots(ring);
+        for i in 0..rd(addr_of!((*ring).num_slots)) as usize {
+            (*s.add(i)).flags = NS_BUF_CHANGED;
+        }
+    }
+}
+
 /// Raw: reads every received packet on `ring` (sums a byte of each).
 #[inline(never)]
 unsafe fn raw_recv(ring: *mut netmap_ring) -> (usize, u64) {
@@ -178,6 +219,22 @@ fn safe_send(tx: &mut TxRing<'_>, pkt: &[u8], n: usize) -> usize {
     sent
 }
 
+/// Safe: stages up to `n` packets of `pkt`, copying it only into fresh
+/// buffers ([`TxBatch::push_reuse`]); returns how many.
+#[inline(never)]
+fn safe_send_reuse(tx: &mut TxRing<'_>, pkt: &[u8], n: usize) -> usize {
+    let mut batch = tx.batch();
+    while batch.len() < n {
+        let Ok((buf, fresh)) = batch.push_reuse(pkt.len()) else {
+            break;
+        };
+        if fresh {
+            buf.copy_from_slice(pkt);
+        }
+    }
+    batch.commit()
+}
+
 /// Safe: reads every received packet (sums a byte of each).
 #[inline(never)]
 fn safe_recv(rx: &mut RxRing<'_>) -> (usize, u64) {
@@ -235,7 +292,7 @@ fn pipe(name: &str, id: u32) -> (Netmap, Netmap) {
     (a, b)
 }
 
-fn bench_send(a: &Netmap, b: &Netmap, packets: usize, safe: bool) -> Sample {
+fn bench_send(a: &Netmap, b: &Netmap, packets: usize, safe: bool, reuse: bool) -> Sample {
     let pkt = [0x5au8; LEN];
     let txr = raw_ring(a, true);
     let rxr = raw_ring(b, false);
@@ -246,7 +303,11 @@ fn bench_send(a: &Netmap, b: &Netmap, packets: usize, safe: bool) -> Sample {
         let mut tx = a.tx_ring(0).unwrap();
         while done < packets {
             let t = Instant::now();
-            let n = safe_send(&mut tx, black_box(&pkt), BATCH);
+            let n = if reuse {
+                safe_send_reuse(&mut tx, black_box(&pkt), BATCH)
+            } else {
+                safe_send(&mut tx, black_box(&pkt), BATCH)
+            };
             loop_time += t.elapsed();
             done += n;
             tx.sync().unwrap();
@@ -255,10 +316,20 @@ fn bench_send(a: &Netmap, b: &Netmap, packets: usize, safe: bool) -> Sample {
             tx.sync().unwrap();
         }
     } else {
+        if reuse {
+            // SAFETY: no handle of `a` is alive.
+            unsafe { raw_flag_all(txr) };
+        }
         while done < packets {
             let t = Instant::now();
             // SAFETY: no handle of `a` is alive.
-            let n = unsafe { raw_send(txr, black_box(&pkt), BATCH) };
+            let n = unsafe {
+                if reuse {
+                    raw_send_reuse(txr, black_box(&pkt), BATCH)
+                } else {
+                    raw_send(txr, black_box(&pkt), BATCH)
+                }
+            };
             loop_time += t.elapsed();
             done += n;
             a.txsync().unwrap();
@@ -416,7 +487,8 @@ fn main() {
         o.packets, o.runs
     );
     let (a, b) = pipe("bench", 1);
-    report("send", o.runs, |safe| bench_send(&a, &b, o.packets, safe));
+    report("send", o.runs, |safe| bench_send(&a, &b, o.packets, safe, false));
+    report("reuse", o.runs, |safe| bench_send(&a, &b, o.packets, safe, true));
     report("recv", o.runs, |safe| bench_recv(&a, &b, o.packets, safe));
     let (c, d) = pipe("bench", 2);
     report("forward", o.runs, |safe| {

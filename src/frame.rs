@@ -33,14 +33,14 @@ use crate::ring::RingCore;
 /// its fragments in order.
 pub struct Frame<'a> {
     data: &'a [u8],
-    /// The ring's slot array.
-    slots: *mut netmap_slot,
     /// The packet's first slot.
     slot: *mut netmap_slot,
-    first: u32,
+    /// Where its slots lie in the ring.
+    run: SlotRun,
     nslots: u16,
-    num_slots: u32,
     region: RegionKey,
+    /// Whether the ring's packets start at offsets in their buffers.
+    offsets: bool,
 }
 
 impl<'a> Frame<'a> {
@@ -48,12 +48,15 @@ impl<'a> Frame<'a> {
     pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, region: RegionKey) -> Self {
         Frame {
             data,
-            slots: core.slot(0),
             slot: core.slot(first),
-            first,
+            run: SlotRun {
+                slots: core.slot(0),
+                first,
+                num_slots: core.num_slots(),
+            },
             nslots,
-            num_slots: core.num_slots(),
             region,
+            offsets: core.has_offsets(),
         }
     }
 
@@ -92,12 +95,39 @@ impl<'a> Frame<'a> {
         self.region
     }
 
+    #[inline]
+    pub(crate) fn has_offsets(&self) -> bool {
+        self.offsets
+    }
+
+    /// The packet's first slot.
+    #[inline]
+    pub(crate) fn first_slot(&self) -> *mut netmap_slot {
+        self.slot
+    }
+
+    /// Where the packet's slots lie in the ring.
+    #[inline]
+    pub(crate) fn run(&self) -> SlotRun {
+        self.run
+    }
+}
+
+/// Where a frame's slots lie in its ring, in two words, so that code off
+/// the fast path can take it in registers.
+#[derive(Clone, Copy)]
+pub(crate) struct SlotRun {
+    /// The ring's slot array.
+    slots: *mut netmap_slot,
+    /// The packet's first slot.
+    first: u32,
+    num_slots: u32,
+}
+
+impl SlotRun {
     /// The `k`th slot of the packet.
     #[inline]
-    pub(crate) fn slot(&self, k: usize) -> *mut netmap_slot {
-        if k == 0 {
-            return self.slot;
-        }
+    pub(crate) fn slot(self, k: usize) -> *mut netmap_slot {
         let mut i = self.first;
         for _ in 0..k {
             i = nm_next(i, self.num_slots);

@@ -96,6 +96,7 @@ scenarios!(
     a_forged_head_is_an_error,
     a_tail_forged_while_syncing_is_refused_never_trusted,
     a_forked_child_gets_errors_and_the_parent_keeps_its_rings,
+    a_forged_buf_changed_flag_changes_only_what_push_reuse_says,
 );
 
 /// Runs `body` in a child process as test `name`; fails if the child fails,
@@ -320,4 +321,69 @@ fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
         b.drain_rx(|f| got.push(f.to_vec())).unwrap();
     }
     assert_eq!(got, [b"before".to_vec(), b"after".to_vec()]);
+}
+
+fn a_forged_buf_changed_flag_changes_only_what_push_reuse_says(pair: Pair) {
+    let (a, b) = pair("hreuse");
+    let mut tx = a.tx_ring(0).unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    let n = tx.num_slots() as u32;
+    let r = ring_of(&a, 0, 0);
+    // Two laps, so that every slot has held a packet of this handle.
+    for _ in 0..2 {
+        let mut batch = tx.batch();
+        while let Ok((buf, _)) = batch.push_reuse(60) {
+            buf.fill(0x5a);
+        }
+        batch.commit();
+        tx.sync().unwrap();
+        rx.sync().unwrap();
+        rx.iter().for_each(drop);
+        rx.sync().unwrap();
+        tx.sync().unwrap();
+    }
+    // The peer sets the flag on every free slot (as if it had swapped all
+    // buffers), then clears it on every other one, and points one at a
+    // buffer outside the region.
+    let (head, free) = (published_head(r), tx.space() as u32);
+    for k in 0..free {
+        let i = (head + k) % n;
+        // SAFETY: slot `i` of a's TX ring.
+        unsafe {
+            let f = ptr::addr_of_mut!((*slot(r, i)).flags);
+            poke(f, ffi::NS_BUF_CHANGED);
+            if k % 2 == 1 {
+                poke(f, 0);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { poke(ptr::addr_of_mut!((*slot(r, (head + 2) % n)).buf_idx), u32::MAX) };
+    let mut batch = tx.batch();
+    let mut seen = Vec::new();
+    loop {
+        match batch.push_reuse(60) {
+            Ok((buf, fresh)) => {
+                assert_eq!(buf.len(), 60);
+                seen.push(fresh);
+            }
+            Err(Error::RingCorrupt { .. }) => seen.push(false),
+            Err(Error::RingFull { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    batch.commit();
+    assert_eq!(seen.len() as u32, free);
+    for (k, fresh) in seen.iter().enumerate() {
+        if k != 2 {
+            assert_eq!(*fresh, k % 2 == 0, "slot {k} of the batch");
+        }
+    }
+    tx.sync().unwrap();
+}
+
+/// The head a's TX ring publishes, read as the peer would.
+fn published_head(r: *mut netmap_ring) -> u32 {
+    // SAFETY: the head word of a live ring.
+    unsafe { ptr::read_volatile(ptr::addr_of!((*r).head)) }
 }

@@ -459,3 +459,94 @@ fn share_rings_lets_ports_bind_the_same_rings() {
     drop(b);
     let _exclusive = NetmapBuilder::new("emu:shared{1").build().unwrap();
 }
+
+/// One round of `push_reuse` on `tx`: fills the ring, writes `fill` into
+/// fresh buffers only, sends, lets `rx` read everything (checking it is
+/// `fill`) and hand it back. Returns which slots (in order) were fresh.
+fn reuse_round(tx: &mut TxRing<'_>, rx: &mut RxRing<'_>, fill: u8) -> Vec<bool> {
+    let mut fresh = Vec::new();
+    let mut batch = tx.batch();
+    while let Ok((buf, f)) = batch.push_reuse(40) {
+        if f {
+            buf.fill(fill);
+        }
+        fresh.push(f);
+    }
+    batch.commit();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    for f in rx.iter() {
+        assert_eq!(f.payload(), [fill; 40]);
+    }
+    rx.sync().unwrap();
+    tx.sync().unwrap();
+    fresh
+}
+
+#[test]
+fn push_reuse_is_fresh_once_per_slot_until_a_peer_swaps_buffers() {
+    let (a, b) = pair("reuse", 16);
+    let (mut tx, mut rx) = (a.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
+    // The first round meets 15 slots never used; the second the last one
+    // and 14 used ones; after that none is fresh.
+    assert_eq!(reuse_round(&mut tx, &mut rx, 7), [true; 15]);
+    let second = reuse_round(&mut tx, &mut rx, 7);
+    assert_eq!(second.iter().filter(|&&f| f).count(), 1, "{second:?}");
+    assert_eq!(reuse_round(&mut tx, &mut rx, 7), [false; 15]);
+    // A new handle knows nothing of what the last one wrote.
+    drop(tx);
+    let mut tx = a.tx_ring(0).unwrap();
+    assert_eq!(reuse_round(&mut tx, &mut rx, 7), [true; 15]);
+    assert_eq!(reuse_round(&mut tx, &mut rx, 7).iter().filter(|&&f| f).count(), 1);
+
+    // A batch dropped uncommitted moves nothing: its slots stay fresh.
+    let (c, d) = pair("reuse2", 16);
+    let mut tx2 = c.tx_ring(0).unwrap();
+    let mut batch = tx2.batch();
+    assert!(batch.push_reuse(40).unwrap().1);
+    drop(batch);
+    assert!(tx2.batch().push_reuse(40).unwrap().1);
+    drop(d);
+}
+
+#[test]
+fn push_reuse_sees_the_buffers_a_receiver_swapped_away_as_fresh() {
+    // a -> b, and b's packets forwarded (buffers swapped) into c -> d, so
+    // that every slot a's ring gets back holds c's old buffer, flagged
+    // `NS_BUF_CHANGED` by the pipe as netmap's does.
+    let (a, b) = pair("swapin", 16);
+    let (c, d) = (
+        NetmapBuilder::new("emu:swapin{2").build().unwrap(),
+        NetmapBuilder::new("emu:swapin}2").build().unwrap(),
+    );
+    let (mut tx, mut rx) = (a.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
+    let (mut fwd, mut out) = (c.tx_ring(0).unwrap(), d.rx_ring(0).unwrap());
+    assert_eq!(reuse_round(&mut tx, &mut rx, 1), [true; 15]);
+    assert_eq!(reuse_round(&mut tx, &mut rx, 1).iter().filter(|&&f| f).count(), 1);
+    // Round 3 is forwarded instead of read in place.
+    let mut batch = tx.batch();
+    while let Ok((buf, fresh)) = batch.push_reuse(40) {
+        assert!(!fresh);
+        assert_eq!(buf, [1; 40], "the buffer held what was last sent from it");
+    }
+    batch.commit();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    assert_eq!(fwd.forward_from(&mut rx).unwrap(), 15);
+    rx.sync().unwrap();
+    tx.sync().unwrap();
+    fwd.sync().unwrap();
+    out.sync().unwrap();
+    assert!(out.iter().all(|f| f.payload() == [1; 40]));
+    // Every slot a's ring got back holds another buffer, and says so. (The
+    // rounds move on by one slot: round 4 starts with the one slot round 3
+    // did not use, which still holds its packet.)
+    let mut expected = [true; 15];
+    expected[0] = false;
+    assert_eq!(reuse_round(&mut tx, &mut rx, 1), expected);
+    // And round 5 with the one swapped slot round 4 did not use.
+    let mut expected = [false; 15];
+    expected[0] = true;
+    assert_eq!(reuse_round(&mut tx, &mut rx, 1), expected);
+    assert_eq!(reuse_round(&mut tx, &mut rx, 1), [false; 15]);
+}

@@ -38,6 +38,10 @@ pub(crate) struct RingCore {
     /// Valid buffer indices are `RESERVED_BUFS..RESERVED_BUFS + nbufs`, all
     /// inside the mapping.
     nbufs: u32,
+    /// `nbufs` if the ring has no offsets, else 0: the bound
+    /// [`fast_buf`](RingCore::fast_buf) checks, so that it sends every slot
+    /// of a ring with offsets to the general path, [`data`](RingCore::data).
+    fast_nbufs: u32,
     /// Bits of a slot's `ptr` that hold the packet's offset in its buffer
     /// (0 unless the port was opened with offsets).
     offset_mask: u64,
@@ -178,6 +182,7 @@ impl RingCore {
             slots,
             bufs,
             nbufs,
+            fast_nbufs: if offset_mask == 0 { nbufs } else { 0 },
             offset_mask,
             num_slots,
             buf_size,
@@ -311,9 +316,28 @@ impl RingCore {
     /// points outside the mapping (a corrupt slot).
     #[inline]
     pub(crate) fn buf(&self, idx: u32) -> Option<*mut u8> {
+        self.buf_below(idx, self.nbufs)
+    }
+
+    /// The fast path of [`data`](RingCore::data): where the packet of a slot
+    /// holding buffer `idx` starts, if the ring has no offsets (the packet
+    /// then starts at its buffer, and may fill [`slot_cap`](RingCore::slot_cap)
+    /// bytes) and `idx` names a buffer inside the mapping. `None` means "ask
+    /// `data`", which tells a corrupt slot from an offset. One unsigned
+    /// compare: the reserved buffers wrap to the top of the range.
+    #[inline]
+    pub(crate) fn fast_buf(&self, idx: u32) -> Option<*mut u8> {
+        self.buf_below(idx, self.fast_nbufs)
+    }
+
+    /// Buffer `idx`, if `idx - RESERVED_BUFS < bound`, with `bound <= nbufs`.
+    #[inline]
+    fn buf_below(&self, idx: u32, bound: u32) -> Option<*mut u8> {
+        debug_assert!(bound <= self.nbufs);
         let k = idx.wrapping_sub(RESERVED_BUFS);
-        if k < self.nbufs {
-            // SAFETY: `k < nbufs` puts the whole buffer inside the mapping.
+        if k < bound {
+            // SAFETY: `k < bound <= nbufs` puts the whole buffer inside the
+            // mapping.
             Some(unsafe { self.bufs.as_ptr().add(k as usize * self.buf_size as usize) })
         } else {
             None
@@ -341,6 +365,13 @@ impl RingCore {
         }
         // SAFETY: `off < bs`, so the pointer stays inside the buffer.
         Some((unsafe { buf.add(off) }, (bs - off).min(SLOT_LEN_MAX)))
+    }
+
+    /// Whether packets start at an offset in their buffers (the port was
+    /// opened with offsets).
+    #[inline]
+    pub(crate) fn has_offsets(&self) -> bool {
+        self.offset_mask != 0
     }
 
     /// Bytes a slot can carry from the start of its buffer.

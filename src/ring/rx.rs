@@ -267,9 +267,10 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: Reg
     let slot = unsafe { read_slot(s) };
     let (idx, len, flags) = slot;
     if flags & NS_MOREFRAG == 0 {
-        // SAFETY: slot `i` is user-owned.
-        if let Some((buf, cap)) = unsafe { core.data(s, idx) } {
-            let len = (len as usize).min(cap);
+        if let Some(buf) = core.fast_buf(idx) {
+            // The packet may fill `slot_cap = min(buf_size, u16::MAX)` bytes;
+            // `len` is a `u16`, so clamping it to `buf_size` is enough.
+            let len = (len as usize).min(core.buf_size());
             core.set_head(core.next(i));
             // SAFETY: the buffer lies in the mapping; the slot is user-owned
             // and stays so until the shared head is published, which needs
@@ -278,8 +279,9 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: Reg
             return Some(Frame::new(data, core, i, 1, region));
         }
     }
-    // The cold path works on a copy, so that `core` never escapes this
-    // function and its fields can stay in registers in the receive loop.
+    // Multi-slot packets, corrupt slots and rings with offsets take the cold
+    // path. It works on a copy, so that `core` never escapes this function
+    // and its fields can stay in registers in the receive loop.
     // SAFETY: forwarded contract.
     let (frame, head) = unsafe { next_slow(core.clone(), slot, scratch, region) };
     core.set_head(head);

@@ -8,7 +8,7 @@ use super::{read_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
-use crate::frame::Frame;
+use crate::frame::{Frame, SlotRun};
 use crate::port::{Netmap, RegionKey};
 
 /// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
@@ -132,6 +132,43 @@ pub struct TxRing<'a> {
     region: RegionKey,
     /// The port's [`Netmap::max_packet`].
     max_packet: usize,
+    /// The longest packet the fast paths of `send` and `push` take:
+    /// `max_packet`, at most one slot's [`slot_cap`](RingCore::slot_cap).
+    fast_max: usize,
+    /// The slots that have held no packet of this handle.
+    untouched: Untouched,
+}
+
+/// The slots of a TX ring that have held no packet of its handle (for
+/// [`TxBatch::push_reuse`]): `count` slots from `from`, the head as of the
+/// last sync (or as the handle found it). Brought up to date at each sync:
+/// between two syncs the head moves by less than a ring (it stops at the
+/// tail the first one gave), so the distance it has gone tells how many
+/// slots it passed.
+#[derive(Clone, Copy)]
+struct Untouched {
+    count: u32,
+    from: u32,
+}
+
+impl Untouched {
+    /// Whether free slot `i` of a ring of `n` slots has held no packet: it
+    /// lies among the `count` slots from `from`, none of which the head had
+    /// passed at the last sync, and the head has not reached it since (a
+    /// free slot lies at or after the head).
+    #[inline]
+    fn at(self, i: u32, n: u32) -> bool {
+        self.count != 0 && ffi::nm_space(self.from, i, n) < self.count
+    }
+
+    /// Counts the slots the head passed on its way to `head` as touched.
+    #[inline]
+    fn advance(&mut self, head: u32, n: u32) {
+        if self.count != 0 {
+            self.count = self.count.saturating_sub(ffi::nm_space(self.from, head, n));
+            self.from = head;
+        }
+    }
 }
 
 impl fmt::Debug for TxRing<'_> {
@@ -146,10 +183,16 @@ impl fmt::Debug for TxRing<'_> {
 impl<'a> TxRing<'a> {
     #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
+        let max_packet = port.max_packet();
         TxRing {
-            core,
             region: port.region_key(),
-            max_packet: port.max_packet(),
+            max_packet,
+            fast_max: max_packet.min(core.slot_cap()),
+            untouched: Untouched {
+                count: core.num_slots(),
+                from: core.head(),
+            },
+            core,
             port,
             index,
         }
@@ -211,6 +254,33 @@ impl<'a> TxRing<'a> {
     /// ```
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        let i = self.core.head();
+        if i != self.core.tail() && data.len() <= self.fast_max {
+            let s = self.core.slot(i);
+            // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+            let (idx, _, _) = unsafe { read_slot(s) };
+            if let Some(buf) = self.core.fast_buf(idx) {
+                // SAFETY: `buf` starts the slot's buffer, in the mapping and
+                // owned by the user with its slot, which holds `slot_cap >=
+                // fast_max >= data.len()` bytes (`<= u16::MAX`); `data` is a
+                // separate Rust slice, so the ranges do not overlap.
+                unsafe {
+                    ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+                    write_slot(s, data.len() as u16, 0);
+                }
+                self.core.set_head(self.core.next(i));
+                self.core.publish();
+                return Ok(());
+            }
+        }
+        self.send_general(data)
+    }
+
+    /// [`send`](TxRing::send) for what its fast path does not take: a full
+    /// ring, a packet longer than a slot, a ring with offsets, a corrupt
+    /// slot. Reads the head slot afresh.
+    #[inline(never)]
+    fn send_general(&mut self, data: &[u8]) -> Result<()> {
         if self.core.is_empty() {
             return Err(self.too_large_or_full(data.len()));
         }
@@ -343,10 +413,11 @@ impl<'a> TxRing<'a> {
     /// ```
     #[inline]
     pub fn batch(&mut self) -> TxBatch<'_, 'a> {
-        let head = self.core.head();
         TxBatch {
+            local: self.core.clone(),
+            fast_max: self.fast_max,
+            untouched: self.untouched,
             ring: self,
-            head,
             count: 0,
         }
     }
@@ -362,23 +433,24 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
         if frame.region() != self.region {
-            return Err(self.mismatch(&frame));
+            return Err(self.mismatch(frame.region()));
         }
-        if frame.nslots() == 1 {
-            if self.core.is_empty() {
-                return Err(Error::RingFull { ring: self.core.id() });
-            }
-            let i = self.core.head();
-            // SAFETY: the frame's slot is owned by the user while the frame
-            // lives (we hold it by value); slot `i` = head is in [head, tail).
-            // Both buffers belong to one region (checked above), and every
-            // buffer index is range-checked again when it is used.
-            unsafe { swap_slots(frame.slot(0), self.core.slot(i), true) };
-            self.core.set_head(self.core.next(i));
-            self.core.publish();
-            return Ok(());
+        let offsets = frame.has_offsets() || self.core.has_offsets();
+        if frame.nslots() != 1 {
+            return self.forward_multi(frame.run(), frame.nslots(), offsets);
         }
-        self.forward_multi(frame)
+        let i = self.core.head();
+        if i == self.core.tail() {
+            return Err(self.full());
+        }
+        // SAFETY: the frame's slot is owned by the user while the frame
+        // lives (we hold it by value); slot `i` = head is in [head, tail).
+        // Both buffers belong to one region (checked above), and every
+        // buffer index is range-checked again when it is used.
+        unsafe { swap_slots(frame.first_slot(), self.core.slot(i), offsets) };
+        self.core.set_head(self.core.next(i));
+        self.core.publish();
+        Ok(())
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,
@@ -415,7 +487,7 @@ impl<'a> TxRing<'a> {
         let (src, dst) = (&mut rx.core, &mut self.core);
         // Two copies of the loop, so the per-slot work has no branch on
         // whether offsets travel with the buffers.
-        let moved = if src.offset_mask | dst.offset_mask != 0 {
+        let moved = if src.has_offsets() || dst.has_offsets() {
             move_slots::<true>(src, dst)
         } else {
             move_slots::<false>(src, dst)
@@ -426,23 +498,32 @@ impl<'a> TxRing<'a> {
     }
 
     #[cold]
-    fn mismatch(&self, frame: &Frame<'_>) -> Error {
+    fn mismatch(&self, frame: RegionKey) -> Error {
         Error::MemoryMismatch {
-            a: frame.region().to_string(),
+            a: frame.to_string(),
             b: self.region.to_string(),
         }
     }
 
     #[cold]
-    fn forward_multi(&mut self, frame: Frame<'_>) -> Result<()> {
-        let n = frame.nslots();
+    fn full(&self) -> Error {
+        Error::RingFull { ring: self.core.id() }
+    }
+
+    /// [`forward`](TxRing::forward) of a multi-slot packet of `n` slots,
+    /// `run`, with or without `offsets`. It takes no [`Frame`], which the fast
+    /// path would then spill to memory; the caller holds the frame, so its
+    /// slots stay the user's.
+    #[cold]
+    #[inline(never)]
+    fn forward_multi(&mut self, run: SlotRun, n: usize, offsets: bool) -> Result<()> {
         if (self.core.space() as usize) < n {
-            return Err(Error::RingFull { ring: self.core.id() });
+            return Err(self.full());
         }
         let mut i = self.core.head();
         for k in 0..n {
             // SAFETY: as in `forward`, for each slot of the packet.
-            unsafe { swap_slots(frame.slot(k), self.core.slot(i), true) };
+            unsafe { swap_slots(run.slot(k), self.core.slot(i), offsets) };
             i = self.core.next(i);
         }
         self.core.set_head(i);
@@ -455,6 +536,7 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub fn sync(&mut self) -> Result<()> {
         self.core.publish();
+        self.untouched.advance(self.core.head(), self.core.num_slots());
         self.port.sync(SyncDir::Tx)?;
         self.core.reload_tail()
     }
@@ -475,7 +557,13 @@ impl Drop for TxRing<'_> {
 #[must_use = "a TX batch publishes nothing until commit()"]
 pub struct TxBatch<'r, 'a> {
     ring: &'r mut TxRing<'a>,
-    head: u32,
+    /// A copy of the ring's state the batch works on (so that its fields
+    /// live in registers); its `head` is the batch's next slot, and goes
+    /// back to the ring at commit.
+    local: RingCore,
+    /// The ring's `fast_max` and `untouched`, copied for the same reason.
+    fast_max: usize,
+    untouched: Untouched,
     count: usize,
 }
 
@@ -497,40 +585,99 @@ impl TxBatch<'_, '_> {
     /// again).
     #[inline]
     pub fn push(&mut self, len: usize) -> Result<&mut [u8]> {
-        let core = &self.ring.core;
-        let max = core.slot_cap().min(self.ring.max_packet);
-        if len > max {
-            return Err(Error::PacketTooLarge { len, max });
+        let (buf, _) = self.claim(len)?;
+        // SAFETY: `claim` gave the start of `len` bytes of a slot buffer in
+        // the mapping, owned by the user with its slot; the slice borrows
+        // `self`, so no other slice of this buffer exists while it lives.
+        Ok(unsafe { std::slice::from_raw_parts_mut(buf, len) })
+    }
+
+    /// [`push`](TxBatch::push) for a program that sends the same bytes over
+    /// and over, like C's `pkt-gen`: claims the next free slot for a packet
+    /// of `len` bytes and returns its buffer, and whether the buffer is
+    /// *fresh*, so that the program writes the packet only into fresh
+    /// buffers and otherwise sends what the buffer already holds.
+    ///
+    /// `fresh` is `false` when this [`TxRing`] handle has staged a packet in
+    /// this slot before (by any method: a batch dropped uncommitted counts
+    /// only for slots it reached after a later commit or sync moved past
+    /// them) and the slot came back without `NS_BUF_CHANGED`, the flag by
+    /// which netmap says a slot holds another buffer than before (pipes set
+    /// it where the receiving side swapped buffers, VALE where it swapped
+    /// them): by that convention, the buffer still holds the bytes this
+    /// handle left in it, those of the last packet it sent from this slot
+    /// (or [`forward`](TxRing::forward)ed into it). `fresh` is `true`
+    /// otherwise: for every slot the handle has not used yet since it was
+    /// opened, for a flagged slot, and always on a ring with offsets. The
+    /// slot goes out with `len` bytes and its flags cleared, as with `push`.
+    ///
+    /// The flag is a shared value, so a peer process can lie about it: that
+    /// can make the buffer hold other bytes than `fresh == false` promises,
+    /// never make it unsafe to use (the buffer index is checked as in
+    /// `push`).
+    ///
+    /// Errors: as for [`push`](TxBatch::push).
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let port = NetmapBuilder::new("emu:reuse{1").build()?;
+    /// let peer = NetmapBuilder::new("emu:reuse}1").build()?;
+    /// let template = [0xabu8; 60];
+    /// let (mut tx, mut rx) = (port.tx_ring(0)?, peer.rx_ring(0)?);
+    /// let mut copies = 0;
+    /// for _ in 0..3 {
+    ///     let mut batch = tx.batch();
+    ///     while let Ok((buf, fresh)) = batch.push_reuse(template.len()) {
+    ///         if fresh {
+    ///             buf.copy_from_slice(&template);
+    ///             copies += 1;
+    ///         }
+    ///     }
+    ///     batch.commit();
+    ///     tx.sync()?;
+    ///     rx.sync()?;
+    ///     assert!(rx.iter().all(|f| f.payload() == template));
+    ///     rx.sync()?; // hands the slots back to the sender
+    ///     tx.sync()?;
+    /// }
+    /// // Each slot was written once; later rounds sent what it held.
+    /// assert_eq!(copies, tx.num_slots());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn push_reuse(&mut self, len: usize) -> Result<(&mut [u8], bool)> {
+        let (buf, fresh) = self.claim(len)?;
+        // SAFETY: as in `push`.
+        Ok((unsafe { std::slice::from_raw_parts_mut(buf, len) }, fresh))
+    }
+
+    /// Stages the next free slot with a packet of `len` bytes: returns where
+    /// the packet starts (`len` bytes of a user-owned buffer in the mapping
+    /// from there) and whether it is fresh (see
+    /// [`push_reuse`](TxBatch::push_reuse)).
+    #[inline(always)]
+    fn claim(&mut self, len: usize) -> Result<(*mut u8, bool)> {
+        let core = &self.local;
+        let i = core.head();
+        if len <= self.fast_max && i != core.tail() {
+            let s = core.slot(i);
+            // SAFETY: slot `i` lies in [head, tail) and is user-owned.
+            let (idx, _, flags) = unsafe { read_slot(s) };
+            if let Some(buf) = core.fast_buf(idx) {
+                let fresh = flags & NS_BUF_CHANGED != 0 || self.untouched.at(i, core.num_slots());
+                // SAFETY: as above; `len <= fast_max <= u16::MAX`.
+                unsafe { write_slot(s, len as u16, 0) };
+                self.local.set_head(self.local.next(i));
+                self.count += 1;
+                return Ok((buf, fresh));
+            }
         }
-        if self.head == core.tail() {
-            return Err(Error::RingFull { ring: core.id() });
-        }
-        let i = self.head;
-        let s = core.slot(i);
-        // SAFETY: slot `i` lies in [head, tail) and is user-owned.
-        let (idx, _, _) = unsafe { read_slot(s) };
-        // SAFETY: as above.
-        let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
-            // Staged empty, so that the ring moves past it at commit.
-            // SAFETY: as above.
-            unsafe { write_slot(s, 0, 0) };
-            self.head = core.next(i);
-            return Err(core.corrupt_slot(i, idx));
-        };
-        if len > cap {
-            return Err(Error::PacketTooLarge { len, max: cap });
-        }
-        // SAFETY: the slot is user-owned, the buffer lies in the mapping and
-        // holds `cap >= len` bytes from `buf` (`cap <= u16::MAX`); the
-        // returned slice borrows `self`, so no other slice of this buffer
-        // exists while it lives.
-        let out = unsafe {
-            write_slot(s, len as u16, 0);
-            std::slice::from_raw_parts_mut(buf, len)
-        };
-        self.head = core.next(i);
-        self.count += 1;
-        Ok(out)
+        let (claimed, head) = claim_general(&self.local, self.ring.max_packet, len);
+        self.local.set_head(head);
+        self.count += usize::from(claimed.is_ok());
+        claimed
     }
 
     /// How many packets are staged.
@@ -548,14 +695,50 @@ impl TxBatch<'_, '_> {
     /// Free slots left.
     #[inline]
     pub fn space(&self) -> usize {
-        ffi::nm_space(self.head, self.ring.core.tail(), self.ring.core.num_slots()) as usize
+        self.local.space() as usize
     }
 
     /// Publishes every staged packet to the next sync; returns how many.
     #[inline]
     pub fn commit(self) -> usize {
-        self.ring.core.set_head(self.head);
+        self.ring.core.set_head(self.local.head());
         self.ring.core.publish();
         self.count
     }
+}
+
+/// [`TxBatch::claim`] for what its fast path does not take: a full ring, a
+/// packet too long, a ring with offsets (always fresh), a corrupt slot (then
+/// staged empty, so that the ring moves past it at commit). Reads the slot
+/// afresh; returns the claim and the batch's new head. It takes the
+/// batch's state by reference and returns the head, so that the batch
+/// itself never leaves registers on the fast path.
+#[inline(never)]
+fn claim_general(core: &RingCore, max_packet: usize, len: usize) -> (Result<(*mut u8, bool)>, u32) {
+    let i = core.head();
+    let max = core.slot_cap().min(max_packet);
+    if len > max {
+        return (Err(Error::PacketTooLarge { len, max }), i);
+    }
+    if i == core.tail() {
+        return (Err(Error::RingFull { ring: core.id() }), i);
+    }
+    let s = core.slot(i);
+    // SAFETY: slot `i` lies in [head, tail) and is user-owned.
+    let (idx, _, _) = unsafe { read_slot(s) };
+    // SAFETY: as above.
+    let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {
+        // SAFETY: as above.
+        unsafe { write_slot(s, 0, 0) };
+        return (Err(core.corrupt_slot(i, idx)), core.next(i));
+    };
+    if len > cap {
+        return (Err(Error::PacketTooLarge { len, max: cap }), i);
+    }
+    // SAFETY: the slot is user-owned; `len <= cap <= u16::MAX`.
+    unsafe { write_slot(s, len as u16, 0) };
+    // Only a ring with offsets gets this far (the fast path takes every
+    // other slot that is not corrupt), and there the slot is fresh.
+    debug_assert!(core.has_offsets());
+    (Ok((buf, true)), core.next(i))
 }
