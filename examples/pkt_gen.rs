@@ -99,10 +99,12 @@ Not in C (long options only):
 
 Frames: Ethernet, IPv4 (TOS low delay, DF, TTL 64) and UDP with checksum 0
 (none, as IPv4 allows), then C's payload text. Payload policy: as C's
-sender, one frame is built once; each slot gets a copy of it, and only the
-fields that change per packet (lengths under a -l range, addresses under
--z/-Z/-s/-d ranges, the txseq sequence number, the ping timestamp) are
-written per packet. txseq puts a 32-bit big-endian sequence number at the
+sender, one frame is built once and copied into a slot's buffer only when
+the buffer may not hold the last packet sent from that slot (the slot's
+first use, or NS_BUF_CHANGED set: pipes and VALE swap buffers); under a -l
+range every packet gets a copy. Only the fields that change per packet
+(lengths under a -l range, addresses under -z/-Z/-s/-d ranges, the txseq
+sequence number, the ping timestamp) are written per packet. txseq puts a 32-bit big-endian sequence number at the
 start of the UDP payload (byte 42), as C; ping a 32-bit sequence at 42 and
 its send time (32-bit seconds, 32-bit nanoseconds) at 46, as C.
 
@@ -680,14 +682,20 @@ fn step(a: &mut Addr, r: &AddrRange) -> bool {
 fn fill_burst(ring: &mut TxRing<'_>, gen: &mut Gen, n: usize) -> Result<(usize, u64), Error> {
     let mut batch = ring.batch();
     let mut bytes = 0u64;
+    // Under a -l range a reused buffer may hold a shorter earlier packet,
+    // so every packet gets the template; at one length, as C, only a
+    // buffer that may not hold our last packet from its slot does.
+    let always = gen.min != gen.max;
     for _ in 0..n {
         let len = gen.next_len();
-        let buf = match batch.push(len) {
-            Ok(buf) => buf,
+        let (buf, fresh) = match batch.push_reuse(len) {
+            Ok(b) => b,
             Err(Error::RingFull { .. }) => break,
             Err(e) => return Err(e),
         };
-        buf.copy_from_slice(&gen.frame[..len]);
+        if fresh || always {
+            buf.copy_from_slice(&gen.frame[..len]);
+        }
         gen.stamp(buf);
         bytes += len as u64;
     }
