@@ -33,6 +33,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netmap_rs::prelude::*;
+use netmap_rs::spec::PortKind;
 use netmap_test_support::packets::{ipv4_checksum, Rng};
 
 const HELP: &str = "\
@@ -72,7 +73,8 @@ netmap-rs backend. Flags as in C:
                  Ranges step port first, then address, source before
                  destination, as C's update_addresses.
   -d IP[-IP][:PORT[-PORT]]   destination (default 10.1.0.1:1234)
-  -S MAC         source MAC (default 00:00:00:00:00:00)
+  -S MAC         source MAC (default: the interface's own address, for a real
+                 interface; else 00:00:00:00:00:00)
   -D MAC         destination MAC (default ff:ff:ff:ff:ff:ff)
   -C TXSLOTS[,RXSLOTS[,TXRINGS[,RXRINGS]]]
                  rings and slots for ports created by the open (VALE ports,
@@ -373,7 +375,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
         duration: None,
     };
     let mut size_given = false;
-    let mut wait_given = false;
+    let (mut wait_given, mut src_mac_given) = (false, false);
     while let Some(arg) = p.next().map_err(e)? {
         match arg {
             Short('h') | Long("help") => return Ok(Cmd::Help),
@@ -413,6 +415,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
             Short('S') => {
                 a.src_mac_name = p.value().map_err(e)?.string().map_err(e)?;
                 a.src_mac = parse_mac(&a.src_mac_name).map_err(|w| format!("-S: {w}"))?;
+                src_mac_given = true;
             }
             Short('D') => {
                 a.dst_mac_name = p.value().map_err(e)?.string().map_err(e)?;
@@ -490,11 +493,30 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
     {
         a.wait_link = 0;
     }
+    if !src_mac_given {
+        if let Some((name, mac)) = interface_mac(&a.ifname) {
+            (a.src_mac_name, a.src_mac) = (name, mac);
+        }
+    }
     if a.rate > 0 {
         // As C: about 300 bursts a second, none smaller than one packet.
         a.burst = a.burst.min((a.rate / 300) as usize).max(1);
     }
     Ok(Cmd::Run(Box::new(a)))
+}
+
+/// The hardware address of the interface `port` names, as C pkt-gen takes
+/// it for the default source MAC: for a netmap or AF_PACKET name of a real
+/// interface (not a pipe, a VALE port or an `emu:` port), read from sysfs.
+fn interface_mac(port: &str) -> Option<(String, [u8; 6])> {
+    let spec = netmap_rs::spec::parse(port).ok()?;
+    if !matches!(spec.kind, PortKind::Netmap | PortKind::AfPacket) || spec.pipe.is_some() {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/sys/class/net/{}/address", spec.ifname)).ok()?;
+    let text = text.trim().to_owned();
+    let mac = parse_mac(&text).ok()?;
+    Some((text, mac))
 }
 
 // ------------------------------------------------------------------ frames

@@ -483,6 +483,17 @@ fn afpacket_over_veth_moves_n_packets() {
     .finish(LIMIT);
     assert!(tx.status.success(), "{}", text_ok(&tx));
     assert_eq!(summary(&tx.stdout, "Sent").0, 2000, "{}", tx.stdout);
+    // As C, the default source MAC is the interface's own.
+    let mac = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "cat", "/sys/class/net/va/address"])
+        .output()
+        .expect("reading va's address");
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_owned();
+    assert!(
+        mac.len() == 17 && tx.stdout.contains(&format!("({mac} -> ff:ff:ff:ff:ff:ff)")),
+        "source MAC {mac:?} not in {}",
+        tx.stdout
+    );
     let rx = rx.finish(LIMIT);
     assert!(rx.status.success(), "{}", text_ok(&rx));
     assert_eq!(
