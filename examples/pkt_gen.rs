@@ -631,6 +631,12 @@ impl Gen {
         buf[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
     }
 
+    /// Whether every packet is the template itself: one length, fixed
+    /// addresses, nothing stamped.
+    fn is_constant(&self) -> bool {
+        self.min == self.max && !self.moving && matches!(self.stamp, Stamp::None)
+    }
+
     /// Writes what changes per packet into `buf`, which holds a copy of the
     /// template's first `buf.len()` bytes (or of an earlier packet from
     /// this generator), and moves on to the next packet.
@@ -704,9 +710,26 @@ fn step(a: &mut Addr, r: &AddrRange) -> bool {
 fn fill_burst(ring: &mut TxRing<'_>, gen: &mut Gen, n: usize) -> Result<(usize, u64), Error> {
     let mut batch = ring.batch();
     let mut bytes = 0u64;
+    if gen.is_constant() {
+        // Every packet is the template: as C, a buffer that holds our last
+        // packet from its slot is sent as it is, with only its length set.
+        let frame = &gen.frame[..gen.max];
+        let mut sent = 0;
+        while sent < n {
+            let (buf, fresh) = match batch.push_reuse(frame.len()) {
+                Ok(b) => b,
+                Err(Error::RingFull { .. }) => break,
+                Err(e) => return Err(e),
+            };
+            if fresh {
+                buf.copy_from_slice(frame);
+            }
+            sent += 1;
+        }
+        return Ok((batch.commit(), (sent * frame.len()) as u64));
+    }
     // Under a -l range a reused buffer may hold a shorter earlier packet,
-    // so every packet gets the template; at one length, as C, only a
-    // buffer that may not hold our last packet from its slot does.
+    // so every packet gets the template.
     let always = gen.min != gen.max;
     for _ in 0..n {
         let len = gen.next_len();
