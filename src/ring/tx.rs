@@ -9,7 +9,7 @@ use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
 use crate::frame::{Frame, SlotRun};
-use crate::port::{Netmap, RegionKey};
+use crate::port::{FrameKey, Netmap, RegionKey};
 
 /// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
 /// buffer into `rs`, flagging both `NS_BUF_CHANGED`.
@@ -130,6 +130,10 @@ pub struct TxRing<'a> {
     port: &'a Netmap,
     index: usize,
     region: RegionKey,
+    /// The key of the frames [`forward`](TxRing::forward)'s fast path
+    /// takes: those of this region without offsets, if this ring has none
+    /// either ([`FrameKey::NONE`] otherwise).
+    fast_key: FrameKey,
     /// The port's [`Netmap::max_packet`].
     max_packet: usize,
     /// The longest packet the fast paths of `send` and `push` take:
@@ -184,8 +188,14 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
         let max_packet = port.max_packet();
+        let region = port.region_key();
         TxRing {
-            region: port.region_key(),
+            region,
+            fast_key: if core.has_offsets() {
+                FrameKey::NONE
+            } else {
+                FrameKey::new(region, false)
+            },
             max_packet,
             fast_max: max_packet.min(core.slot_cap()),
             untouched: Untouched {
@@ -432,25 +442,20 @@ impl<'a> TxRing<'a> {
     /// [`space`](TxRing::space) first to keep it.
     #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
-        if frame.region() != self.region {
-            return Err(self.mismatch(frame.region()));
-        }
-        let offsets = frame.has_offsets() || self.core.has_offsets();
-        if frame.nslots() != 1 {
-            return self.forward_multi(frame.run(), frame.nslots(), offsets);
-        }
         let i = self.core.head();
-        if i == self.core.tail() {
-            return Err(self.full());
+        if frame.key() == self.fast_key && frame.nslots() == 1 && i != self.core.tail() {
+            // SAFETY: the frame's slot is owned by the user while the frame
+            // lives (we hold it by value); slot `i` = head is in [head,
+            // tail). Both buffers belong to one region (the key says so, and
+            // that neither ring has offsets), and every buffer index is
+            // range-checked again when it is used.
+            unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), false) };
+            self.core.set_head(self.core.next(i));
+            self.core.publish();
+            return Ok(());
         }
-        // SAFETY: the frame's slot is owned by the user while the frame
-        // lives (we hold it by value); slot `i` = head is in [head, tail).
-        // Both buffers belong to one region (checked above), and every
-        // buffer index is range-checked again when it is used.
-        unsafe { swap_slots(frame.first_slot(), self.core.slot(i), offsets) };
-        self.core.set_head(self.core.next(i));
-        self.core.publish();
-        Ok(())
+        let run = frame.run();
+        self.forward_general(frame.key(), run.slots, run.first, run.num_slots, frame.nslots())
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,
@@ -478,16 +483,16 @@ impl<'a> TxRing<'a> {
     /// # }
     /// ```
     pub fn forward_from(&mut self, rx: &mut RxRing<'_>) -> Result<usize> {
-        if rx.region != self.region {
+        if rx.key.region() != self.region {
             return Err(Error::MemoryMismatch {
-                a: rx.region.to_string(),
+                a: rx.key.region().to_string(),
                 b: self.region.to_string(),
             });
         }
         let (src, dst) = (&mut rx.core, &mut self.core);
         // Two copies of the loop, so the per-slot work has no branch on
         // whether offsets travel with the buffers.
-        let moved = if src.has_offsets() || dst.has_offsets() {
+        let moved = if rx.key.offsets() || dst.has_offsets() {
             move_slots::<true>(src, dst)
         } else {
             move_slots::<false>(src, dst)
@@ -510,16 +515,35 @@ impl<'a> TxRing<'a> {
         Error::RingFull { ring: self.core.id() }
     }
 
-    /// [`forward`](TxRing::forward) of a multi-slot packet of `n` slots,
-    /// `run`, with or without `offsets`. It takes no [`Frame`], which the fast
-    /// path would then spill to memory; the caller holds the frame, so its
-    /// slots stay the user's.
+    /// [`forward`](TxRing::forward) for what its fast path does not take:
+    /// a frame of another region, a multi-slot packet (of `n` slots from
+    /// `first` in the ring whose slot array `slots` has `num_slots`
+    /// entries), a ring with offsets, a full ring. It takes the frame's
+    /// pieces in registers, not the frame, which the fast path would then
+    /// spill to memory; the caller holds the frame, so its slots stay the
+    /// user's.
     #[cold]
     #[inline(never)]
-    fn forward_multi(&mut self, run: SlotRun, n: usize, offsets: bool) -> Result<()> {
+    fn forward_general(
+        &mut self,
+        key: FrameKey,
+        slots: *mut netmap_slot,
+        first: u32,
+        num_slots: u32,
+        n: usize,
+    ) -> Result<()> {
+        if key.region() != self.region {
+            return Err(self.mismatch(key.region()));
+        }
         if (self.core.space() as usize) < n {
             return Err(self.full());
         }
+        let offsets = key.offsets() || self.core.has_offsets();
+        let run = SlotRun {
+            slots,
+            first,
+            num_slots,
+        };
         let mut i = self.core.head();
         for k in 0..n {
             // SAFETY: as in `forward`, for each slot of the packet.
