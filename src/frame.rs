@@ -36,11 +36,14 @@ pub struct Frame<'a> {
     /// Where its slots lie in the ring.
     run: SlotRun,
     nslots: u16,
-    /// Its region, and whether its ring has offsets.
+    /// Its region, whether its ring has offsets, whether it spans more
+    /// than one slot.
     key: FrameKey,
 }
 
 impl<'a> Frame<'a> {
+    /// The frame of `nslots` slots from `first` in `core`'s ring, whose
+    /// one-slot frames have key `key`.
     #[inline]
     pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, key: FrameKey) -> Self {
         Frame {
@@ -51,7 +54,7 @@ impl<'a> Frame<'a> {
                 num_slots: core.num_slots(),
             },
             nslots,
-            key,
+            key: key.spanning(nslots),
         }
     }
 

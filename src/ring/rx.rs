@@ -26,8 +26,8 @@ pub struct RxRing<'a> {
     pub(super) core: RingCore,
     port: &'a Netmap,
     index: usize,
-    /// What its frames carry: the port's region, and whether the ring has
-    /// offsets.
+    /// The key of its one-slot frames: the port's region, and whether the
+    /// ring has offsets.
     pub(super) key: FrameKey,
     /// Room to assemble multi-slot packets, lent by the port (see
     /// [`Scratch`]).

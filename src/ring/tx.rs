@@ -12,18 +12,19 @@ use crate::frame::{Frame, SlotRun};
 use crate::port::{FrameKey, Netmap, RegionKey};
 
 /// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
-/// buffer into `rs`, flagging both `NS_BUF_CHANGED`.
+/// buffer into `rs`, flagging both `NS_BUF_CHANGED`; the TX slot also gets
+/// `more` (`NS_MOREFRAG` or 0), what the caller read of the RX slot's flags.
 ///
 /// # Safety
 /// Both slots must be owned by the user.
 #[inline]
-unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) {
+unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, more: u16, offsets: bool) {
     // SAFETY: the caller owns both slots; they are distinct (one RX, one TX).
     unsafe {
-        let (ridx, rlen, rflags) = read_slot(rs);
+        let (ridx, rlen, _) = read_slot(rs);
         let (tidx, _, _) = read_slot(ts);
         write_slot_buf(ts, ridx);
-        write_slot(ts, rlen, NS_BUF_CHANGED | (rflags & NS_MOREFRAG));
+        write_slot(ts, rlen, NS_BUF_CHANGED | more);
         write_slot_buf(rs, tidx);
         write_slot(rs, 0, NS_BUF_CHANGED);
         if offsets {
@@ -31,6 +32,16 @@ unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) 
             ptr::swap(ptr::addr_of_mut!((*rs).ptr), ptr::addr_of_mut!((*ts).ptr));
         }
     }
+}
+
+/// The `NS_MOREFRAG` flag of user-owned slot `s`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+unsafe fn more_flag(s: *const netmap_slot) -> u16 {
+    // SAFETY: forwarded contract.
+    unsafe { read_slot(s) }.2 & NS_MOREFRAG
 }
 
 /// Swaps as many packets as fit from the user-owned RX slots of `src` to
@@ -47,7 +58,7 @@ fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> us
         let (_, _, flags) = unsafe { read_slot(rs) };
         if flags & NS_MOREFRAG == 0 {
             // SAFETY: `ri` is a user-owned RX slot, `ti` a free TX slot.
-            unsafe { swap_slots(rs, dst.slot(ti), OFFSETS) };
+            unsafe { swap_slots(rs, dst.slot(ti), 0, OFFSETS) };
             ri = src.next(ri);
             ti = dst.next(ti);
             avail -= 1;
@@ -62,7 +73,10 @@ fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> us
         for _ in 0..n {
             // SAFETY: the `n` slots from `ri` are user-owned RX slots (counted
             // within `avail`), the `n` from `ti` free TX slots (`n <= room`).
-            unsafe { swap_slots(src.slot(ri), dst.slot(ti), OFFSETS) };
+            unsafe {
+                let rs = src.slot(ri);
+                swap_slots(rs, dst.slot(ti), more_flag(rs), OFFSETS);
+            }
             ri = src.next(ri);
             ti = dst.next(ti);
         }
@@ -131,8 +145,8 @@ pub struct TxRing<'a> {
     index: usize,
     region: RegionKey,
     /// The key of the frames [`forward`](TxRing::forward)'s fast path
-    /// takes: those of this region without offsets, if this ring has none
-    /// either ([`FrameKey::NONE`] otherwise).
+    /// takes: the one-slot frames of this region without offsets, if this
+    /// ring has none either ([`FrameKey::NONE`] otherwise).
     fast_key: FrameKey,
     /// The port's [`Netmap::max_packet`].
     max_packet: usize,
@@ -443,15 +457,15 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
         let i = self.core.head();
-        if frame.key() == self.fast_key && frame.nslots() == 1 && i != self.core.tail() {
+        if frame.key() == self.fast_key && i != self.core.tail() {
             // SAFETY: the frame's slot is owned by the user while the frame
             // lives (we hold it by value); slot `i` = head is in [head,
-            // tail). Both buffers belong to one region (the key says so, and
-            // that neither ring has offsets), and every buffer index is
-            // range-checked again when it is used.
-            unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), false) };
+            // tail). Both buffers belong to one region, the frame is one
+            // slot and neither ring has offsets (the key says so), and every
+            // buffer index is range-checked again when it is used.
+            unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), 0, false) };
             self.core.set_head(self.core.next(i));
-            self.core.publish();
+            self.core.publish_moved();
             return Ok(());
         }
         let run = frame.run();
@@ -547,7 +561,10 @@ impl<'a> TxRing<'a> {
         let mut i = self.core.head();
         for k in 0..n {
             // SAFETY: as in `forward`, for each slot of the packet.
-            unsafe { swap_slots(run.slot(k), self.core.slot(i), offsets) };
+            unsafe {
+                let rs = run.slot(k);
+                swap_slots(rs, self.core.slot(i), more_flag(rs), offsets);
+            }
             i = self.core.next(i);
         }
         self.core.set_head(i);
