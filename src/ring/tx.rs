@@ -50,29 +50,31 @@ unsafe fn more_flag(s: *const netmap_slot) -> u16 {
 #[inline]
 fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> usize {
     let (mut ri, mut ti) = (src.head(), dst.head());
-    let (mut avail, mut room) = (src.space(), dst.space());
-    let mut moved = 0usize;
-    while avail > 0 && room > 0 {
+    // One window for the batch: each packet moved takes as many slots from
+    // both rings, so the smaller space bounds them all.
+    let mut left = src.space().min(dst.space());
+    while left > 0 {
         let rs = src.slot(ri);
-        // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
+        // SAFETY: slot `ri` is among the user-owned RX slots (`left` is at
+        // most those from `ri` to the tail).
         let (_, _, flags) = unsafe { read_slot(rs) };
         if flags & NS_MOREFRAG == 0 {
             // SAFETY: `ri` is a user-owned RX slot, `ti` a free TX slot.
             unsafe { swap_slots(rs, dst.slot(ti), 0, OFFSETS) };
             ri = src.next(ri);
             ti = dst.next(ti);
-            avail -= 1;
-            room -= 1;
-            moved += 1;
+            left -= 1;
             continue;
         }
+        let avail = ffi::nm_space(ri, src.tail(), src.num_slots());
         let n = match chain_len(src, ri, avail) {
-            Some(n) if n <= room => n,
+            Some(n) if n <= ffi::nm_space(ti, dst.tail(), dst.num_slots()) => n,
             _ => break, // incomplete, or no room: it waits
         };
         for _ in 0..n {
             // SAFETY: the `n` slots from `ri` are user-owned RX slots (counted
-            // within `avail`), the `n` from `ti` free TX slots (`n <= room`).
+            // within `avail`), the `n` from `ti` free TX slots (`n` is at
+            // most the room).
             unsafe {
                 let rs = src.slot(ri);
                 swap_slots(rs, dst.slot(ti), more_flag(rs), OFFSETS);
@@ -80,13 +82,12 @@ fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> us
             ri = src.next(ri);
             ti = dst.next(ti);
         }
-        avail -= n;
-        room -= n;
-        moved += n as usize;
+        left -= n;
     }
+    let moved = ffi::nm_space(src.head(), ri, src.num_slots());
     src.set_head(ri);
     dst.set_head(ti);
-    moved
+    moved as usize
 }
 
 /// The length of the multi-slot packet starting at user-owned slot `i`, or
