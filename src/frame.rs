@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::Deref;
 
 use crate::ffi::{netmap_slot, nm_next};
-use crate::port::RegionKey;
+use crate::port::FrameKey;
 use crate::ring::RingCore;
 
 /// A received packet: a read-only view of its bytes in the ring's buffer.
@@ -33,30 +33,28 @@ use crate::ring::RingCore;
 /// its fragments in order.
 pub struct Frame<'a> {
     data: &'a [u8],
-    /// The packet's first slot.
-    slot: *mut netmap_slot,
     /// Where its slots lie in the ring.
     run: SlotRun,
     nslots: u16,
-    region: RegionKey,
-    /// Whether the ring's packets start at offsets in their buffers.
-    offsets: bool,
+    /// Its region, whether its ring has offsets, whether it spans more
+    /// than one slot.
+    key: FrameKey,
 }
 
 impl<'a> Frame<'a> {
+    /// The frame of `nslots` slots from `first` in `core`'s ring, whose
+    /// one-slot frames have key `key`.
     #[inline]
-    pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, region: RegionKey) -> Self {
+    pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, key: FrameKey) -> Self {
         Frame {
             data,
-            slot: core.slot(first),
             run: SlotRun {
                 slots: core.slot(0),
                 first,
                 num_slots: core.num_slots(),
             },
             nslots,
-            region,
-            offsets: core.has_offsets(),
+            key: key.spanning(nslots),
         }
     }
 
@@ -91,19 +89,8 @@ impl<'a> Frame<'a> {
     }
 
     #[inline]
-    pub(crate) fn region(&self) -> RegionKey {
-        self.region
-    }
-
-    #[inline]
-    pub(crate) fn has_offsets(&self) -> bool {
-        self.offsets
-    }
-
-    /// The packet's first slot.
-    #[inline]
-    pub(crate) fn first_slot(&self) -> *mut netmap_slot {
-        self.slot
+    pub(crate) fn key(&self) -> FrameKey {
+        self.key
     }
 
     /// Where the packet's slots lie in the ring.
@@ -113,15 +100,14 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Where a frame's slots lie in its ring, in two words, so that code off
-/// the fast path can take it in registers.
+/// Where a frame's slots lie in its ring.
 #[derive(Clone, Copy)]
 pub(crate) struct SlotRun {
     /// The ring's slot array.
-    slots: *mut netmap_slot,
+    pub(crate) slots: *mut netmap_slot,
     /// The packet's first slot.
-    first: u32,
-    num_slots: u32,
+    pub(crate) first: u32,
+    pub(crate) num_slots: u32,
 }
 
 impl SlotRun {

@@ -41,6 +41,42 @@ impl RegionKey {
     }
 }
 
+/// What [`TxRing::forward`](crate::TxRing::forward) checks of a frame, in
+/// one word, so that its fast path takes one compare: the key of the
+/// frame's region, with [`FrameKey::OFFSETS`] set if the frame's ring has
+/// offsets and [`FrameKey::MULTI`] if the frame spans more than one slot.
+/// Region keys stay below bit 50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameKey(u64);
+
+impl FrameKey {
+    const OFFSETS: u64 = 1 << 63;
+    const MULTI: u64 = 1 << 62;
+
+    /// A key no frame has: every region key is below [`FrameKey::MULTI`].
+    pub(crate) const NONE: FrameKey = FrameKey(u64::MAX);
+
+    /// The key of a one-slot frame of a ring in `region`.
+    pub(crate) fn new(region: RegionKey, offsets: bool) -> FrameKey {
+        FrameKey(region.0 | if offsets { Self::OFFSETS } else { 0 })
+    }
+
+    /// This key, for a frame of `nslots` slots.
+    #[inline]
+    pub(crate) fn spanning(self, nslots: u16) -> FrameKey {
+        FrameKey(self.0 | if nslots == 1 { 0 } else { Self::MULTI })
+    }
+
+    pub(crate) fn region(self) -> RegionKey {
+        RegionKey(self.0 & !(Self::OFFSETS | Self::MULTI))
+    }
+
+    /// Whether the frame's ring has offsets.
+    pub(crate) fn offsets(self) -> bool {
+        self.0 & Self::OFFSETS != 0
+    }
+}
+
 impl fmt::Display for RegionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (id, n) = (self.mem_id(), (self.0 >> 16) as u32);

@@ -9,7 +9,7 @@ use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
 use crate::frame::Frame;
-use crate::port::{Netmap, RegionKey};
+use crate::port::{FrameKey, Netmap};
 
 /// A receive ring of an open port.
 ///
@@ -26,7 +26,9 @@ pub struct RxRing<'a> {
     pub(super) core: RingCore,
     port: &'a Netmap,
     index: usize,
-    pub(super) region: RegionKey,
+    /// The key of its one-slot frames: the port's region, and whether the
+    /// ring has offsets.
+    pub(super) key: FrameKey,
     /// Room to assemble multi-slot packets, lent by the port (see
     /// [`Scratch`]).
     pub(super) scratch: Scratch,
@@ -45,8 +47,8 @@ impl<'a> RxRing<'a> {
     #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
         RxRing {
+            key: FrameKey::new(port.region_key(), core.has_offsets()),
             core,
-            region: port.region_key(),
             port,
             index,
             scratch: port.take_scratch(index),
@@ -95,10 +97,10 @@ impl<'a> RxRing<'a> {
             self.core.publish();
             return None;
         }
-        let region = self.region;
+        let key = self.key;
         // SAFETY: `&mut self` ends every earlier frame; the frame returned
         // borrows `self`.
-        unsafe { next_frame(&mut self.core, &mut self.scratch, region) }
+        unsafe { next_frame(&mut self.core, &mut self.scratch, key) }
     }
 
     /// Every packet received as of the last sync, as frames that may be
@@ -111,7 +113,7 @@ impl<'a> RxRing<'a> {
             local: self.core.clone(),
             core: &mut self.core,
             scratch: &mut self.scratch,
-            region: self.region,
+            key: self.key,
             _frames: PhantomData,
         }
     }
@@ -157,7 +159,7 @@ pub struct RxIter<'r> {
     local: RingCore,
     core: &'r mut RingCore,
     scratch: &'r mut Scratch,
-    region: RegionKey,
+    key: FrameKey,
     _frames: PhantomData<Frame<'r>>,
 }
 
@@ -178,7 +180,7 @@ impl<'r> Iterator for RxIter<'r> {
         // forward, and the shared head is not published until the ring is
         // borrowed mutably again, after every frame of 'r is gone), and
         // multi-slot frames are assembled into disjoint parts of the scratch.
-        unsafe { next_frame(&mut self.local, self.scratch, self.region) }
+        unsafe { next_frame(&mut self.local, self.scratch, self.key) }
     }
 
     #[inline]
@@ -238,10 +240,19 @@ impl Scratch {
     }
 }
 
+/// A packet found off the fast path: its bytes, its first slot and how
+/// many slots it spans. Small, so that [`next_frame`] builds the [`Frame`]
+/// of either path from scalars in registers.
+struct Packet<'f> {
+    data: &'f [u8],
+    first: u32,
+    nslots: u16,
+}
+
 /// What [`next_multi`] found at the head of the ring.
 enum Multi<'f> {
     /// A whole packet, and the head past it.
-    Frame(Frame<'f>, u32),
+    Frame(Packet<'f>, u32),
     /// Its last fragment has not arrived: wait for the next sync.
     Incomplete,
     /// A corrupt packet, skipped: the head past it.
@@ -257,7 +268,7 @@ enum Multi<'f> {
 /// for `'f`, and no frame previously handed out may overlap it: it must be
 /// dropped, or cover other slots.
 #[inline]
-unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: RegionKey) -> Option<Frame<'f>> {
+unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, key: FrameKey) -> Option<Frame<'f>> {
     let i = core.head();
     if i == core.tail() {
         return None;
@@ -276,21 +287,23 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, region: Reg
             // and stays so until the shared head is published, which needs
             // `&mut` on the ring, after the frame ('f) is gone.
             let data = unsafe { std::slice::from_raw_parts(buf, len) };
-            return Some(Frame::new(data, core, i, 1, region));
+            return Some(Frame::new(data, core, i, 1, key));
         }
     }
     // Multi-slot packets, corrupt slots and rings with offsets take the cold
     // path. It works on a copy, so that `core` never escapes this function
-    // and its fields can stay in registers in the receive loop.
+    // and its fields can stay in registers in the receive loop; it returns
+    // the packet's pieces, so that the frame is built here, in registers.
     // SAFETY: forwarded contract.
-    let (frame, head) = unsafe { next_slow(core.clone(), slot, scratch, region) };
+    let (packet, head) = unsafe { next_slow(core.clone(), slot, scratch) };
     core.set_head(head);
-    frame
+    let packet = packet?;
+    Some(Frame::new(packet.data, core, packet.first, packet.nslots, key))
 }
 
 /// [`next_frame`] for a multi-slot packet or a corrupt slot at the head,
-/// whose fields `first` the caller read: returns the frame, if any, and the
-/// new head; counts the corrupt packets it skips in `scratch`.
+/// whose fields `first` the caller read: returns the packet, if any, and
+/// the new head; counts the corrupt packets it skips in `scratch`.
 ///
 /// # Safety
 /// As for [`next_frame`].
@@ -300,8 +313,7 @@ unsafe fn next_slow<'f>(
     mut core: RingCore,
     first: (u32, u16, u16),
     scratch: &mut Scratch,
-    region: RegionKey,
-) -> (Option<Frame<'f>>, u32) {
+) -> (Option<Packet<'f>>, u32) {
     let mut slot = Some(first);
     loop {
         let i = core.head();
@@ -321,11 +333,16 @@ unsafe fn next_slow<'f>(
             };
             // SAFETY: as in `next_frame`.
             let data = unsafe { std::slice::from_raw_parts(buf, (len as usize).min(cap)) };
-            return (Some(Frame::new(data, &core, i, 1, region)), core.next(i));
+            let packet = Packet {
+                data,
+                first: i,
+                nslots: 1,
+            };
+            return (Some(packet), core.next(i));
         }
         // SAFETY: forwarded contract.
-        match unsafe { next_multi(core.clone(), scratch, region) } {
-            Multi::Frame(frame, head) => return (Some(frame), head),
+        match unsafe { next_multi(core.clone(), scratch) } {
+            Multi::Frame(packet, head) => return (Some(packet), head),
             Multi::Incomplete => return (None, i),
             Multi::Skipped(head) => {
                 scratch.skip();
@@ -341,7 +358,7 @@ unsafe fn next_slow<'f>(
 /// As for [`next_frame`].
 #[cold]
 #[inline(never)]
-unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch, region: RegionKey) -> Multi<'f> {
+unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch) -> Multi<'f> {
     let first = core.head();
     let space = core.space();
     // Find the fragments: (start, length) of each, or `None` for a corrupt
@@ -395,5 +412,10 @@ unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch, region: RegionKe
     // borrows the scratch (through the ring) for 'f, and no later write
     // touches this range while the frame lives (see above).
     let data = unsafe { std::slice::from_raw_parts(base, total) };
-    Multi::Frame(Frame::new(data, &core, first, n as u16, region), i)
+    let packet = Packet {
+        data,
+        first,
+        nslots: n as u16,
+    };
+    Multi::Frame(packet, i)
 }

@@ -9,21 +9,22 @@ use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
 use crate::frame::{Frame, SlotRun};
-use crate::port::{Netmap, RegionKey};
+use crate::port::{FrameKey, Netmap, RegionKey};
 
 /// Moves the buffer of RX slot `rs` into TX slot `ts` and the TX slot's
-/// buffer into `rs`, flagging both `NS_BUF_CHANGED`.
+/// buffer into `rs`, flagging both `NS_BUF_CHANGED`; the TX slot also gets
+/// `more` (`NS_MOREFRAG` or 0), what the caller read of the RX slot's flags.
 ///
 /// # Safety
 /// Both slots must be owned by the user.
 #[inline]
-unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) {
+unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, more: u16, offsets: bool) {
     // SAFETY: the caller owns both slots; they are distinct (one RX, one TX).
     unsafe {
-        let (ridx, rlen, rflags) = read_slot(rs);
+        let (ridx, rlen, _) = read_slot(rs);
         let (tidx, _, _) = read_slot(ts);
         write_slot_buf(ts, ridx);
-        write_slot(ts, rlen, NS_BUF_CHANGED | (rflags & NS_MOREFRAG));
+        write_slot(ts, rlen, NS_BUF_CHANGED | more);
         write_slot_buf(rs, tidx);
         write_slot(rs, 0, NS_BUF_CHANGED);
         if offsets {
@@ -33,46 +34,60 @@ unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, offsets: bool) 
     }
 }
 
+/// The `NS_MOREFRAG` flag of user-owned slot `s`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+unsafe fn more_flag(s: *const netmap_slot) -> u16 {
+    // SAFETY: forwarded contract.
+    unsafe { read_slot(s) }.2 & NS_MOREFRAG
+}
+
 /// Swaps as many packets as fit from the user-owned RX slots of `src` to
 /// the free TX slots of `dst`, advancing both heads (unpublished); returns
 /// the slots moved. Multi-slot packets move whole or wait.
 #[inline]
 fn move_slots<const OFFSETS: bool>(src: &mut RingCore, dst: &mut RingCore) -> usize {
     let (mut ri, mut ti) = (src.head(), dst.head());
-    let (mut avail, mut room) = (src.space(), dst.space());
-    let mut moved = 0usize;
-    while avail > 0 && room > 0 {
+    // One window for the batch: each packet moved takes as many slots from
+    // both rings, so the smaller space bounds them all.
+    let mut left = src.space().min(dst.space());
+    while left > 0 {
         let rs = src.slot(ri);
-        // SAFETY: slot `ri` is among the `avail` user-owned RX slots.
+        // SAFETY: slot `ri` is among the user-owned RX slots (`left` is at
+        // most those from `ri` to the tail).
         let (_, _, flags) = unsafe { read_slot(rs) };
         if flags & NS_MOREFRAG == 0 {
             // SAFETY: `ri` is a user-owned RX slot, `ti` a free TX slot.
-            unsafe { swap_slots(rs, dst.slot(ti), OFFSETS) };
+            unsafe { swap_slots(rs, dst.slot(ti), 0, OFFSETS) };
             ri = src.next(ri);
             ti = dst.next(ti);
-            avail -= 1;
-            room -= 1;
-            moved += 1;
+            left -= 1;
             continue;
         }
+        let avail = ffi::nm_space(ri, src.tail(), src.num_slots());
         let n = match chain_len(src, ri, avail) {
-            Some(n) if n <= room => n,
+            Some(n) if n <= ffi::nm_space(ti, dst.tail(), dst.num_slots()) => n,
             _ => break, // incomplete, or no room: it waits
         };
         for _ in 0..n {
             // SAFETY: the `n` slots from `ri` are user-owned RX slots (counted
-            // within `avail`), the `n` from `ti` free TX slots (`n <= room`).
-            unsafe { swap_slots(src.slot(ri), dst.slot(ti), OFFSETS) };
+            // within `avail`), the `n` from `ti` free TX slots (`n` is at
+            // most the room).
+            unsafe {
+                let rs = src.slot(ri);
+                swap_slots(rs, dst.slot(ti), more_flag(rs), OFFSETS);
+            }
             ri = src.next(ri);
             ti = dst.next(ti);
         }
-        avail -= n;
-        room -= n;
-        moved += n as usize;
+        left -= n;
     }
+    let moved = ffi::nm_space(src.head(), ri, src.num_slots());
     src.set_head(ri);
     dst.set_head(ti);
-    moved
+    moved as usize
 }
 
 /// The length of the multi-slot packet starting at user-owned slot `i`, or
@@ -130,6 +145,10 @@ pub struct TxRing<'a> {
     port: &'a Netmap,
     index: usize,
     region: RegionKey,
+    /// The key of the frames [`forward`](TxRing::forward)'s fast path
+    /// takes: the one-slot frames of this region without offsets, if this
+    /// ring has none either ([`FrameKey::NONE`] otherwise).
+    fast_key: FrameKey,
     /// The port's [`Netmap::max_packet`].
     max_packet: usize,
     /// The longest packet the fast paths of `send` and `push` take:
@@ -184,8 +203,14 @@ impl<'a> TxRing<'a> {
     #[inline]
     pub(crate) fn new(core: RingCore, port: &'a Netmap, index: usize) -> Self {
         let max_packet = port.max_packet();
+        let region = port.region_key();
         TxRing {
-            region: port.region_key(),
+            region,
+            fast_key: if core.has_offsets() {
+                FrameKey::NONE
+            } else {
+                FrameKey::new(region, false)
+            },
             max_packet,
             fast_max: max_packet.min(core.slot_cap()),
             untouched: Untouched {
@@ -432,25 +457,20 @@ impl<'a> TxRing<'a> {
     /// [`space`](TxRing::space) first to keep it.
     #[inline]
     pub fn forward(&mut self, frame: Frame<'_>) -> Result<()> {
-        if frame.region() != self.region {
-            return Err(self.mismatch(frame.region()));
-        }
-        let offsets = frame.has_offsets() || self.core.has_offsets();
-        if frame.nslots() != 1 {
-            return self.forward_multi(frame.run(), frame.nslots(), offsets);
-        }
         let i = self.core.head();
-        if i == self.core.tail() {
-            return Err(self.full());
+        if frame.key() == self.fast_key && i != self.core.tail() {
+            // SAFETY: the frame's slot is owned by the user while the frame
+            // lives (we hold it by value); slot `i` = head is in [head,
+            // tail). Both buffers belong to one region, the frame is one
+            // slot and neither ring has offsets (the key says so), and every
+            // buffer index is range-checked again when it is used.
+            unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), 0, false) };
+            self.core.set_head(self.core.next(i));
+            self.core.publish_moved();
+            return Ok(());
         }
-        // SAFETY: the frame's slot is owned by the user while the frame
-        // lives (we hold it by value); slot `i` = head is in [head, tail).
-        // Both buffers belong to one region (checked above), and every
-        // buffer index is range-checked again when it is used.
-        unsafe { swap_slots(frame.first_slot(), self.core.slot(i), offsets) };
-        self.core.set_head(self.core.next(i));
-        self.core.publish();
-        Ok(())
+        let run = frame.run();
+        self.forward_general(frame.key(), run.slots, run.first, run.num_slots, frame.nslots())
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,
@@ -478,16 +498,16 @@ impl<'a> TxRing<'a> {
     /// # }
     /// ```
     pub fn forward_from(&mut self, rx: &mut RxRing<'_>) -> Result<usize> {
-        if rx.region != self.region {
+        if rx.key.region() != self.region {
             return Err(Error::MemoryMismatch {
-                a: rx.region.to_string(),
+                a: rx.key.region().to_string(),
                 b: self.region.to_string(),
             });
         }
         let (src, dst) = (&mut rx.core, &mut self.core);
         // Two copies of the loop, so the per-slot work has no branch on
         // whether offsets travel with the buffers.
-        let moved = if src.has_offsets() || dst.has_offsets() {
+        let moved = if rx.key.offsets() || dst.has_offsets() {
             move_slots::<true>(src, dst)
         } else {
             move_slots::<false>(src, dst)
@@ -510,20 +530,42 @@ impl<'a> TxRing<'a> {
         Error::RingFull { ring: self.core.id() }
     }
 
-    /// [`forward`](TxRing::forward) of a multi-slot packet of `n` slots,
-    /// `run`, with or without `offsets`. It takes no [`Frame`], which the fast
-    /// path would then spill to memory; the caller holds the frame, so its
-    /// slots stay the user's.
+    /// [`forward`](TxRing::forward) for what its fast path does not take:
+    /// a frame of another region, a multi-slot packet (of `n` slots from
+    /// `first` in the ring whose slot array `slots` has `num_slots`
+    /// entries), a ring with offsets, a full ring. It takes the frame's
+    /// pieces in registers, not the frame, which the fast path would then
+    /// spill to memory; the caller holds the frame, so its slots stay the
+    /// user's.
     #[cold]
     #[inline(never)]
-    fn forward_multi(&mut self, run: SlotRun, n: usize, offsets: bool) -> Result<()> {
+    fn forward_general(
+        &mut self,
+        key: FrameKey,
+        slots: *mut netmap_slot,
+        first: u32,
+        num_slots: u32,
+        n: usize,
+    ) -> Result<()> {
+        if key.region() != self.region {
+            return Err(self.mismatch(key.region()));
+        }
         if (self.core.space() as usize) < n {
             return Err(self.full());
         }
+        let offsets = key.offsets() || self.core.has_offsets();
+        let run = SlotRun {
+            slots,
+            first,
+            num_slots,
+        };
         let mut i = self.core.head();
         for k in 0..n {
             // SAFETY: as in `forward`, for each slot of the packet.
-            unsafe { swap_slots(run.slot(k), self.core.slot(i), offsets) };
+            unsafe {
+                let rs = run.slot(k);
+                swap_slots(rs, self.core.slot(i), more_flag(rs), offsets);
+            }
             i = self.core.next(i);
         }
         self.core.set_head(i);
