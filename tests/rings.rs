@@ -159,6 +159,46 @@ fn multi_slot_packets_cross_as_one() {
     );
 }
 
+#[test]
+fn packets_go_in_fragments_of_the_size_asked() {
+    let (a, b) = pair("fragsz", 256);
+    let mut tx = a.tx_ring(0).unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    let mut pkt = Vec::new();
+    // (length, fragment size, slots expected): 0 counts as 1, and a size
+    // over a slot's 2048 bytes is one slot's worth.
+    let cases = [
+        (60usize, 16usize, 4usize),
+        (64, 64, 1),
+        (40, 0, 40),
+        (5000, 4096, 3),
+        (60, 1, 60),
+    ];
+    for (seq, &(len, frag, _)) in cases.iter().enumerate() {
+        make_packet(&mut pkt, seq as u64, len);
+        tx.send_fragments(&pkt, frag).unwrap();
+        tx.sync().unwrap();
+    }
+    rx.sync().unwrap();
+    let got: Vec<(u64, usize, usize)> = rx
+        .iter()
+        .map(|f| (check_packet(&f), f.len(), f.slots()))
+        .collect();
+    let want: Vec<(u64, usize, usize)> = cases
+        .iter()
+        .enumerate()
+        .map(|(seq, &(len, _, slots))| (seq as u64, len, slots))
+        .collect();
+    assert_eq!(got, want);
+    // More than 64 fragments: too large, and the ring is left as it was.
+    let space = tx.space();
+    match tx.send_fragments(&[0u8; 65], 1) {
+        Err(Error::PacketTooLarge { len: 65, max: 64 }) => {}
+        other => panic!("65 fragments of 1 byte: {other:?}"),
+    }
+    assert_eq!(tx.space(), space);
+}
+
 /// Moves `count` packets of random sizes (with multi-slot ones mixed in)
 /// from `a` to `b` in two threads; checks order and contents.
 fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {

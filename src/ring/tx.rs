@@ -319,7 +319,7 @@ impl<'a> TxRing<'a> {
         };
         // A backend's own limit (AF_PACKET's MTU) may be below one slot.
         if data.len() > cap.min(self.max_packet) {
-            return self.send_multi(data, (buf, cap));
+            return self.send_multi(data, (buf, cap), usize::MAX);
         }
         // SAFETY: `buf` starts `cap >= data.len()` bytes of the slot's
         // buffer, in the mapping and owned by the user with its slot; `data`
@@ -367,10 +367,49 @@ impl<'a> TxRing<'a> {
         self.core.corrupt_slot(i, idx)
     }
 
+    /// Sends `data` as one packet of slots that hold at most `frag` bytes
+    /// each (the last one the rest), as netmap's `pkt-gen -F` does to test
+    /// multi-slot (`NS_MOREFRAG`) paths with packets that would fit one
+    /// slot. `frag` is capped at a slot's capacity, and 0 counts as 1; a
+    /// packet of more than 64 fragments (`NETMAP_MAX_FRAGS`) is
+    /// [`PacketTooLarge`](Error::PacketTooLarge), with the longest packet
+    /// of 64 such fragments as its `max`.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:frags{1").build()?, NetmapBuilder::new("emu:frags}1").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send_fragments(&[7u8; 100], 40)?; // slots of 40, 40 and 20 bytes
+    /// tx.sync()?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// rx.sync()?;
+    /// let frame = rx.recv().expect("the packet");
+    /// assert_eq!((frame.len(), frame.slots()), (100, 3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_fragments(&mut self, data: &[u8], frag: usize) -> Result<()> {
+        let frag = frag.max(1);
+        if self.core.is_empty() {
+            return Err(self.too_large_or_full(data.len()));
+        }
+        let i = self.core.head();
+        let s = self.core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (idx, _, _) = unsafe { read_slot(s) };
+        // SAFETY: as above.
+        let Some(first) = (unsafe { self.core.data(s, idx) }) else {
+            return Err(self.skip_corrupt(i, idx));
+        };
+        self.send_multi(data, first, frag)
+    }
+
     /// The multi-slot case of [`send`](TxRing::send); `first` is the head
-    /// slot's buffer and capacity, as `send` read them.
+    /// slot's buffer and capacity, as `send` read them. Each slot holds at
+    /// most `frag` bytes.
     #[cold]
-    fn send_multi(&mut self, data: &[u8], first: (*mut u8, usize)) -> Result<()> {
+    fn send_multi(&mut self, data: &[u8], first: (*mut u8, usize), frag: usize) -> Result<()> {
         if data.len() > self.max_packet() {
             return Err(self.too_large_or_full(data.len()));
         }
@@ -378,20 +417,27 @@ impl<'a> TxRing<'a> {
         // checking each before writing any, so that an error leaves the
         // ring as it was.
         let mut parts = [(ptr::null_mut::<u8>(), 0usize); NETMAP_MAX_FRAGS as usize];
-        parts[0] = first;
-        let (mut n, mut room) = (1usize, first.1);
+        parts[0] = (first.0, first.1.min(frag));
+        let (mut n, mut room) = (1usize, parts[0].1);
         let mut i = self.core.next(self.core.head());
         while room < data.len() {
-            if n == self.core.space() as usize || n == parts.len() {
+            if n == parts.len() {
+                return Err(Error::PacketTooLarge {
+                    len: data.len(),
+                    max: self.max_packet().min(parts.len() * frag.min(self.buf_size())),
+                });
+            }
+            if n == self.core.space() as usize {
                 return Err(self.too_large_or_full(data.len()));
             }
             let s = self.core.slot(i);
             // SAFETY: the first `space` slots from head are user-owned.
             let (idx, _, _) = unsafe { read_slot(s) };
             // SAFETY: as above.
-            let Some(part) = (unsafe { self.core.data(s, idx) }) else {
+            let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
                 return Err(self.skip_corrupt(i, idx));
             };
+            let part = (buf, cap.min(frag));
             parts[n] = part;
             room += part.1;
             n += 1;
