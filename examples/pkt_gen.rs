@@ -81,8 +81,8 @@ netmap-rs backend. Flags as in C:
                  pipes, emu:); one number sets both slot counts, a third
                  both ring counts; 0 keeps the default. Added to the name
                  as its @conf: option (as C advises)
-  -F FRAGS       C: send each packet as FRAGS slots. Only 1 here: the TX
-                 API writes one slot per packet (refused otherwise)
+  -F FRAGS       send each packet as FRAGS slots (1 to 63, default 1): all
+                 but the last of length/FRAGS bytes, rounded up (NS_MOREFRAG)
   -N             do not normalise units (pps, bps instead of Kpps, Mbps)
   -B             count 24 bytes of framing and CRC per packet in raw bps
   -4             IPv4 (the only family here)
@@ -212,6 +212,8 @@ struct Args {
     pkt_size: usize,
     /// The lower end of a random length range (second -l), or 0.
     pkt_min_size: usize,
+    /// Slots per packet (-F).
+    frags: usize,
     npackets: u64,
     burst: usize,
     rate: u64,
@@ -347,6 +349,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
         func: Func::Rx,
         pkt_size: 60,
         pkt_min_size: 0,
+        frags: 1,
         npackets: 0,
         burst: 0,
         rate: 0,
@@ -427,12 +430,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
                 if !(1..=63).contains(&frags) {
                     return Err(format!("-F takes 1 to 63 fragments, not {frags}"));
                 }
-                if frags > 1 {
-                    return Err(format!(
-                        "-F {frags}: multi-slot packets are not implemented here (the TX API writes \
-                         one slot per packet)"
-                    ));
-                }
+                a.frags = frags as usize;
             }
             Short('N') => a.normalize = false,
             Short('B') => a.framing = 24 * 8,
@@ -560,6 +558,8 @@ struct Gen {
     stamp: Stamp,
     seq: u32,
     rng: Rng,
+    /// Slots per packet (-F).
+    frags: usize,
 }
 
 impl Gen {
@@ -596,6 +596,7 @@ impl Gen {
             stamp,
             seq: 0,
             rng: Rng::new(seed),
+            frags: a.frags,
         };
         let mut frame = std::mem::take(&mut g.frame);
         g.write_headers(&mut frame);
@@ -703,11 +704,13 @@ fn step(a: &mut Addr, r: &AddrRange) -> bool {
 /// Stages up to `n` packets from `gen` on `ring` and publishes them;
 /// returns how many and their bytes.
 ///
-/// Each slot gets a copy of the template, then the per-packet fields. (Once
-/// the TX batch can say whether a slot's buffer is fresh, that is, may not
-/// hold what this ring last wrote there, only fresh buffers need the copy;
-/// `Gen::stamp` already writes every field that differs between packets.)
+/// A slot whose buffer may not hold the slot's last packet gets a copy of
+/// the template, then every slot the per-packet fields (`Gen::stamp`).
+/// Under -F each packet is built aside and sent in its fragments.
 fn fill_burst(ring: &mut TxRing<'_>, gen: &mut Gen, n: usize) -> Result<(usize, u64), Error> {
+    if gen.frags > 1 {
+        return fill_fragmented(ring, gen, n);
+    }
     let mut batch = ring.batch();
     let mut bytes = 0u64;
     if gen.is_constant() {
@@ -745,6 +748,28 @@ fn fill_burst(ring: &mut TxRing<'_>, gen: &mut Gen, n: usize) -> Result<(usize, 
         bytes += len as u64;
     }
     Ok((batch.commit(), bytes))
+}
+
+/// `fill_burst` under -F: each packet is the template with its per-packet
+/// fields, sent as `gen.frags` slots.
+fn fill_fragmented(ring: &mut TxRing<'_>, gen: &mut Gen, n: usize) -> Result<(usize, u64), Error> {
+    let (mut sent, mut bytes) = (0, 0u64);
+    let mut pkt = Vec::with_capacity(gen.max);
+    while sent < n {
+        let len = gen.next_len();
+        let frag = len.div_ceil(gen.frags);
+        // Stamp only a packet that will go: the stamp moves the sequence on.
+        if ring.space() < len.div_ceil(frag.min(ring.buf_size())) {
+            break;
+        }
+        pkt.clear();
+        pkt.extend_from_slice(&gen.frame[..len]);
+        gen.stamp(&mut pkt);
+        ring.send_fragments(&pkt, frag)?;
+        sent += 1;
+        bytes += len as u64;
+    }
+    Ok((sent, bytes))
 }
 
 // ------------------------------------------------------------------ output

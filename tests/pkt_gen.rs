@@ -210,7 +210,7 @@ fn bad_arguments_exit_2_with_a_message_and_the_usage() {
         &["-i", "emu:x{1", "-n", "many"],
         &["-i", "emu:x{1", "-s", "10.0.0.300"],
         &["-i", "emu:x{1", "-D", "aa:bb"],
-        &["-i", "emu:x{1", "-F", "2"],
+        &["-i", "emu:x{1", "-F", "64"],
         &["-i", "emu:x{1", "-X"],
     ] {
         let Some(out) = run("bad_arguments_exit_2_with_a_message_and_the_usage", args, LIMIT) else {
@@ -283,6 +283,42 @@ fn txseq_rxseq_report_no_loss() {
     assert!(
         out.stdout
             .contains("Sequence: 200000 packets checked, 0 lost, 0 out of order, 0 too short."),
+        "{}",
+        text_ok(&out)
+    );
+}
+
+/// -F: each packet goes as that many slots, and arrives whole and in order.
+#[test]
+fn fragments_arrive_whole_and_in_order() {
+    let Some(out) = run(
+        "fragments_arrive_whole_and_in_order",
+        &[
+            "-i",
+            "emu:pgfr{1",
+            "--pair",
+            "emu:pgfr}1",
+            "-f",
+            "txseq",
+            "-F",
+            "5",
+            "-l",
+            "300",
+            "-n",
+            "50000",
+        ],
+        LIMIT,
+    ) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text_ok(&out));
+    assert_eq!(
+        summary(&out.stdout, "Received"),
+        (50_000, 50_000 * 300, summary(&out.stdout, "Received").2, 300)
+    );
+    assert!(
+        out.stdout
+            .contains("Sequence: 50000 packets checked, 0 lost, 0 out of order, 0 too short."),
         "{}",
         text_ok(&out)
     );
