@@ -7,8 +7,10 @@
 //! * *ephemeral* ports, made when a process opens `vale0:p1` with
 //!   [`NetmapBuilder`](crate::NetmapBuilder) and gone when it closes them;
 //! * *persistent* ports, made by [`new_port`] (an interface of their own,
-//!   seen by `ip link`, until [`delete_port`]) and attached to a switch by
-//!   [`attach`], or opened as `vale0:NAME`;
+//!   seen by `ip link`, until [`delete_port`]), opened by that name
+//!   (`netmap:NAME`) and attached to a switch by [`attach`]
+//!   (`vale0:NAME`). The module detaches one from its switch when a port
+//!   that opened it closes: open it before attaching it;
 //! * NICs, [`attach`]ed (`vale0:eth0`), with their host stack
 //!   (`vale0:eth0^` in the list) when asked for, until [`detach`].
 //!
@@ -269,9 +271,10 @@ pub fn detach(port: &str) -> Result<u32> {
 }
 
 /// Creates the persistent VALE port `name` (`vale-ctl -n`): an interface
-/// of its own, until [`delete_port`]; attach it to a switch with
-/// [`attach`]`("valeX:NAME", false)`, or open it as `valeX:NAME`. Returns
-/// the counts and memory region the port got.
+/// of its own, until [`delete_port`]; open it as `netmap:NAME`, attach it
+/// to a switch with [`attach`]`("valeX:NAME", false)` (closing a port that
+/// opened it detaches it again). Returns the counts and memory region the
+/// port got.
 ///
 /// # Errors
 ///

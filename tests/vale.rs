@@ -1,5 +1,5 @@
 //! VALE switch control on the real netmap module (`/dev/netmap`): a
-//! persistent port is created, attached, listed, opened and deleted; a veth
+//! persistent port is created, opened, attached, listed and deleted; a veth
 //! is attached, with and without its host stack, listed and detached; the
 //! kernel's refusals come back as typed errors.
 //!
@@ -39,8 +39,8 @@ impl Drop for Persistent {
 }
 
 #[test]
-fn a_persistent_port_is_created_listed_opened_and_deleted() {
-    let test = "a_persistent_port_is_created_listed_opened_and_deleted";
+fn a_persistent_port_is_created_opened_attached_listed_and_deleted() {
+    let test = "a_persistent_port_is_created_opened_attached_listed_and_deleted";
     if skip(test) {
         return;
     }
@@ -60,6 +60,18 @@ fn a_persistent_port_is_created_listed_opened_and_deleted() {
     let e = vale::new_port("nmrsp0", &conf).unwrap_err();
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
 
+    // It opens by its interface name, with the rings it was made with, and
+    // stays when closed. (Closing it detaches it from a switch: open it
+    // before attaching.)
+    let port = NetmapBuilder::new("netmap:nmrsp0")
+        .backend(BackendKind::Kernel)
+        .build()
+        .unwrap();
+    assert_eq!((port.num_tx_rings(), port.num_rx_rings()), (2, 2));
+    drop(port);
+    let e = vale::new_port("nmrsp0", &conf).unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+
     // Not on any switch until attached.
     assert!(names("valenmrs0").is_empty());
     let index = vale::attach("valenmrs0:nmrsp0", false).unwrap();
@@ -75,14 +87,6 @@ fn a_persistent_port_is_created_listed_opened_and_deleted() {
     // Attached, it cannot be deleted.
     let e = vale::delete_port("nmrsp0").unwrap_err();
     assert!(matches!(e, Error::InUse { .. }), "{e:?}");
-
-    // A port of the switch opens as any VALE port does, with the rings it was made with.
-    let port = NetmapBuilder::new("valenmrs0:nmrsp0")
-        .backend(BackendKind::Kernel)
-        .build()
-        .unwrap();
-    assert_eq!((port.num_tx_rings(), port.num_rx_rings()), (2, 2));
-    drop(port);
 
     assert_eq!(vale::detach("valenmrs0:nmrsp0").unwrap(), index);
     assert!(names("valenmrs0").is_empty());
