@@ -166,6 +166,28 @@ pub enum Error {
         rings: String,
     },
 
+    /// What a VALE request would create exists already: the port is
+    /// attached to the switch, or an interface of the name exists (see
+    /// [`vale`](crate::vale)).
+    #[error("`{}` exists already; {}", Name(name), exists_hint(name))]
+    AlreadyExists {
+        /// The switch port (`valeX:NIC`) or the interface.
+        name: String,
+    },
+
+    /// A VALE request was refused because the port or NIC is in use (see
+    /// [`vale`](crate::vale)): open in a process, attached to a switch, or
+    /// polled by one.
+    #[error("`{}` is in use: {reason}; {hint}", Name(name))]
+    InUse {
+        /// The switch port (`valeX:NIC`) or the interface.
+        name: String,
+        /// Who uses it, in words.
+        reason: String,
+        /// What to do first.
+        hint: String,
+    },
+
     /// The port name could not be parsed.
     #[error(
         "invalid port name `{}` at byte {position}: expected {expected}\n{}\n\
@@ -384,10 +406,22 @@ fn not_found_hint(name: &str) -> &'static str {
              master end (`{`) before its slave end (`}`)"
         }
         _ if spec.is_vale() => {
-            "check the VALE switch and port names (`valectl` lists the switches' ports), and \
+            "check the VALE switch and port names (`vale-ctl` lists the switches' ports), and \
              that the netmap module was built with VALE"
         }
         _ => "check the interface name with `ip link` (interfaces of this network namespace)",
+    }
+}
+
+/// The advice of [`Error::AlreadyExists`] for `name`: a switch port's
+/// (`valeX:NIC`, with a `:`) or an interface's.
+fn exists_hint(name: &str) -> &'static str {
+    if name.contains(':') {
+        "it is attached to the switch already: detach it first (`vale::detach`, `vale-ctl -d`), \
+         or leave it attached"
+    } else {
+        "an interface of that name exists: choose another name, or delete the persistent VALE \
+         port first (`vale::delete_port`, `vale-ctl -r`)"
     }
 }
 
@@ -443,7 +477,8 @@ impl fmt::Display for Caret<'_> {
 /// | [`PermissionDenied`](Error::PermissionDenied) | `PermissionDenied` |
 /// | [`InterfaceNotFound`](Error::InterfaceNotFound) | `NotFound` |
 /// | [`InterfaceDown`](Error::InterfaceDown) | `NetworkDown` |
-/// | [`Busy`](Error::Busy), [`RingInUse`](Error::RingInUse) | `ResourceBusy` |
+/// | [`Busy`](Error::Busy), [`RingInUse`](Error::RingInUse), [`InUse`](Error::InUse) | `ResourceBusy` |
+/// | [`AlreadyExists`](Error::AlreadyExists) | `AlreadyExists` |
 /// | [`InvalidPortSpec`](Error::InvalidPortSpec), [`PacketTooLarge`](Error::PacketTooLarge), [`RingIndexOutOfRange`](Error::RingIndexOutOfRange), [`MemoryMismatch`](Error::MemoryMismatch) | `InvalidInput` |
 /// | [`RingFull`](Error::RingFull) | `WouldBlock` (sync, or wait for the port to be writable, and retry) |
 /// | [`RingCorrupt`](Error::RingCorrupt) | `InvalidData` |
@@ -490,7 +525,8 @@ impl Error {
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::InterfaceNotFound { .. } => K::NotFound,
             Error::InterfaceDown { .. } => K::NetworkDown,
-            Error::Busy { .. } | Error::RingInUse { .. } => K::ResourceBusy,
+            Error::Busy { .. } | Error::RingInUse { .. } | Error::InUse { .. } => K::ResourceBusy,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::InvalidPortSpec { .. }
             | Error::PacketTooLarge { .. }
             | Error::RingIndexOutOfRange { .. }
@@ -582,6 +618,18 @@ mod tests {
         );
         assert_eq!(kind(Error::InterfaceDown { name: "eth0".into() }), K::NetworkDown);
         assert_eq!(kind(Error::RingInUse { index: 0, dir: "TX" }), K::ResourceBusy);
+        let in_use = Error::InUse {
+            name: "vale0:eth0".into(),
+            reason: "x".into(),
+            hint: "y".into(),
+        };
+        assert_eq!(kind(in_use), K::ResourceBusy);
+        assert_eq!(
+            kind(Error::AlreadyExists {
+                name: "vale0:eth0".into()
+            }),
+            K::AlreadyExists
+        );
         assert_eq!(
             kind(Error::RingCorrupt {
                 ring: 0,
@@ -655,6 +703,12 @@ mod tests {
                 reason: "x".into(),
             },
             Error::Forked { name: name.clone() },
+            Error::AlreadyExists { name: name.clone() },
+            Error::InUse {
+                name: name.clone(),
+                reason: "x".into(),
+                hint: "y".into(),
+            },
         ];
         for e in &errors {
             let text = bounded(e);

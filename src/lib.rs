@@ -97,6 +97,7 @@ mod port;
 pub mod probe;
 mod ring;
 pub mod spec;
+pub mod vale;
 
 #[cfg(feature = "mio")]
 pub use crate::mio::LocalPort;

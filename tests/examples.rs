@@ -1,5 +1,5 @@
 //! The command-line examples as a user runs them: `bridge` with netmap's
-//! `bridge` arguments, `ping_pong`'s run and its refusals, `probe`, and the
+//! `bridge` arguments, `ping_pong`'s run and its refusals, `probe`, `vale_ctl`, and the
 //! command line of each (`--help` explains every flag and exits 0; a bad
 //! argument exits 2 with the usage).
 //!
@@ -284,5 +284,80 @@ fn mio_server_help_and_bad_arguments() {
             ),
             (&["--listen"], "missing argument for option '--listen'"),
         ],
+    );
+}
+
+/// `vale_ctl` takes vale-ctl's flags, `-h` among them (attach with the host
+/// stack), so only `--help` prints the usage.
+#[test]
+fn vale_ctl_help_and_bad_arguments() {
+    let test = "vale_ctl_help_and_bad_arguments";
+    let Some(help) = run(test, "vale_ctl", &["--help"]) else {
+        return;
+    };
+    assert!(help.status.success(), "vale_ctl --help: {:?}", help.status);
+    let usage = text(&help.stdout);
+    assert!(usage.starts_with("usage: vale_ctl "), "{usage}");
+    for flag in [
+        "-a vale0:NIC",
+        "-h vale0:NIC",
+        "-d vale0:NIC",
+        "-n NAME",
+        "-r NAME",
+        "-l vale0:PORT",
+        "-p vale0:NIC",
+        "-P vale0:NIC",
+        "-C CONFIG",
+        "-m MEMID",
+        "-v ",
+        "--help",
+        "with no arguments",
+    ] {
+        assert!(
+            usage.contains(flag),
+            "vale_ctl --help does not explain {flag}: {usage}"
+        );
+    }
+    let bad = run(test, "vale_ctl", &["--no-such-flag"]).expect("built above");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = text(&bad.stderr);
+    assert!(stderr.contains("invalid option '--no-such-flag'"), "{stderr}");
+    assert!(stderr.contains(&usage), "no usage on stderr: {stderr}");
+    refuses(
+        "vale_ctl",
+        &[
+            (&["-h"], "missing argument for option '-h'"),
+            (&["-v"], "no action given"),
+            (
+                &["-n", "p0", "-C", "1024,x"],
+                "-C takes up to four comma-separated numbers",
+            ),
+            (&["-n", "p0", "-C", "1,2,3,4,5"], "-C takes up to four"),
+            (&["-a", "vale0:p0", "-C", "0,0,70000"], "70000 rings are too many"),
+            (&["-p", "vale0:eth0", "-C", "0,1,2"], "COUNT must be 1"),
+            (&["-n", "p0", "-m", "x"], "-m takes a memory region id"),
+            (&["-l", "vale0:p", "extra"], "unexpected argument \"extra\""),
+        ],
+    );
+}
+
+#[test]
+fn vale_ctl_refuses_emu_names_and_bad_port_names() {
+    let test = "vale_ctl_refuses_emu_names_and_bad_port_names";
+    let Some(out) = run(test, "vale_ctl", &["-n", "emu:p0"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("vale_ctl: failed to create emu:p0: ") && stderr.contains("no VALE switch yet"),
+        "{stderr}"
+    );
+    let out = run(test, "vale_ctl", &["-a", "eth0"]).expect("built above");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("expected a VALE switch port, `valeX:NAME`"),
+        "{stderr}"
     );
 }

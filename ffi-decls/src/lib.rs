@@ -383,6 +383,95 @@ pub struct nmreq_port_info_get {
     pub pad: [u16; 3],
 }
 
+/// Body of `NETMAP_REQ_VALE_ATTACH`: attach the port named in the header
+/// (`valeX:NIC`) to switch `valeX`. The kernel may put the NIC in netmap
+/// mode, so the request carries a register body: `reg.nr_mode` is
+/// [`NR_REG_NIC_SW`] to attach the host stack too, [`NR_REG_ALL_NIC`]
+/// otherwise; its ring and slot counts and memory id are asked for as at
+/// register.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_vale_attach {
+    /// In: how to register the NIC (`nr_mode`, counts, `nr_mem_id`).
+    pub reg: nmreq_register,
+    /// Out: the switch port index the NIC was attached at.
+    pub port_index: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
+/// Body of `NETMAP_REQ_VALE_DETACH`: detach the port named in the header
+/// (`valeX:NIC`) from its switch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_vale_detach {
+    /// Out: the switch port index the NIC was attached at.
+    pub port_index: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
+/// Body of `NETMAP_REQ_VALE_LIST`. With a name in the header (`valeX:PORT`),
+/// the kernel returns the indices of that switch and port (`nr_port_idx`
+/// [`NM_BDG_NOPORT`] when the switch has no such port). With an empty name,
+/// it returns the first port at or after (`nr_bridge_idx`, `nr_port_idx`)
+/// and writes its name into the header, or fails with `ENOENT` past the
+/// last one.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_vale_list {
+    /// In/out: switch index.
+    pub nr_bridge_idx: u16,
+    /// Padding.
+    pub pad1: u16,
+    /// In/out: port index within the switch.
+    pub nr_port_idx: u32,
+}
+
+/// `nr_port_idx` of a [`nmreq_vale_list`] reply: the switch exists, the
+/// port is not on it (`NM_BDG_MAXPORTS + 1`, in `netmap_bdg.h`).
+pub const NM_BDG_NOPORT: u32 = 255;
+
+/// Body of `NETMAP_REQ_VALE_NEWIF`: create the persistent VALE port named in
+/// the header (no `vale` prefix). 0 asks for the default; on return, what
+/// the port got.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_vale_newif {
+    /// In/out: slots per TX ring.
+    pub nr_tx_slots: u32,
+    /// In/out: slots per RX ring.
+    pub nr_rx_slots: u32,
+    /// In/out: number of TX rings.
+    pub nr_tx_rings: u16,
+    /// In/out: number of RX rings.
+    pub nr_rx_rings: u16,
+    /// In/out: memory region id.
+    pub nr_mem_id: u16,
+    /// Padding.
+    pub pad1: u16,
+}
+
+/// Body of `NETMAP_REQ_VALE_POLLING_ENABLE` and `_DISABLE`: kernel threads
+/// that poll the rings of a NIC attached to a switch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_vale_polling {
+    /// [`NETMAP_POLLING_MODE_SINGLE_CPU`] or [`NETMAP_POLLING_MODE_MULTI_CPU`].
+    pub nr_mode: u32,
+    /// The first CPU (single mode: the one CPU; multi mode: also the first ring).
+    pub nr_first_cpu_id: u32,
+    /// How many CPUs: 1 in single mode; in multi mode one per ring.
+    pub nr_num_polling_cpus: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
+/// `nmreq_vale_polling.nr_mode`: one thread, on one CPU, polls every ring.
+pub const NETMAP_POLLING_MODE_SINGLE_CPU: u32 = 1;
+/// `nmreq_vale_polling.nr_mode`: one thread per ring, on consecutive CPUs.
+pub const NETMAP_POLLING_MODE_MULTI_CPU: u32 = 2;
+
 /// Body of `NETMAP_REQ_POOLS_INFO_GET`, also embedded in `nmreq_opt_extmem`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1014,6 +1103,14 @@ mod layout {
         nr_memsize @ 0, nr_tx_slots @ 8, nr_rx_slots @ 12, nr_tx_rings @ 16,
         nr_rx_rings @ 18, nr_host_tx_rings @ 20, nr_host_rx_rings @ 22,
         nr_mem_id @ 24, pad @ 26);
+    assert_layout!(nmreq_vale_attach, size 64; reg @ 0, port_index @ 56, pad1 @ 60);
+    assert_layout!(nmreq_vale_detach, size 8; port_index @ 0, pad1 @ 4);
+    assert_layout!(nmreq_vale_list, size 8; nr_bridge_idx @ 0, pad1 @ 2, nr_port_idx @ 4);
+    assert_layout!(nmreq_vale_newif, size 16;
+        nr_tx_slots @ 0, nr_rx_slots @ 4, nr_tx_rings @ 8, nr_rx_rings @ 10,
+        nr_mem_id @ 12, pad1 @ 14);
+    assert_layout!(nmreq_vale_polling, size 16;
+        nr_mode @ 0, nr_first_cpu_id @ 4, nr_num_polling_cpus @ 8, pad1 @ 12);
     assert_layout!(nmreq_pools_info, size 64;
         nr_memsize @ 0, nr_mem_id @ 8, pad1 @ 10, nr_if_pool_offset @ 16,
         nr_if_pool_objtotal @ 24, nr_if_pool_objsize @ 28,

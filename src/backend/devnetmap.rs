@@ -11,8 +11,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use crate::backend::sys::{self, Deadline, OwnedMap};
 use crate::backend::{errno, kregister, Control, Kernel, Mapping, MemDomain, PortFd, SyncDir};
 use crate::ffi::{
-    self, nmreq_header, nmreq_port_info_get, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
-    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER,
+    self, nmreq_header, nmreq_port_info_get, nmreq_register, nmreq_vale_attach, nmreq_vale_detach,
+    nmreq_vale_list, nmreq_vale_newif, nmreq_vale_polling, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
+    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NETMAP_REQ_VALE_ATTACH, NETMAP_REQ_VALE_DELIF,
+    NETMAP_REQ_VALE_DETACH, NETMAP_REQ_VALE_LIST, NETMAP_REQ_VALE_NEWIF, NETMAP_REQ_VALE_POLLING_DISABLE,
+    NETMAP_REQ_VALE_POLLING_ENABLE,
 };
 use crate::spec::PortSpec;
 
@@ -73,8 +76,9 @@ impl DevNetmap {
     }
 }
 
-impl Kernel for DevNetmap {
-    fn open(&self) -> io::Result<Box<dyn Control>> {
+impl DevNetmap {
+    /// A fresh descriptor of the device, bound to no port.
+    fn open_fd(&self) -> io::Result<DevFd> {
         // SAFETY: `path` is a NUL-terminated string; `open` has no other
         // preconditions.
         let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -83,7 +87,13 @@ impl Kernel for DevNetmap {
         }
         // SAFETY: `fd` was just returned by `open` and is owned by no one else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Box::new(DevFd { fd }))
+        Ok(DevFd { fd })
+    }
+}
+
+impl Kernel for DevNetmap {
+    fn open(&self) -> io::Result<Box<dyn Control>> {
+        Ok(Box::new(self.open_fd()?))
     }
 
     fn domain(&self) -> MemDomain {
@@ -189,6 +199,90 @@ impl PortFd for DevFd {
 
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// VALE switch control
+// ---------------------------------------------------------------------------
+
+/// The body of one VALE control request, typed; the kernel writes its reply
+/// into it. `DelIf` has none: the kernel refuses a body for it.
+#[derive(Debug)]
+pub(crate) enum ValeBody<'a> {
+    /// `NETMAP_REQ_VALE_ATTACH`.
+    Attach(&'a mut nmreq_vale_attach),
+    /// `NETMAP_REQ_VALE_DETACH`.
+    Detach(&'a mut nmreq_vale_detach),
+    /// `NETMAP_REQ_VALE_LIST`.
+    List(&'a mut nmreq_vale_list),
+    /// `NETMAP_REQ_VALE_NEWIF`.
+    NewIf(&'a mut nmreq_vale_newif),
+    /// `NETMAP_REQ_VALE_DELIF`.
+    DelIf,
+    /// `NETMAP_REQ_VALE_POLLING_ENABLE`.
+    PollingEnable(&'a mut nmreq_vale_polling),
+    /// `NETMAP_REQ_VALE_POLLING_DISABLE`.
+    PollingDisable(&'a mut nmreq_vale_polling),
+}
+
+impl ValeBody<'_> {
+    /// The request's `nr_reqtype` and the address of its body (0 for none).
+    fn reqtype_and_body(&mut self) -> (u16, u64) {
+        fn at<T>(body: &mut T) -> u64 {
+            std::ptr::from_mut(body) as usize as u64
+        }
+        match self {
+            ValeBody::Attach(b) => (NETMAP_REQ_VALE_ATTACH, at(*b)),
+            ValeBody::Detach(b) => (NETMAP_REQ_VALE_DETACH, at(*b)),
+            ValeBody::List(b) => (NETMAP_REQ_VALE_LIST, at(*b)),
+            ValeBody::NewIf(b) => (NETMAP_REQ_VALE_NEWIF, at(*b)),
+            ValeBody::DelIf => (NETMAP_REQ_VALE_DELIF, 0),
+            ValeBody::PollingEnable(b) => (NETMAP_REQ_VALE_POLLING_ENABLE, at(*b)),
+            ValeBody::PollingDisable(b) => (NETMAP_REQ_VALE_POLLING_DISABLE, at(*b)),
+        }
+    }
+}
+
+/// The header of the VALE request `body` for `name`, as `vale-ctl` builds
+/// it: zeroed, [`NETMAP_API`], the name NUL-terminated, no options.
+pub(crate) fn vale_header(name: &str, body: &mut ValeBody<'_>) -> io::Result<nmreq_header> {
+    let (reqtype, addr) = body.reqtype_and_body();
+    header(name, NETMAP_API, reqtype, addr)
+}
+
+/// A `/dev/netmap` descriptor, bound to no port, for VALE control requests
+/// (a switch is the module's, not a descriptor's: nothing is undone when it
+/// closes).
+#[derive(Debug)]
+pub(crate) struct ValeCtl {
+    fd: DevFd,
+}
+
+impl DevNetmap {
+    /// Opens a fresh descriptor for VALE control requests.
+    pub(crate) fn vale_ctl(&self) -> io::Result<ValeCtl> {
+        Ok(ValeCtl { fd: self.open_fd()? })
+    }
+}
+
+impl ValeCtl {
+    /// `NIOCCTRL` of the VALE request `body` for the port `name` (empty for
+    /// a `VALE_LIST` walk). Returns the header's name after the call, where
+    /// a walk's reply names the port it found.
+    pub(crate) fn request(&self, name: &str, mut body: ValeBody<'_>) -> io::Result<String> {
+        let mut hdr = vale_header(name, &mut body)?;
+        // SAFETY: `nr_body` is the address of the live, writable body that
+        // `body` borrows, of the type `nr_reqtype` names (0 for DELIF, which
+        // takes none), set together by `reqtype_and_body`; no options.
+        unsafe { self.fd.ctrl(&mut hdr) }?;
+        let name: Vec<u8> = hdr
+            .nr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Ok(String::from_utf8_lossy(&name).into_owned())
     }
 }
 
