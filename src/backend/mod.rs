@@ -21,6 +21,7 @@ use crate::ffi::{nmreq_pools_info, nmreq_port_info_get, nmreq_register};
 use crate::spec::PortSpec;
 use sys::Deadline;
 
+pub(crate) mod adapter;
 pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
