@@ -133,7 +133,8 @@ pub struct DriverProbe {
     pub module: Option<String>,
     /// netmap's name for its native version of the driver, if it has one
     /// (`LINUX/configure`'s list: e1000, e1000e, igb, igc, ixgbe, ixgbevf,
-    /// i40e, ice, vmxnet3, mlx5, r8169, virtio_net, forcedeth, veth, stmmac).
+    /// i40e, ice, vmxnet3, mlx5, r8169, virtio_net, forcedeth, veth, stmmac;
+    /// and `sink`, netmap.ko's own `nmsink` devices).
     pub netmap_driver: Option<String>,
     /// Whether the interface has a native netmap adapter now: its module
     /// is netmap's build of the driver (it uses `netmap.ko`, and sysfs

@@ -39,7 +39,13 @@ pub(crate) const NATIVE_DRIVERS: &[(&str, &[&str])] = &[
     ("forcedeth", &["forcedeth"]),
     ("veth", &["veth"]),
     ("stmmac", &["stmmac", "st_gmac", "st_mac100", "stmmaceth"]),
+    // Not a driver of its own: netmap.ko's sink device (`--enable-sink`).
+    ("sink", &["nmsink"]),
 ];
+
+/// The prefix of the sink devices that netmap.ko itself makes native
+/// (`nmsink0`...), whose driver reports nothing through ethtool.
+const SINK: &str = "nmsink";
 
 /// netmap's name for the driver Linux calls `name`, if netmap has a
 /// native version of it.
@@ -79,20 +85,28 @@ pub(crate) fn facts_in(sys: &Path, name: &str, ethtool: Option<String>) -> Facts
             .ok()
             .and_then(|t| t.file_name().map(|f| f.to_string_lossy().into_owned()))
     };
-    let driver = ethtool.filter(|d| !d.is_empty()).or_else(|| base(&dev));
+    let netmap = sys.join("module/netmap");
+    let netmap_loaded = netmap.is_dir();
+    let sink = name.starts_with(SINK) && netmap_loaded;
+    let driver = ethtool
+        .filter(|d| !d.is_empty())
+        .or_else(|| base(&dev))
+        .or_else(|| sink.then(|| SINK.into()));
     // A bus device's driver names its module; a virtual one's driver
     // (veth) is its module's name.
     let module = base(&dev.join("module")).or_else(|| {
+        if sink {
+            return Some("netmap".into());
+        }
         driver
             .as_ref()
             .filter(|d| sys.join("module").join(d).is_dir())
             .cloned()
     });
-    let netmap = sys.join("module/netmap");
-    let netmap_loaded = netmap.is_dir();
-    let uses_netmap = module
-        .as_ref()
-        .is_some_and(|m| netmap.join("holders").join(m).exists());
+    let uses_netmap = sink
+        || module
+            .as_ref()
+            .is_some_and(|m| netmap.join("holders").join(m).exists());
     let admode = std::fs::read_to_string(netmap.join("parameters/admode"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
@@ -135,6 +149,9 @@ impl Facts {
         };
         let build = format!("netmap's build of {ours} (`./configure --drivers={ours}`)");
         match (&self.module, self.netmap_loaded) {
+            (Some(m), true) if m == "netmap" && self.uses_netmap => {
+                (true, "netmap.ko's own sink device (`--enable-sink`)".into())
+            }
             (Some(m), true) if self.uses_netmap => (
                 true,
                 format!("the loaded {m} module is {build}: it uses netmap.ko"),
@@ -283,6 +300,25 @@ mod tests {
             ..e.clone()
         };
         assert!(b.native().1.contains("built into the kernel"), "{}", b.native().1);
+    }
+
+    #[test]
+    fn netmaps_sink_is_native_while_the_module_is_loaded() {
+        let sys = Sys::new("sink");
+        fs::create_dir_all(sys.0.join("class/net/nmsink0")).unwrap();
+        assert_eq!(
+            sys.facts("nmsink0", None).driver,
+            None,
+            "no module: nothing to say"
+        );
+        sys.netmap(0, &[]);
+        let f = sys.facts("nmsink0", None);
+        assert_eq!(
+            (f.driver.as_deref(), f.module.as_deref()),
+            (Some("nmsink"), Some("netmap"))
+        );
+        assert!(f.native().0 && f.native().1.contains("sink device"), "{f:?}");
+        assert_eq!(f.mode(), Mode::Native);
     }
 
     #[test]
