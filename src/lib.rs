@@ -91,6 +91,7 @@ mod auto_traits;
 mod backend;
 pub mod error;
 mod frame;
+pub mod info;
 #[cfg(feature = "mio")]
 mod mio;
 mod port;

@@ -16,6 +16,7 @@ use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Name, Refusal, Result};
 use crate::ffi::{self, NETMAP_MAX_FRAGS};
+use crate::info::{PoolsInfo, PortInfo};
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
 use crate::spec::{self, PortKind, PortSpec, RingSelect};
 
@@ -491,6 +492,8 @@ pub struct Netmap {
     scratch: Box<[Cell<Scratch>]>,
     spec: PortSpec,
     backend: BackendKind,
+    /// Whose memory the region is: who answers [`Netmap::pools_info`].
+    domain: MemDomain,
     region: RegionKey,
     /// Why the backends before `backend` were passed over.
     refused: Vec<Refusal>,
@@ -583,6 +586,7 @@ impl Netmap {
             port: ManuallyDrop::new(port),
             spec,
             backend,
+            domain,
             region,
             refused,
             _not_sync: PhantomData,
@@ -654,6 +658,38 @@ impl Netmap {
     /// Slots per TX ring and per RX ring.
     pub fn num_slots(&self) -> (u32, u32) {
         (self.port.reg.nr_tx_slots, self.port.reg.nr_rx_slots)
+    }
+
+    /// The port's shape and memory, as
+    /// [`info::port_info`](crate::info::port_info) would answer for its
+    /// name: the kernel's reply to this port's REGISTER, which has the
+    /// fields of a PORT_INFO_GET reply. No request is made; it works on
+    /// every backend.
+    ///
+    /// ```
+    /// # fn main() -> netmap_rs::Result<()> {
+    /// let port = netmap_rs::NetmapBuilder::new("emu:pinfo{1").num_slots(128).build()?;
+    /// let info = port.port_info();
+    /// assert_eq!((info.tx_slots, info.tx_rings), (128, 1));
+    /// assert_eq!(info.mem_id, port.mem_id());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn port_info(&self) -> PortInfo {
+        crate::info::of_register(&self.port.reg, self.backend)
+    }
+
+    /// The layout of this port's memory region: POOLS_INFO_GET of its
+    /// name, in its region, on a fresh handle of the kernel that holds
+    /// the region (`/dev/netmap` for ports opened through libnetmap too;
+    /// the library's descriptor is not used).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on AF_PACKET and on a libnetmap with its own
+    /// `ioctl`, whose regions are not netmap's; otherwise those of
+    /// [`info::pools_info`](crate::info::pools_info).
+    pub fn pools_info(&self) -> Result<PoolsInfo> {
+        crate::info::of_open_port(&self.spec, self.domain, self.mem_id(), self.backend)
     }
 
     /// The longest packet this port sends, in bytes: [`TxRing::send`] and

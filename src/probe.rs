@@ -12,6 +12,7 @@
 use std::fmt;
 use std::io;
 
+use crate::backend::adapter::{self, Mode};
 use crate::backend::afpacket::{self, IfState};
 use crate::backend::kernel::{self, ApiVersion};
 use crate::backend::select::{self, Fallback};
@@ -100,6 +101,115 @@ pub enum AfPacketStatus {
     Error(String),
 }
 
+/// How the netmap module runs (or would run) an interface.
+///
+/// `AdapterMode` is `Send` and `Sync`: it is plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdapterMode {
+    /// With its native netmap driver.
+    Native,
+    /// Through netmap's generic (emulated) adapter, over the stock driver.
+    Generic,
+    /// Not at all: the module runs native adapters only (admode 1) and the
+    /// interface has none, so a REGISTER fails (`EOPNOTSUPP`).
+    Refused,
+    /// The module is not loaded: [`DriverProbe::native_why`] says what will
+    /// decide it.
+    NotLoaded,
+}
+
+/// What drives an interface, and whether netmap runs it natively or in
+/// emulated (generic) mode.
+///
+/// `DriverProbe` is `Send` and `Sync`: it is plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverProbe {
+    /// The driver's name for itself (`ethtool -i`'s `driver:`, else the
+    /// device's driver in sysfs); `None` when it gives none (the loopback).
+    pub driver: Option<String>,
+    /// The kernel module that holds the driver; `None` when it is built in.
+    pub module: Option<String>,
+    /// netmap's name for its native version of the driver, if it has one
+    /// (`LINUX/configure`'s list: e1000, e1000e, igb, igc, ixgbe, ixgbevf,
+    /// i40e, ice, vmxnet3, mlx5, r8169, virtio_net, forcedeth, veth, stmmac;
+    /// and `sink`, netmap.ko's own `nmsink` devices).
+    pub netmap_driver: Option<String>,
+    /// Whether the interface has a native netmap adapter now: its module
+    /// is netmap's build of the driver (it uses `netmap.ko`, and sysfs
+    /// lists it under `/sys/module/netmap/holders/`).
+    pub native: bool,
+    /// Why [`native`](Self::native) is what it is, and what would change it.
+    pub native_why: String,
+    /// The module's `admode` (`/sys/module/netmap/parameters/admode`: 0
+    /// native if there is one, else generic; 1 native only; 2 generic
+    /// only); `None` when the module is not loaded.
+    pub admode: Option<u32>,
+    /// The mode a REGISTER would get now.
+    pub mode: AdapterMode,
+}
+
+impl DriverProbe {
+    /// The driver and mode of interface `name`, read from sysfs and ethtool.
+    fn of(name: &str) -> DriverProbe {
+        let f = adapter::facts(name);
+        let (native, native_why) = f.native();
+        DriverProbe {
+            netmap_driver: f
+                .driver
+                .as_deref()
+                .and_then(adapter::netmap_driver)
+                .map(Into::into),
+            native,
+            native_why,
+            admode: f.admode,
+            mode: match f.mode() {
+                Mode::Native => AdapterMode::Native,
+                Mode::Generic => AdapterMode::Generic,
+                Mode::Refused => AdapterMode::Refused,
+                Mode::NotLoaded => AdapterMode::NotLoaded,
+            },
+            driver: f.driver,
+            module: f.module,
+        }
+    }
+}
+
+/// Three lines: the driver, its native support, the mode, each indented
+/// by two spaces.
+impl fmt::Display for DriverProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.driver, &self.module) {
+            (Some(d), Some(m)) => writeln!(f, "  driver: {d} (module {m})")?,
+            (Some(d), None) => writeln!(f, "  driver: {d} (built in)")?,
+            (None, _) => writeln!(f, "  driver: none reported")?,
+        }
+        let yes = if self.native { "yes" } else { "no" };
+        writeln!(f, "  native netmap support: {yes}: {}", self.native_why)?;
+        let admode = self.admode.map(|a| format!(" (admode {a})")).unwrap_or_default();
+        match (self.mode, &self.netmap_driver) {
+            (AdapterMode::Native, _) => writeln!(f, "  netmap mode: native{admode}"),
+            (AdapterMode::Generic, _) => writeln!(f, "  netmap mode: generic (emulated){admode}"),
+            (AdapterMode::Refused, _) => writeln!(
+                f,
+                "  netmap mode: none{admode}: the module runs native adapters only; set admode \
+                 to 0 for generic"
+            ),
+            (AdapterMode::NotLoaded, Some(n)) => writeln!(
+                f,
+                "  netmap mode: decided when netmap.ko loads: native if netmap's {n} is loaded \
+                 then, else generic (admode 0, the default)"
+            ),
+            (AdapterMode::NotLoaded, None) => writeln!(
+                f,
+                "  netmap mode: generic (emulated) once netmap.ko loads (admode 0 or 2; admode 1 \
+                 refuses it)"
+            ),
+        }
+    }
+}
+
 /// Which backend a given port name would get.
 ///
 /// `PortProbe` is `Send` and `Sync`: it is plain data.
@@ -120,6 +230,9 @@ pub struct PortProbe {
     /// For a name AF_PACKET can serve: whether its interface exists here and
     /// is up, in words.
     pub interface: Option<String>,
+    /// For an interface that exists here: its driver, and whether netmap
+    /// runs it natively or in emulated (generic) mode.
+    pub driver: Option<DriverProbe>,
 }
 
 /// A report of what this host offers. See [`probe`].
@@ -207,15 +320,18 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
                 }
                 _ => None,
             };
-            let interface = afpacket::serves(&spec).is_ok().then(|| {
-                let name = &spec.ifname;
-                match afpacket::interface_state(name) {
-                    Ok(IfState::Up) => format!("{name} exists and is up"),
-                    Ok(IfState::Down) => format!("{name} is down (`ip link set {name} up`)"),
-                    Ok(IfState::Missing) => format!("no interface {name} in this network namespace"),
-                    Err(e) => format!("{name}: {e}"),
-                }
+            let name = &spec.ifname;
+            let state = afpacket::serves(&spec)
+                .is_ok()
+                .then(|| afpacket::interface_state(name));
+            let interface = state.as_ref().map(|state| match state {
+                Ok(IfState::Up) => format!("{name} exists and is up"),
+                Ok(IfState::Down) => format!("{name} is down (`ip link set {name} up`)"),
+                Ok(IfState::Missing) => format!("no interface {name} in this network namespace"),
+                Err(e) => format!("{name}: {e}"),
             });
+            let driver =
+                matches!(state, Some(Ok(IfState::Up | IfState::Down))).then(|| DriverProbe::of(name));
             PortProbe {
                 name: spec.text.clone(),
                 fallback,
@@ -223,6 +339,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
                 refused,
                 with_fallback,
                 interface,
+                driver,
             }
         }
         Err(e) => PortProbe {
@@ -232,6 +349,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
             refused: Vec::new(),
             with_fallback: None,
             interface: None,
+            driver: None,
         },
     };
     p.port = Some(port);
@@ -350,6 +468,9 @@ impl fmt::Display for Probe {
             }
             if let Some(i) = &p.interface {
                 writeln!(f, "  interface: {i}")?;
+            }
+            if let Some(d) = &p.driver {
+                write!(f, "{d}")?;
             }
         }
         Ok(())

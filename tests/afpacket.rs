@@ -996,3 +996,73 @@ fn a_forked_child_cannot_reach_the_parents_shared_rings() {
     rx.sync().unwrap();
     assert!(rx.recv().is_none(), "a frame went out from the child's handle");
 }
+
+#[test]
+fn info_calls_and_the_probes_driver_line_on_a_veth() {
+    let Some(ns) = Netns::new("info_calls_and_the_probes_driver_line_on_a_veth") else {
+        return;
+    };
+    let _inside = ns.enter();
+    // Without opening: AF_PACKET has no port until one is open, and says so.
+    let name = format!("afpacket:{A}");
+    for e in [
+        netmap_rs::info::port_info(&name).unwrap_err(),
+        netmap_rs::info::pools_info(&name).unwrap_err(),
+    ] {
+        match &e {
+            Error::Unsupported { backend, hint, .. } => {
+                assert_eq!(*backend, BackendKind::AfPacket);
+                assert!(hint.contains("Netmap::port_info"), "{e}");
+            }
+            other => panic!("info of an AF_PACKET name: {other:?}"),
+        }
+    }
+    // An open port answers from its REGISTER reply.
+    let port = open(&name);
+    let info = port.port_info();
+    assert_eq!((info.tx_slots, info.rx_slots), port.num_slots());
+    assert_eq!(usize::from(info.tx_rings), port.num_tx_rings());
+    assert_eq!(usize::from(info.rx_rings), port.num_rx_rings());
+    assert_eq!(
+        (info.mem_id, info.backend),
+        (port.mem_id(), BackendKind::AfPacket)
+    );
+    assert!(matches!(
+        port.pools_info(),
+        Err(Error::Unsupported {
+            backend: BackendKind::AfPacket,
+            ..
+        })
+    ));
+
+    // The probe: a veth is driven by `veth`, which netmap has a native
+    // version of; the stock module is not it.
+    let report = netmap_rs::probe::probe_port(&format!("netmap:{A}"));
+    let d = report
+        .port
+        .as_ref()
+        .unwrap()
+        .driver
+        .clone()
+        .expect("a driver line");
+    assert_eq!(d.driver.as_deref(), Some("veth"));
+    assert_eq!(d.netmap_driver.as_deref(), Some("veth"));
+    let text = report.to_string();
+    assert!(text.contains("  driver: veth"), "{text}");
+    assert!(text.contains("netmap mode: "), "{text}");
+    if report.device.is_available() {
+        assert!(d.admode.is_some(), "{text}");
+        if !d.native {
+            assert_ne!(d.mode, netmap_rs::probe::AdapterMode::Native, "{text}");
+        }
+    } else {
+        assert!(!d.native, "{text}");
+        assert_eq!(d.mode, netmap_rs::probe::AdapterMode::NotLoaded, "{text}");
+        assert!(d.native_why.contains("--drivers=veth"), "{text}");
+    }
+    // The loopback reports no driver, and netmap has none for it.
+    let lo = netmap_rs::probe::probe_port("netmap:lo");
+    let d = lo.port.as_ref().unwrap().driver.clone().expect("lo exists");
+    assert_eq!((d.driver, d.netmap_driver, d.native), (None, None, false));
+    assert!(lo.to_string().contains("  driver: none reported"), "{lo}");
+}

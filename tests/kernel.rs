@@ -159,3 +159,66 @@ fn tx_only_and_rx_only_ports_of_one_pipe_end_coexist_across_processes() {
     }
     assert_eq!(back.recv().unwrap().payload(), b"back");
 }
+
+#[test]
+fn port_and_pools_info_match_a_registered_port() {
+    child_role();
+    if skip("port_and_pools_info_match_a_registered_port") {
+        return;
+    }
+    let pid = std::process::id();
+    let (master, slave) = (
+        format!("netmap:nmrsinfo{pid}{{1"),
+        format!("netmap:nmrsinfo{pid}}}1"),
+    );
+    let port = NetmapBuilder::new(&master)
+        .backend(BackendKind::Kernel)
+        .num_slots(256)
+        .build()
+        .unwrap();
+    let reg = port.port_info();
+    eprintln!("registered {master}: {reg:?}");
+    assert_eq!(reg.tx_slots, 256);
+    for name in [&master, &slave] {
+        let info = netmap_rs::info::port_info(name).unwrap();
+        eprintln!("PORT_INFO_GET {name}: {info:?}");
+        assert_eq!((info.tx_slots, info.rx_slots), port.num_slots(), "{name}");
+        assert_eq!((info.tx_rings, info.rx_rings), (reg.tx_rings, reg.rx_rings));
+        assert_eq!((info.memsize, info.mem_id), (reg.memsize, port.mem_id()));
+    }
+    let pools = netmap_rs::info::pools_info(&master).unwrap();
+    eprintln!("POOLS_INFO_GET {master}: {pools:?}");
+    // The same region, whichever backend answered (libnetmap's or the kernel's).
+    let again = port.pools_info().unwrap();
+    assert_eq!(
+        (pools.if_pool, pools.ring_pool, pools.buf_pool),
+        (again.if_pool, again.ring_pool, again.buf_pool)
+    );
+    assert_eq!((pools.memsize, pools.mem_id), (reg.memsize, port.mem_id()));
+    let (i, r, b) = (pools.if_pool, pools.ring_pool, pools.buf_pool);
+    assert_eq!(i.offset, 0);
+    assert!(r.offset >= u64::from(i.count) * u64::from(i.size));
+    assert!(b.offset >= r.offset + u64::from(r.count) * u64::from(r.size));
+    assert!(b.offset + u64::from(b.count) * u64::from(b.size) <= pools.memsize);
+    assert!(b.count > 2 && b.size >= 64, "{pools:?}");
+    // Errors as at build.
+    match netmap_rs::info::port_info("netmap:nmrsnone0") {
+        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "netmap:nmrsnone0"),
+        other => panic!("an interface that does not exist: {other:?}"),
+    }
+    // An interface, without binding it: the module attaches an adapter to
+    // answer (the generic one, for the loopback) and lets it go.
+    match netmap_rs::info::port_info("netmap:lo") {
+        Ok(info) => {
+            eprintln!("PORT_INFO_GET netmap:lo: {info:?}");
+            assert!(info.tx_rings >= 1 && info.tx_slots >= 1, "{info:?}");
+            assert!(info.host_tx_rings >= 1, "{info:?}");
+        }
+        Err(e @ Error::Unsupported { .. }) => eprintln!("netmap:lo: {e} (admode 1)"),
+        Err(e) => panic!("netmap:lo: {e}"),
+    }
+    let report = netmap_rs::probe::probe_port("netmap:lo");
+    eprintln!("{report}");
+    let d = report.port.unwrap().driver.expect("lo exists");
+    assert!(d.admode.is_some(), "the module is loaded: {d:?}");
+}

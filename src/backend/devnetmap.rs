@@ -11,11 +11,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use crate::backend::sys::{self, Deadline, OwnedMap};
 use crate::backend::{errno, kregister, Control, Kernel, Mapping, MemDomain, PortFd, SyncDir};
 use crate::ffi::{
-    self, nmreq_header, nmreq_port_info_get, nmreq_register, nmreq_vale_attach, nmreq_vale_detach,
-    nmreq_vale_list, nmreq_vale_newif, nmreq_vale_polling, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
-    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NETMAP_REQ_VALE_ATTACH, NETMAP_REQ_VALE_DELIF,
-    NETMAP_REQ_VALE_DETACH, NETMAP_REQ_VALE_LIST, NETMAP_REQ_VALE_NEWIF, NETMAP_REQ_VALE_POLLING_DISABLE,
-    NETMAP_REQ_VALE_POLLING_ENABLE,
+    self, nmreq_header, nmreq_pools_info, nmreq_port_info_get, nmreq_register, nmreq_vale_attach,
+    nmreq_vale_detach, nmreq_vale_list, nmreq_vale_newif, nmreq_vale_polling, NETMAP_API,
+    NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_POOLS_INFO_GET, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER,
+    NETMAP_REQ_VALE_ATTACH, NETMAP_REQ_VALE_DELIF, NETMAP_REQ_VALE_DETACH, NETMAP_REQ_VALE_LIST,
+    NETMAP_REQ_VALE_NEWIF, NETMAP_REQ_VALE_POLLING_DISABLE, NETMAP_REQ_VALE_POLLING_ENABLE,
 };
 use crate::spec::PortSpec;
 
@@ -174,6 +174,14 @@ impl Control for DevFd {
         unsafe { self.ctrl(&mut hdr) }
     }
 
+    fn pools_info(&mut self, spec: &PortSpec, info: &mut nmreq_pools_info) -> io::Result<()> {
+        let body = std::ptr::from_mut(info) as usize as u64;
+        let mut hdr = header(&spec.nr_name, NETMAP_API, NETMAP_REQ_POOLS_INFO_GET, body)?;
+        // SAFETY: `nr_body` points at `info`, a live, writable
+        // `nmreq_pools_info` (the body of POOLS_INFO_GET); no options.
+        unsafe { self.ctrl(&mut hdr) }
+    }
+
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let map = OwnedMap::new(len, libc::MAP_SHARED, Some(self.fd.as_fd()))?;
         Ok(Mapping::owned(map))
@@ -289,6 +297,55 @@ impl ValeCtl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of a plain C struct.
+    fn bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: `T` is one of the ABI's `repr(C)` request structs, whose
+        // bytes (padding included: they are built from `Default`, all zero)
+        // are initialized; the slice borrows `v`.
+        unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast(), size_of::<T>()) }
+    }
+
+    #[test]
+    fn info_requests_are_laid_out_as_the_kernel_reads_them() {
+        let mut pools = nmreq_pools_info {
+            nr_mem_id: 3,
+            ..Default::default()
+        };
+        let body = std::ptr::from_mut(&mut pools) as usize as u64;
+        let hdr = header("eth0-1", NETMAP_API, NETMAP_REQ_POOLS_INFO_GET, body).unwrap();
+        let b = bytes(&hdr);
+        assert_eq!(b.len(), 88);
+        assert_eq!(&b[0..2], &NETMAP_API.to_ne_bytes());
+        assert_eq!(&b[2..4], &12u16.to_ne_bytes(), "NETMAP_REQ_POOLS_INFO_GET");
+        assert_eq!(&b[4..8], &[0; 4], "nr_reserved");
+        assert_eq!(&b[8..15], b"eth0-1\0");
+        assert!(b[15..72].iter().all(|&c| c == 0), "the name is NUL-padded");
+        assert_eq!(&b[72..80], &[0; 8], "no options");
+        assert_eq!(&b[80..88], &body.to_ne_bytes());
+        // The body: the allocator asked for at byte 8, every output zero.
+        let p = bytes(&pools);
+        assert_eq!(p.len(), 64);
+        assert_eq!(&p[8..10], &3u16.to_ne_bytes());
+        assert!(p.iter().enumerate().all(|(i, &c)| c == 0 || (8..10).contains(&i)));
+
+        let info = nmreq_port_info_get::default();
+        let hdr = header("vale0:p", 14, NETMAP_REQ_PORT_INFO_GET, 0x1000).unwrap();
+        let b = bytes(&hdr);
+        assert_eq!(&b[0..2], &14u16.to_ne_bytes());
+        assert_eq!(&b[2..4], &2u16.to_ne_bytes(), "NETMAP_REQ_PORT_INFO_GET");
+        assert_eq!(&b[8..16], b"vale0:p\0");
+        assert_eq!(&b[80..88], &0x1000u64.to_ne_bytes());
+        assert_eq!(bytes(&info), &[0; 32]);
+        // A name the kernel cannot take is never sent.
+        let long = "e".repeat(NETMAP_REQ_IFNAMSIZ);
+        assert_eq!(
+            header(&long, NETMAP_API, NETMAP_REQ_POOLS_INFO_GET, body)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EINVAL)
+        );
+    }
 
     fn refusal(path: &str) -> String {
         match DevNetmap::at(path).accessible() {

@@ -7,11 +7,13 @@ use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
 
-use crate::backend::{Kernel, Mapping, PortFd};
+use crate::backend::{Kernel, Mapping, MemDomain, PortFd};
+use crate::error::BackendKind;
 use crate::error::{Error, Name, Result};
 use crate::ffi::{
-    self, netmap_if, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ, NR_EXCLUSIVE, NR_REG_NIC_SW,
-    NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
+    self, netmap_if, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
+    NR_EXCLUSIVE, NR_REG_NIC_SW, NR_REG_ONE_NIC, NR_REG_ONE_SW, NR_REG_SW, NR_RX_RINGS_ONLY,
+    NR_TX_RINGS_ONLY,
 };
 use crate::ring::IfTable;
 use crate::spec::{self, PortSpec};
@@ -174,32 +176,104 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
 /// Maps the errno of a failed REGISTER of `asked` to the variant a caller
 /// can act on.
 fn register_error(kernel: &dyn Kernel, spec: &PortSpec, asked: &nmreq_register, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => busy(spec, asked),
+        _ => request_error(kernel, spec, "REGISTER", e),
+    }
+}
+
+/// Maps the errno of a failed request `req` (`REGISTER`, `PORT_INFO_GET`,
+/// ...) on `spec` to the variant a caller can act on, the same one for a
+/// cause whatever the request.
+fn request_error(kernel: &dyn Kernel, spec: &PortSpec, req: &str, e: io::Error) -> Error {
     let name = Name(&spec.text);
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound {
             name: spec.text.clone(),
         },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
-            what: format!("registering {name} ({e})"),
+            what: format!("{req} of {name} ({e})"),
         },
-        Some(libc::EBUSY) => busy(spec, asked),
         // A device that knows no netmap request: not netmap's.
-        Some(libc::ENOTTY) => not_netmap(kernel, name, e),
+        Some(libc::ENOTTY) => not_netmap(kernel, req, name, e),
         Some(libc::EINVAL) => match api_version(kernel) {
             Ok(ApiVersion::Other(kernel)) => Error::ApiVersionMismatch {
                 kernel: kernel.into(),
                 ours: NETMAP_API.into(),
             },
             // No API version is accepted, or the probe's request is unknown.
-            Ok(ApiVersion::Unknown) => not_netmap(kernel, name, e),
-            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, name, e),
+            Ok(ApiVersion::Unknown) => not_netmap(kernel, req, name, e),
+            Err(probe) if probe.raw_os_error() == Some(libc::ENOTTY) => not_netmap(kernel, req, name, e),
             _ => Error::io(
-                format!("NIOCCTRL(REGISTER) on {name} (the kernel rejected the request)"),
+                format!("NIOCCTRL({req}) on {name} (the kernel rejected the request)"),
                 e,
             ),
         },
-        _ => Error::io(format!("NIOCCTRL(REGISTER) on {name}"), e),
+        // The module in admode 1 (native only) for an interface without a
+        // native driver, or a backend that knows no such request.
+        Some(libc::EOPNOTSUPP) => Error::Unsupported {
+            backend: backend_kind(kernel),
+            what: format!("{req} of {name}"),
+            hint: match kernel.domain() {
+                MemDomain::Kernel | MemDomain::Library(_) => {
+                    "the module runs only native adapters (admode 1) and this port has none: \
+                     set /sys/module/netmap/parameters/admode to 0, or load netmap's driver for \
+                     the interface (`netmap_rs::probe::probe_port` says which)"
+                }
+                MemDomain::Emulated | MemDomain::AfPacket => "open the port, and ask it",
+            }
+            .into(),
+        },
+        _ => Error::io(format!("NIOCCTRL({req}) on {name}"), e),
     }
+}
+
+/// The backend a kernel is, as errors name it.
+fn backend_kind(kernel: &dyn Kernel) -> BackendKind {
+    match kernel.domain() {
+        MemDomain::Kernel => BackendKind::Kernel,
+        MemDomain::Emulated => BackendKind::Emulated,
+        MemDomain::AfPacket => BackendKind::AfPacket,
+        MemDomain::Library(_) => BackendKind::Libnetmap,
+    }
+}
+
+/// `NIOCCTRL(PORT_INFO_GET)` of `spec` on a fresh handle of `kernel`: the
+/// port's shape and memory, without binding a ring. The request carries
+/// the name's `@conf` shape and memory id, as REGISTER would, since the
+/// module makes a port that does not exist yet (a pipe) to answer.
+pub(crate) fn port_info(kernel: &dyn Kernel, spec: &PortSpec) -> Result<nmreq_port_info_get> {
+    check_name(spec)?;
+    let mut ctl = kernel.open().map_err(|e| open_error(kernel, e))?;
+    let reg = register_request(spec, RegisterExtras::default());
+    let mut info = nmreq_port_info_get {
+        nr_tx_slots: reg.nr_tx_slots,
+        nr_rx_slots: reg.nr_rx_slots,
+        nr_tx_rings: reg.nr_tx_rings,
+        nr_rx_rings: reg.nr_rx_rings,
+        nr_host_tx_rings: reg.nr_host_tx_rings,
+        nr_host_rx_rings: reg.nr_host_rx_rings,
+        nr_mem_id: reg.nr_mem_id,
+        ..Default::default()
+    };
+    ctl.port_info(spec, NETMAP_API, &mut info)
+        .map_err(|e| request_error(kernel, spec, "PORT_INFO_GET", e))?;
+    Ok(info)
+}
+
+/// `NIOCCTRL(POOLS_INFO_GET)` of `spec` on a fresh handle of `kernel`: the
+/// layout of the port's memory region, in allocator `mem_id` (0: the
+/// port's own, or the name's `@conf:memid`).
+pub(crate) fn pools_info(kernel: &dyn Kernel, spec: &PortSpec, mem_id: u16) -> Result<nmreq_pools_info> {
+    check_name(spec)?;
+    let mut ctl = kernel.open().map_err(|e| open_error(kernel, e))?;
+    let mut info = nmreq_pools_info {
+        nr_mem_id: if mem_id != 0 { mem_id } else { spec.mem_id },
+        ..Default::default()
+    };
+    ctl.pools_info(spec, &mut info)
+        .map_err(|e| request_error(kernel, spec, "POOLS_INFO_GET", e))?;
+    Ok(info)
 }
 
 /// [`Error::Busy`] for a REGISTER of `asked` on `spec` that the kernel
@@ -237,12 +311,12 @@ fn rings_asked(reg: &nmreq_register) -> String {
     }
 }
 
-/// The error for a register that the device refuses as no netmap device
+/// The error for a request that the device refuses as no netmap device
 /// would.
-fn not_netmap(kernel: &dyn Kernel, name: Name<'_>, e: io::Error) -> Error {
+fn not_netmap(kernel: &dyn Kernel, req: &str, name: Name<'_>, e: io::Error) -> Error {
     Error::io(
         format!(
-            "NIOCCTRL(REGISTER) on {name}: {} does not answer netmap's requests (it is not netmap's device)",
+            "NIOCCTRL({req}) on {name}: {} does not answer netmap's requests (it is not netmap's device)",
             device_name(kernel)
         ),
         e,
@@ -366,6 +440,63 @@ mod tests {
         assert_eq!(api_version(crate::backend::emu::emu()).unwrap(), ApiVersion::Ours);
         let afp = crate::backend::afpacket::AfPacket::default();
         assert_eq!(api_version(&afp).unwrap(), ApiVersion::Ours);
+    }
+
+    #[test]
+    fn every_request_maps_an_errno_to_one_variant() {
+        let spec = spec::parse("netmap:eth9").unwrap();
+        let emu = crate::backend::emu::emu();
+        let map = |req, code| request_error(emu, &spec, req, crate::backend::errno(code));
+        for req in ["REGISTER", "PORT_INFO_GET", "POOLS_INFO_GET"] {
+            for code in [libc::ENOENT, libc::ENXIO, libc::ENODEV] {
+                assert!(matches!(map(req, code), Error::InterfaceNotFound { .. }), "{req}");
+            }
+            for code in [libc::EACCES, libc::EPERM] {
+                let e = map(req, code);
+                assert!(matches!(e, Error::PermissionDenied { .. }), "{req}");
+                assert!(e.to_string().contains(req), "{e}");
+            }
+            let e = map(req, libc::EOPNOTSUPP);
+            assert!(
+                matches!(
+                    e,
+                    Error::Unsupported {
+                        backend: BackendKind::Emulated,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            let e = map(req, libc::ENOTTY);
+            assert!(e.to_string().contains("does not answer netmap's requests"), "{e}");
+            // The embedded kernel speaks our API: EINVAL is the request's.
+            let e = map(req, libc::EINVAL);
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+            assert!(e.to_string().contains("rejected the request"), "{e}");
+        }
+        // On the module, EOPNOTSUPP is its admode's refusal, and says so.
+        let dev = crate::backend::devnetmap::DevNetmap::system();
+        let e = request_error(
+            &dev,
+            &spec,
+            "PORT_INFO_GET",
+            crate::backend::errno(libc::EOPNOTSUPP),
+        );
+        assert!(
+            matches!(
+                e,
+                Error::Unsupported {
+                    backend: BackendKind::Kernel,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("admode"), "{e}");
+        // REGISTER alone knows EBUSY.
+        let reg = register_request(&spec, RegisterExtras::default());
+        let e = register_error(emu, &spec, &reg, crate::backend::errno(libc::EBUSY));
+        assert!(matches!(e, Error::Busy { .. }), "{e}");
     }
 
     #[test]

@@ -17,10 +17,11 @@ use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::ffi::{nmreq_port_info_get, nmreq_register};
+use crate::ffi::{nmreq_pools_info, nmreq_port_info_get, nmreq_register};
 use crate::spec::PortSpec;
 use sys::Deadline;
 
+pub(crate) mod adapter;
 pub(crate) mod afpacket;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
@@ -106,9 +107,11 @@ pub(crate) trait Kernel: Send + Sync + fmt::Debug {
 /// request's body as the kernel's `nmreq_*` struct, which holds the reply
 /// when the call returns `Ok`; an `Err` carries the errno the kernel would
 /// answer. Only `/dev/netmap` flattens a request into an `nmreq_header`;
-/// the user-space kernels read the typed fields. Requests still to come
-/// (VALE attach, detach and list, new and delete of persistent ports, pools
-/// info, port header get and set) are methods of the same shape.
+/// the user-space kernels read the typed fields. The VALE switch requests,
+/// which no user-space kernel serves yet, are not here: `crate::vale`
+/// issues them on `/dev/netmap` directly (`devnetmap::ValeCtl`). Requests
+/// still to come that a user-space kernel can serve (port header get and
+/// set) are methods of the same shape.
 ///
 /// Dropping the handle closes it, which unbinds its rings.
 pub(crate) trait Control: Send + fmt::Debug {
@@ -126,6 +129,12 @@ pub(crate) trait Control: Send + fmt::Debug {
     /// `kernel::api_version` asks in others, and a kernel that speaks
     /// another answers `EINVAL`).
     fn port_info(&mut self, spec: &PortSpec, version: u16, info: &mut nmreq_port_info_get) -> io::Result<()>;
+
+    /// `NIOCCTRL(NETMAP_REQ_POOLS_INFO_GET)` in [`NETMAP_API`](crate::ffi::NETMAP_API):
+    /// the layout of the memory region of the port `spec` names (in the
+    /// allocator `info.nr_mem_id` names, 0 for the port's own), its three
+    /// pools' offsets, object counts and sizes.
+    fn pools_info(&mut self, spec: &PortSpec, info: &mut nmreq_pools_info) -> io::Result<()>;
 
     /// Maps `len` bytes of the handle's memory region, as
     /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)` does.

@@ -96,6 +96,52 @@ pub(crate) fn open(
     })
 }
 
+/// The kernel that answers the info requests (PORT_INFO_GET,
+/// POOLS_INFO_GET) of `spec`, and the backend `build()` would open it with,
+/// chosen as `build()` chooses with no fallback: the embedded kernel for
+/// `emu:` names, `/dev/netmap` when libnetmap or the kernel would serve the
+/// port (libnetmap has no entry point for these requests, and a library
+/// over the kernel asks the same module), [`Error::Unsupported`] for
+/// AF_PACKET and for a libnetmap that brings its own `ioctl`.
+pub(crate) fn info_kernel(spec: &PortSpec) -> Result<(&'static dyn Kernel, BackendKind)> {
+    let choice = choose(spec, None, Fallback::None).0?;
+    let unsupported = |hint: &str| Error::Unsupported {
+        backend: choice.backend,
+        what: format!("port and pools info without opening {}", Name(&spec.text)),
+        hint: hint.into(),
+    };
+    match &choice.via {
+        Via::Kernel(k) => Ok((*k, choice.backend)),
+        Via::Libnetmap(lib) if lib.own_io.is_empty() => match kernel_status() {
+            Ok(()) => Ok((&*DEV_NETMAP, choice.backend)),
+            Err(e) => Err(Error::Unavailable {
+                port: spec.text.clone(),
+                reasons: Refusals::from(vec![Refusal::new(BackendKind::Kernel, kernel_refusal(&e))]),
+            }),
+        },
+        Via::Libnetmap(_) => Err(unsupported(
+            "the library's own netmap answers only its ports' requests: open the port and call \
+             `Netmap::port_info`",
+        )),
+        Via::AfPacket => Err(unsupported(
+            "an AF_PACKET port's shape exists only once it is open: open it and call \
+             `Netmap::port_info`",
+        )),
+    }
+}
+
+/// The kernel that answers info requests about an open port whose memory
+/// is in `domain`: `/dev/netmap` for the module's (ports opened through it
+/// or through a libnetmap over it), the embedded kernel for its own; none
+/// for AF_PACKET's and a library's own netmap.
+pub(crate) fn domain_kernel(domain: MemDomain) -> Option<&'static dyn Kernel> {
+    match domain {
+        MemDomain::Kernel => Some(&*DEV_NETMAP),
+        MemDomain::Emulated => Some(emu::emu()),
+        MemDomain::AfPacket | MemDomain::Library(_) => None,
+    }
+}
+
 /// The backend chosen for a port.
 pub(crate) struct Choice {
     via: Via,

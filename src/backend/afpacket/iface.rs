@@ -37,11 +37,9 @@ fn ifioctl(fd: BorrowedFd<'_>, req: c_ulong, name: &str) -> io::Result<IfReq> {
     Ok(r)
 }
 
-/// Whether `name` is a physical device (its driver reports a bus address),
-/// as opposed to a virtual one (veth, bridge, tun, loopback...), through
-/// which the kernel copies every transmitted page anyway.
-fn is_physical(fd: BorrowedFd<'_>, name: &str) -> bool {
-    let Ok(mut r) = ifreq(name) else { return false };
+/// `ETHTOOL_GDRVINFO` of `name`: what its driver says of itself.
+fn drvinfo(fd: BorrowedFd<'_>, name: &str) -> io::Result<EthtoolDrvinfo> {
+    let mut r = ifreq(name)?;
     let mut info = EthtoolDrvinfo {
         cmd: ETHTOOL_GDRVINFO,
         driver: [0; 32],
@@ -57,8 +55,29 @@ fn is_physical(fd: BorrowedFd<'_>, name: &str) -> bool {
     // SAFETY: SIOCETHTOOL takes a `struct ifreq *` whose `ifr_data` points at
     // an ethtool request; `r` is one, and `info` a live, writable
     // `ethtool_drvinfo` (196 bytes, asserted) for ETHTOOL_GDRVINFO.
-    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, ptr::addr_of_mut!(r)) } == 0;
-    ok && info.bus_info[0] != 0
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, ptr::addr_of_mut!(r)) })?;
+    Ok(info)
+}
+
+/// Whether `name` is a physical device (its driver reports a bus address),
+/// as opposed to a virtual one (veth, bridge, tun, loopback...), through
+/// which the kernel copies every transmitted page anyway.
+fn is_physical(fd: BorrowedFd<'_>, name: &str) -> bool {
+    drvinfo(fd, name).is_ok_and(|info| info.bus_info[0] != 0)
+}
+
+/// The name the driver of interface `name` gives itself (`ethtool -i`'s
+/// `driver:`), such as `veth` or `e1000e`; `EOPNOTSUPP` for a device whose
+/// driver says nothing (the loopback), `ENODEV` for no such interface.
+pub(crate) fn driver_name(name: &str) -> io::Result<String> {
+    let fd = query_socket()?;
+    let info = drvinfo(fd.as_fd(), name)?;
+    let end = info
+        .driver
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(info.driver.len());
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// Whether this kernel reads a `virtio_net_hdr` before each TX-ring frame

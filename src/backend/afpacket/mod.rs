@@ -186,7 +186,7 @@ use crate::backend::{Control, Kernel, MemDomain};
 use crate::error::{BackendKind, Error, Name, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
 use crate::spec::{PortKind, PortSpec, RingSelect};
-pub(crate) use iface::{interface_state, IfState};
+pub(crate) use iface::{driver_name, interface_state, IfState};
 use layout::MAX_RINGS;
 use rings::Port;
 use sys::{epoll_create, packet_socket};

@@ -21,7 +21,9 @@ use super::sys::{
 use super::AfPacketFd;
 use crate::backend::kregister::{self, Selection};
 use crate::backend::{errno, Control, Mapping, PortFd};
-use crate::ffi::{netmap_ring, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
+use crate::ffi::{
+    netmap_ring, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL,
+};
 use crate::ring::RESERVED_BUFS;
 use crate::spec::PortSpec;
 
@@ -120,6 +122,12 @@ impl Control for AfPacketFd {
         _info: &mut nmreq_port_info_get,
     ) -> io::Result<()> {
         kregister::check_version(version)?;
+        Err(errno(libc::EOPNOTSUPP))
+    }
+
+    /// AF_PACKET knows only REGISTER: a port's region exists only while it
+    /// is open, and is not laid out in netmap's three pools.
+    fn pools_info(&mut self, _spec: &PortSpec, _info: &mut nmreq_pools_info) -> io::Result<()> {
         Err(errno(libc::EOPNOTSUPP))
     }
 

@@ -1,5 +1,5 @@
-//! The handle: `open("/dev/netmap")` on the embedded kernel, its REGISTER
-//! and PORT_INFO_GET requests (typed, as [`Control`] has them), and the
+//! The handle: `open("/dev/netmap")` on the embedded kernel, its REGISTER,
+//! PORT_INFO_GET and POOLS_INFO_GET requests (typed, as [`Control`] has them), and the
 //! syncs and polls on its rings.
 
 use std::fmt;
@@ -10,13 +10,13 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use super::notify::Notifier;
-use super::pipe::{Dir, Pipe, PipeState};
+use super::pipe::{Dir, Pipe, PipeState, RING_UNIT};
 use super::registry::{End, PortName, Registry};
 use super::MAX_RINGS;
 use crate::backend::kregister::{self, Selection};
 use crate::backend::sys::Deadline;
 use crate::backend::{errno, lock, Control, Mapping, PortFd, SyncDir};
-use crate::ffi::{nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
+use crate::ffi::{nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
 use crate::spec::PortSpec;
 
 /// One open handle of the embedded kernel: `open("/dev/netmap")`.
@@ -192,6 +192,21 @@ impl Control for EmuFd {
             .find_pipe(&name)
             .ok_or_else(|| errno(libc::ENOENT))?;
         describe!(info, pipe);
+        Ok(())
+    }
+
+    /// The region of the open pipe (or loopback port) `spec` names; an
+    /// `nr_mem_id` other than 0 or the region's is `EINVAL`, as a pipe's
+    /// memory is its parent's and cannot be moved.
+    fn pools_info(&mut self, spec: &PortSpec, info: &mut nmreq_pools_info) -> io::Result<()> {
+        let name = PortName::of(spec)?;
+        let pipe = lock(&self.registry)
+            .find_pipe(&name)
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        if info.nr_mem_id != 0 && info.nr_mem_id != pipe.region.mem_id {
+            return Err(errno(libc::EINVAL));
+        }
+        *info = pipe.region.pools(RING_UNIT);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::ffi::nm_next as next;
 use crate::ffi::{netmap_ring, netmap_slot, NS_BUF_CHANGED, NS_MOREFRAG};
 
 /// Allocation granularity of the ring pool (a `netmap_ring` is 128-aligned).
-const RING_UNIT: usize = 128;
+pub(super) const RING_UNIT: usize = 128;
 
 const _: () = assert!(std::mem::align_of::<netmap_ring>() <= RING_UNIT);
 

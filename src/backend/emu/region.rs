@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use super::BUF_SIZE;
 use crate::backend::sys::{page_size, OwnedMap};
 use crate::backend::{errno, lock};
+use crate::ffi::nmreq_pools_info;
 
 /// Buffers 0 and 1 are never handed out, as in netmap.
 const RESERVED_BUFS: usize = 2;
@@ -138,6 +139,30 @@ impl Region {
             });
         }
         Err(err)
+    }
+
+    /// The region's layout, as POOLS_INFO_GET answers it: the `netmap_if`
+    /// pool at 0 in `IF_UNIT` objects, the ring pool in `ring_unit`
+    /// objects (rings take whole multiples of it, not one object each as
+    /// in the module), the buffer pool of `BUF_SIZE` buffers, the
+    /// reserved ones included as in the module's count.
+    pub(super) fn pools(&self, ring_unit: usize) -> nmreq_pools_info {
+        let (rings_off, bufs_off) = (self.len / 1024, self.bufs_off);
+        let count = |bytes: usize, unit: usize| u32::try_from(bytes / unit).unwrap_or(u32::MAX);
+        nmreq_pools_info {
+            nr_memsize: self.len as u64,
+            nr_mem_id: self.mem_id,
+            nr_if_pool_offset: 0,
+            nr_if_pool_objtotal: count(rings_off, IF_UNIT),
+            nr_if_pool_objsize: IF_UNIT as u32,
+            nr_ring_pool_offset: rings_off as u64,
+            nr_ring_pool_objtotal: count(bufs_off - rings_off, ring_unit),
+            nr_ring_pool_objsize: ring_unit as u32,
+            nr_buf_pool_offset: bufs_off as u64,
+            nr_buf_pool_objtotal: count(self.len - bufs_off, BUF_SIZE),
+            nr_buf_pool_objsize: BUF_SIZE as u32,
+            ..Default::default()
+        }
     }
 
     /// The address `off` bytes into the region.
