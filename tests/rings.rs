@@ -199,6 +199,35 @@ fn packets_go_in_fragments_of_the_size_asked() {
     assert_eq!(tx.space(), space);
 }
 
+#[test]
+fn discard_counts_whole_packets_without_reading_them() {
+    let (a, b) = pair("discard", 64);
+    let mut tx = a.tx_ring(0).unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    // 60 bytes, 300 in 4 slots, 5000 in 3 slots, 60: 4 packets, 9 slots.
+    tx.send(&[1u8; 60]).unwrap();
+    tx.send_fragments(&[2u8; 300], 75).unwrap();
+    tx.send(&[3u8; 5000]).unwrap();
+    tx.send(&[4u8; 60]).unwrap();
+    tx.sync().unwrap();
+    assert_eq!(rx.sync().unwrap(), 9);
+    assert_eq!(rx.discard(0), (0, 0));
+    assert_eq!(rx.discard(2), (2, 360));
+    assert_eq!(rx.discard(usize::MAX), (2, 5060));
+    assert_eq!(rx.discard(usize::MAX), (0, 0));
+    assert!(rx.recv().is_none());
+    // The slots went back: the whole ring takes packets again.
+    assert_eq!(rx.sync().unwrap(), 0);
+    tx.sync().unwrap();
+    assert_eq!(tx.space(), 63);
+    for _ in 0..63 {
+        tx.send(&[5u8; 60]).unwrap();
+    }
+    tx.sync().unwrap();
+    assert_eq!(rx.sync().unwrap(), 63);
+    assert_eq!(rx.discard(usize::MAX), (63, 63 * 60));
+}
+
 /// Moves `count` packets of random sizes (with multi-slot ones mixed in)
 /// from `a` to `b` in two threads; checks order and contents.
 fn stream(a: Netmap, b: Netmap, count: u64, seed: u64) {

@@ -118,6 +118,55 @@ impl<'a> RxRing<'a> {
         }
     }
 
+    /// Drops up to `max` of the packets received as of the last sync
+    /// without reading them, as a sink that only counts does; returns how
+    /// many packets it dropped and their bytes. Their slots return to the
+    /// kernel at the next sync.
+    ///
+    /// Only each slot's length and flags are read, never its buffer, so a
+    /// slot whose buffer index is corrupt costs nothing here and is not
+    /// reported; lengths are capped at the buffer size. A packet whose last
+    /// fragment has not arrived waits for the next sync, as with `recv`,
+    /// unless it never can (a full ring), when it counts as one packet.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:sink{1").build()?, NetmapBuilder::new("emu:sink}1").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// for _ in 0..3 {
+    ///     tx.send(&[0u8; 60])?;
+    /// }
+    /// tx.sync()?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// rx.sync()?;
+    /// assert_eq!(rx.discard(2), (2, 120));
+    /// assert_eq!(rx.discard(usize::MAX), (1, 60));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn discard(&mut self, max: usize) -> (usize, usize) {
+        let avail = self.core.complete_space();
+        let (buf_size, mut i) = (self.core.buf_size(), self.core.head());
+        let (mut packets, mut bytes, mut open) = (0usize, 0usize, false);
+        for _ in 0..avail {
+            if packets == max {
+                break;
+            }
+            // SAFETY: the `avail` slots from head are in [head, tail), owned
+            // by the user; no frame is alive (`&mut self`).
+            let (_, len, flags) = unsafe { read_slot(self.core.slot(i)) };
+            bytes += (len as usize).min(buf_size);
+            open = flags & NS_MOREFRAG != 0;
+            packets += usize::from(!open);
+            i = self.core.next(i);
+        }
+        // A chain that can never complete ends the space it was counted in.
+        packets += usize::from(open);
+        self.core.set_head(i);
+        (packets, bytes)
+    }
+
     /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
     /// port) and learns of newly received packets; returns how many slots
     /// now hold unread, complete packets (the fragments of a multi-slot
