@@ -167,6 +167,37 @@ impl<'a> RxRing<'a> {
         (packets, bytes)
     }
 
+    /// Learns of the packets a poll of the port has already brought in,
+    /// without a sync of its own: netmap's `poll` syncs the rings it
+    /// reports, as [`Netmap::poll`](crate::Netmap::poll) does on every
+    /// backend that moves packets at poll time, so after a poll this saves
+    /// the `NIOCRXSYNC` that [`sync`](RxRing::sync) would issue. Returns
+    /// what `sync` returns; the slots already read go back to the kernel at
+    /// its next poll or sync. Where the poll moved nothing (AF_PACKET moves
+    /// packets only at sync), it finds nothing, and `sync` is the call.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:refresh{1").build()?, NetmapBuilder::new("emu:refresh}1").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send(&[0u8; 60])?;
+    /// tx.sync()?;
+    /// b.poll(Some(Duration::from_secs(1)))?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// assert_eq!(rx.refresh()?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn refresh(&mut self) -> Result<usize> {
+        self.core.publish();
+        self.core.reload_tail()?;
+        self.scratch.take_skipped(self.core.id())?;
+        Ok(self.core.complete_space() as usize)
+    }
+
     /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
     /// port) and learns of newly received packets; returns how many slots
     /// now hold unread, complete packets (the fragments of a multi-slot
