@@ -137,6 +137,13 @@ fn in_place_batches_publish_on_commit_and_discard_on_drop() {
     }
 }
 
+/// Each packet waiting in `rx`, checked: (sequence, length, slots).
+fn received(rx: &mut RxRing<'_>) -> Vec<(u64, usize, usize)> {
+    rx.iter()
+        .map(|f| (check_packet(&f), f.len(), f.slots()))
+        .collect()
+}
+
 #[test]
 fn multi_slot_packets_cross_as_one() {
     let (a, b) = pair("frags", 16);
@@ -149,10 +156,7 @@ fn multi_slot_packets_cross_as_one() {
     }
     tx.sync().unwrap();
     rx.sync().unwrap();
-    let got: Vec<(u64, usize, usize)> = rx
-        .iter()
-        .map(|f| (check_packet(&f), f.len(), f.slots()))
-        .collect();
+    let got = received(&mut rx);
     assert_eq!(
         got,
         vec![(0, 2049, 2), (1, 60, 1), (2, 6000, 3), (3, 2048, 1), (4, 4096, 2)]
@@ -180,10 +184,7 @@ fn packets_go_in_fragments_of_the_size_asked() {
         tx.sync().unwrap();
     }
     rx.sync().unwrap();
-    let got: Vec<(u64, usize, usize)> = rx
-        .iter()
-        .map(|f| (check_packet(&f), f.len(), f.slots()))
-        .collect();
+    let got = received(&mut rx);
     let want: Vec<(u64, usize, usize)> = cases
         .iter()
         .enumerate()
