@@ -193,9 +193,7 @@ impl<'a> RxRing<'a> {
     #[inline]
     pub fn refresh(&mut self) -> Result<usize> {
         self.core.publish();
-        self.core.reload_tail()?;
-        self.scratch.take_skipped(self.core.id())?;
-        Ok(self.core.complete_space() as usize)
+        self.learn()
     }
 
     /// Returns the slots already read to the kernel (`NIOCRXSYNC` on the
@@ -211,6 +209,14 @@ impl<'a> RxRing<'a> {
     pub fn sync(&mut self) -> Result<usize> {
         self.core.publish();
         self.port.sync(SyncDir::Rx)?;
+        self.learn()
+    }
+
+    /// What `sync` and `refresh` do once the kernel has moved the ring: the
+    /// new tail (checked), the corrupt slots skipped since the last report,
+    /// and the slots of complete packets waiting.
+    #[inline]
+    fn learn(&mut self) -> Result<usize> {
         self.core.reload_tail()?;
         self.scratch.take_skipped(self.core.id())?;
         Ok(self.core.complete_space() as usize)

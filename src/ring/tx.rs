@@ -306,17 +306,8 @@ impl<'a> TxRing<'a> {
     /// slot. Reads the head slot afresh.
     #[inline(never)]
     fn send_general(&mut self, data: &[u8]) -> Result<()> {
-        if self.core.is_empty() {
-            return Err(self.too_large_or_full(data.len()));
-        }
+        let (s, buf, cap) = self.head_data(data.len())?;
         let i = self.core.head();
-        let s = self.core.slot(i);
-        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-        let (idx, _, _) = unsafe { read_slot(s) };
-        // SAFETY: as above.
-        let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
-            return Err(self.skip_corrupt(i, idx));
-        };
         // A backend's own limit (AF_PACKET's MTU) may be below one slot.
         if data.len() > cap.min(self.max_packet) {
             return self.send_multi(data, (buf, cap), usize::MAX);
@@ -390,19 +381,26 @@ impl<'a> TxRing<'a> {
     /// # }
     /// ```
     pub fn send_fragments(&mut self, data: &[u8], frag: usize) -> Result<()> {
-        let frag = frag.max(1);
+        let (_, buf, cap) = self.head_data(data.len())?;
+        self.send_multi(data, (buf, cap), frag.max(1))
+    }
+
+    /// The head slot, for a packet of `len` bytes, with its buffer and the
+    /// buffer's capacity, read once: the error for a full ring, or, for a
+    /// corrupt slot, that of [`skip_corrupt`](TxRing::skip_corrupt).
+    fn head_data(&mut self, len: usize) -> Result<(*mut netmap_slot, *mut u8, usize)> {
         if self.core.is_empty() {
-            return Err(self.too_large_or_full(data.len()));
+            return Err(self.too_large_or_full(len));
         }
         let i = self.core.head();
         let s = self.core.slot(i);
         // SAFETY: slot `i` = head is in [head, tail), owned by the user.
         let (idx, _, _) = unsafe { read_slot(s) };
         // SAFETY: as above.
-        let Some(first) = (unsafe { self.core.data(s, idx) }) else {
+        let Some((buf, cap)) = (unsafe { self.core.data(s, idx) }) else {
             return Err(self.skip_corrupt(i, idx));
         };
-        self.send_multi(data, first, frag)
+        Ok((s, buf, cap))
     }
 
     /// The multi-slot case of [`send`](TxRing::send); `first` is the head
