@@ -1,11 +1,13 @@
 //! The `Send` and `Sync` that the public types' docs state, checked at
 //! compile time: this module fails to build if a type gains or loses one.
 
-use crate::probe::{AfPacketStatus, DeviceStatus, KernelApi, LibraryStatus, PortProbe, Probe};
+use crate::probe::{
+    AfPacketStatus, AfXdpStatus, DeviceStatus, KernelApi, LibraryStatus, PortProbe, Probe, XdpProbe,
+};
 use crate::spec::{Conf, ExtmemOpt, OffsetOpt, PipeRole, PipeSpec, PortKind, PortSpec, RingSelect};
 use crate::{
     BackendKind, Error, Fallback, Frame, Netmap, NetmapBuilder, Refusal, Refusals, RxIter, RxRing, TxBatch,
-    TxRing,
+    TxRing, XdpMode,
 };
 
 const fn send<T: Send>() {}
@@ -50,6 +52,9 @@ assert_send_sync!(
     KernelApi,
     LibraryStatus,
     AfPacketStatus,
+    AfXdpStatus,
+    XdpProbe,
+    XdpMode,
     PortSpec,
     PortKind,
     PipeRole,

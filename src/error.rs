@@ -21,6 +21,9 @@ pub enum BackendKind {
     /// Linux `AF_PACKET` sockets with `PACKET_MMAP` rings (a fallback for real
     /// interfaces on hosts without netmap).
     AfPacket,
+    /// Linux `AF_XDP` sockets with the crate's own XDP program (a faster
+    /// fallback for real interfaces on hosts without netmap).
+    AfXdp,
 }
 
 impl fmt::Display for BackendKind {
@@ -30,6 +33,7 @@ impl fmt::Display for BackendKind {
             BackendKind::Kernel => "kernel (/dev/netmap)",
             BackendKind::Emulated => "embedded (emu)",
             BackendKind::AfPacket => "AF_PACKET",
+            BackendKind::AfXdp => "AF_XDP",
         })
     }
 }
@@ -106,7 +110,7 @@ pub enum Error {
     #[error(
         "netmap is not available for `{}` ({reasons}); load the netmap kernel module \
          (`modprobe netmap`), point NETMAP_LIBRARY at libnetmap.so, use an `emu:` port, \
-         or, for a real interface, allow the AF_PACKET fallback (`Fallback::AfPacket`)",
+         or, for a real interface, allow a fallback (`Fallback::Any`: AF_XDP, then AF_PACKET)",
         Name(port)
     )]
     Unavailable {
@@ -119,7 +123,8 @@ pub enum Error {
     /// The operating system refused access.
     #[error(
         "permission denied: {what}; run as root, or grant the process access \
-         (for /dev/netmap: its file mode; for AF_PACKET: CAP_NET_RAW)"
+         (for /dev/netmap: its file mode; for AF_PACKET: CAP_NET_RAW; for AF_XDP: CAP_NET_RAW, \
+         CAP_NET_ADMIN and CAP_BPF)"
     )]
     PermissionDenied {
         /// What was refused.
@@ -315,6 +320,25 @@ pub enum Error {
     Forked {
         /// The port.
         name: String,
+    },
+
+    /// The AF_XDP backend would have to attach its XDP program where
+    /// someone else's is attached, which it never replaces.
+    #[error(
+        "interface `{}` has an XDP program attached already (id {id}, {mode} mode) that is not \
+         this process's, and the AF_XDP backend never replaces one: detach it (`ip link set \
+         dev {} xdp off`, or end the program that attached it), open the port send-only (`/T`), \
+         or use the AF_PACKET backend",
+        Name(name),
+        Name(name)
+    )]
+    XdpProgramAttached {
+        /// The interface.
+        name: String,
+        /// The kernel's id of the attached program (`bpftool prog show id N`).
+        id: u32,
+        /// Where it runs: `native`, `generic` or `offloaded`.
+        mode: String,
     },
 
     /// The backend cannot do what was asked.
@@ -525,7 +549,10 @@ impl Error {
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::InterfaceNotFound { .. } => K::NotFound,
             Error::InterfaceDown { .. } => K::NetworkDown,
-            Error::Busy { .. } | Error::RingInUse { .. } | Error::InUse { .. } => K::ResourceBusy,
+            Error::Busy { .. }
+            | Error::RingInUse { .. }
+            | Error::InUse { .. }
+            | Error::XdpProgramAttached { .. } => K::ResourceBusy,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::InvalidPortSpec { .. }
             | Error::PacketTooLarge { .. }

@@ -102,7 +102,7 @@ pub mod vale;
 
 #[cfg(feature = "mio")]
 pub use crate::mio::LocalPort;
-pub use backend::select::Fallback;
+pub use backend::select::{Fallback, XdpMode};
 pub use error::{BackendKind, Error, Refusal, Refusals, Result};
 pub use frame::Frame;
 pub use port::{Netmap, NetmapBuilder};

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use crate::backend::fork::{Owner, Privatize};
 use crate::backend::kernel::{KernelPort, RegisterExtras};
-use crate::backend::select::{self, Fallback, How};
+use crate::backend::select::{self, Fallback, How, XdpMode};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Name, Refusal, Result};
 use crate::ffi::{self, NETMAP_MAX_FRAGS};
 use crate::info::{PoolsInfo, PortInfo};
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
-use crate::spec::{self, PortKind, PortSpec, RingSelect};
+use crate::spec::{self, PortSpec, RingSelect};
 
 /// Identifies a memory region: buffers can be swapped between two ports only
 /// when their keys are equal. Packed into one word (the domain's tag, a
@@ -32,6 +32,7 @@ impl RegionKey {
             MemDomain::Kernel => (0u64, 0u32),
             MemDomain::Emulated => (1, 0),
             MemDomain::AfPacket => (2, 0),
+            MemDomain::AfXdp => (4, 0),
             MemDomain::Library(n) => (3, n),
         };
         RegionKey(tag << 48 | u64::from(n) << 16 | u64::from(mem_id))
@@ -339,15 +340,26 @@ impl NetmapBuilder {
         self
     }
 
-    /// Allows (with [`Fallback::AfPacket`]) or forbids (with
-    /// [`Fallback::None`], the default) a fallback when no netmap backend can
-    /// serve the port: a real interface's port then opens through Linux
-    /// `AF_PACKET` sockets. [`Netmap::backend`] says
-    /// [`BackendKind::AfPacket`] and [`Netmap::refusals`] why netmap was
-    /// passed over. A forced [`backend`](NetmapBuilder::backend) is never
+    /// Allows (with [`Fallback::AfXdp`], [`Fallback::AfPacket`] or
+    /// [`Fallback::Any`]) or forbids (with [`Fallback::None`], the default)
+    /// a fallback when no netmap backend can serve the port: a real
+    /// interface's port then opens through Linux `AF_XDP` or `AF_PACKET`
+    /// sockets (with `Any`, AF_XDP first, AF_PACKET if AF_XDP cannot open
+    /// it). [`Netmap::backend`] says which and [`Netmap::refusals`] why the
+    /// others were passed over. A forced [`backend`](NetmapBuilder::backend) is never
     /// replaced by a fallback.
     pub fn fallback(mut self, fallback: Fallback) -> Self {
         self.how.fallback = fallback;
+        self
+    }
+
+    /// How an AF_XDP port should move packets ([`XdpMode::Auto`], the
+    /// default: the best the interface offers). A mode the interface's
+    /// driver does not offer fails the build with [`Error::Unsupported`];
+    /// other backends ignore the setting. [`Netmap::xdp_mode`] says what a
+    /// port got.
+    pub fn xdp_mode(mut self, mode: XdpMode) -> Self {
+        self.how.xdp = mode;
         self
     }
 
@@ -499,6 +511,8 @@ pub struct Netmap {
     refused: Vec<Refusal>,
     /// The longest packet the TX rings take (see [`Netmap::max_packet`]).
     max_packet: usize,
+    /// How an AF_XDP port moves packets.
+    xdp_mode: Option<XdpMode>,
     live_tx: Box<[Cell<bool>]>,
     live_rx: Box<[Cell<bool>]>,
     /// The process that opened the port.
@@ -573,8 +587,10 @@ impl Netmap {
             .first()
             .map_or(0, |r| r.slot_cap() * NETMAP_MAX_FRAGS as usize);
         let max_packet = by_buffers.min(port.fd.max_packet().unwrap_or(usize::MAX));
+        let xdp_mode = port.fd.xdp_mode();
         Ok(Netmap {
             max_packet,
+            xdp_mode,
             live_tx: cells(rings.tx.len()),
             live_rx: cells(rings.rx.len()),
             scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
@@ -620,14 +636,21 @@ impl Netmap {
         &self.refused
     }
 
-    /// Whether this port runs on the AF_PACKET fallback
-    /// ([`Fallback::AfPacket`]) because netmap could not serve its netmap
-    /// name; `false` for `afpacket:` names and forced backends, which asked
-    /// for AF_PACKET.
+    /// Whether this port runs on a fallback (AF_XDP or AF_PACKET, see
+    /// [`Fallback`]) because netmap could not serve its netmap name; `false`
+    /// for `afxdp:` and `afpacket:` names and forced backends, which asked
+    /// for them.
     pub fn is_fallback(&self) -> bool {
-        self.backend == BackendKind::AfPacket
-            && self.spec.kind != PortKind::AfPacket
+        matches!(self.backend, BackendKind::AfPacket | BackendKind::AfXdp)
+            && !self.spec.kind.is_socket()
             && self.refused.iter().any(|r| r.backend == BackendKind::Kernel)
+    }
+
+    /// How this AF_XDP port moves packets: [`XdpMode::Native`],
+    /// [`XdpMode::Generic`] or [`XdpMode::ZeroCopy`] (never
+    /// [`XdpMode::Auto`]); `None` on every other backend.
+    pub fn xdp_mode(&self) -> Option<XdpMode> {
+        self.xdp_mode
     }
 
     /// The port's name, as parsed.

@@ -101,6 +101,124 @@ pub enum AfPacketStatus {
     Error(String),
 }
 
+/// Whether AF_XDP sockets can be opened, and what this process lacks to
+/// open an AF_XDP port that receives (which attaches an XDP program).
+///
+/// `AfXdpStatus` is `Send` and `Sync`: it is plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AfXdpStatus {
+    /// This kernel has AF_XDP sockets (`socket(AF_XDP)` did not answer
+    /// `EAFNOSUPPORT`).
+    pub kernel: bool,
+    /// The capabilities this process lacks, by name (`CAP_NET_RAW`,
+    /// `CAP_NET_ADMIN`, `CAP_BPF or CAP_SYS_ADMIN`); empty when it has all.
+    pub missing: Vec<String>,
+    /// Another error opening a socket, if any.
+    pub error: Option<String>,
+}
+
+impl AfXdpStatus {
+    /// Whether this process can open AF_XDP ports here.
+    pub fn is_usable(&self) -> bool {
+        self.kernel && self.missing.is_empty() && self.error.is_none()
+    }
+}
+
+/// What an interface offers AF_XDP, from the kernel's netdev family
+/// (Linux 6.3 on; older kernels cannot say, and the fields are `None`).
+///
+/// `XdpProbe` is `Send` and `Sync`: it is plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct XdpProbe {
+    /// The driver runs XDP programs and redirects (native XDP).
+    pub native: Option<bool>,
+    /// AF_XDP sockets may bind zero-copy.
+    pub zero_copy: Option<bool>,
+    /// The driver's XDP feature names (`basic`, `redirect`, ...).
+    pub features: Vec<String>,
+    /// How an AF_XDP port would move packets with [`XdpMode::Auto`](crate::XdpMode::Auto).
+    pub would_use: crate::XdpMode,
+    /// XDP programs attached to the interface now, in words (id, mode, and
+    /// whose); an AF_XDP port that receives cannot open while another
+    /// process's program is attached.
+    pub attached: Vec<String>,
+}
+
+impl XdpProbe {
+    fn of(ifindex: u32) -> XdpProbe {
+        use crate::backend::netdev;
+        let features = netdev::xdp_features(ifindex).ok().flatten();
+        let native = features.map(|f| f.native() && f.redirect());
+        let zero_copy = features.map(|f| f.zero_copy());
+        let would_use = match (native, zero_copy) {
+            (Some(true), Some(true)) => crate::XdpMode::ZeroCopy,
+            (Some(false), _) => crate::XdpMode::Generic,
+            _ => crate::XdpMode::Native,
+        };
+        let ours = crate::backend::afxdp::ours(ifindex);
+        let attached = netdev::xdp_attached(ifindex)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let mode = match p.mode {
+                    netdev::XdpMode::Native => "native",
+                    netdev::XdpMode::Generic => "generic",
+                    netdev::XdpMode::Offload => "offloaded",
+                };
+                let whose = if ours {
+                    "this process's"
+                } else {
+                    "not this process's"
+                };
+                format!("id {} ({mode}, {whose})", p.id)
+            })
+            .collect();
+        XdpProbe {
+            native,
+            zero_copy,
+            features: features
+                .map(|f| f.names().into_iter().map(String::from).collect())
+                .unwrap_or_default(),
+            would_use,
+            attached,
+        }
+    }
+}
+
+impl fmt::Display for XdpProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let says = |b: Option<bool>, yes: &str, no: &str| match b {
+            Some(true) => yes.to_owned(),
+            Some(false) => no.to_owned(),
+            None => "unknown (this kernel cannot say)".to_owned(),
+        };
+        writeln!(
+            f,
+            "  AF_XDP: {}; {}; an afxdp: port would run {:?}",
+            says(
+                self.native,
+                "native XDP",
+                "generic XDP only (no native XDP in the driver)"
+            ),
+            says(
+                self.zero_copy,
+                "zero-copy",
+                "copy mode (no zero-copy in the driver)"
+            ),
+            self.would_use
+        )?;
+        if !self.features.is_empty() {
+            writeln!(f, "    xdp-features: {}", self.features.join(", "))?;
+        }
+        for a in &self.attached {
+            writeln!(f, "    XDP program attached: {a}")?;
+        }
+        Ok(())
+    }
+}
+
 /// How the netmap module runs (or would run) an interface.
 ///
 /// `AdapterMode` is `Send` and `Sync`: it is plain data.
@@ -225,7 +343,7 @@ pub struct PortProbe {
     /// Why each other backend was passed over.
     pub refused: Vec<Refusal>,
     /// When the fallback was not allowed but would change the answer: what
-    /// `build()` would do with [`Fallback::AfPacket`].
+    /// `build()` would do with [`Fallback::Any`].
     pub with_fallback: Option<Result<BackendKind, String>>,
     /// For a name AF_PACKET can serve: whether its interface exists here and
     /// is up, in words.
@@ -233,6 +351,8 @@ pub struct PortProbe {
     /// For an interface that exists here: its driver, and whether netmap
     /// runs it natively or in emulated (generic) mode.
     pub driver: Option<DriverProbe>,
+    /// For an interface that exists here: what it offers AF_XDP.
+    pub xdp: Option<XdpProbe>,
 }
 
 /// A report of what this host offers. See [`probe`].
@@ -252,6 +372,8 @@ pub struct Probe {
     pub library: LibraryStatus,
     /// AF_PACKET sockets.
     pub af_packet: AfPacketStatus,
+    /// AF_XDP sockets.
+    pub af_xdp: AfXdpStatus,
     /// The port asked about, if any.
     pub port: Option<PortProbe>,
 }
@@ -277,6 +399,7 @@ pub fn probe() -> Probe {
         our_api: ffi::NETMAP_API,
         library,
         af_packet: af_packet_status(),
+        af_xdp: af_xdp_status(),
         port: None,
     }
 }
@@ -312,7 +435,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
             let backend = choice.map(|c| c.backend).map_err(|e| e.to_string());
             let with_fallback = match fallback {
                 Fallback::None if afpacket::serves(&spec).is_ok() => {
-                    let alt = select::choose(&spec, None, Fallback::AfPacket)
+                    let alt = select::choose(&spec, None, Fallback::Any)
                         .0
                         .map(|c| c.backend)
                         .map_err(|e| e.to_string());
@@ -330,8 +453,12 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
                 Ok(IfState::Missing) => format!("no interface {name} in this network namespace"),
                 Err(e) => format!("{name}: {e}"),
             });
-            let driver =
-                matches!(state, Some(Ok(IfState::Up | IfState::Down))).then(|| DriverProbe::of(name));
+            let exists = matches!(state, Some(Ok(IfState::Up | IfState::Down)));
+            let driver = exists.then(|| DriverProbe::of(name));
+            let xdp = exists
+                .then(|| afpacket::if_index(name).ok())
+                .flatten()
+                .map(|i| XdpProbe::of(i as u32));
             PortProbe {
                 name: spec.text.clone(),
                 fallback,
@@ -340,6 +467,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
                 with_fallback,
                 interface,
                 driver,
+                xdp,
             }
         }
         Err(e) => PortProbe {
@@ -350,6 +478,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
             with_fallback: None,
             interface: None,
             driver: None,
+            xdp: None,
         },
     };
     p.port = Some(port);
@@ -383,6 +512,58 @@ fn af_packet_status() -> AfPacketStatus {
         }
         Err(e) => AfPacketStatus::Error(e.to_string()),
     }
+}
+
+fn af_xdp_status() -> AfXdpStatus {
+    let (kernel, mut error) = match crate::backend::afxdp::socket_status() {
+        Ok(()) => (true, None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT)
+            ) =>
+        {
+            (false, None)
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => (true, None),
+        Err(e) => (true, Some(e.to_string())),
+    };
+    let missing = match effective_caps() {
+        Ok(caps) => {
+            let has = |bit: u32| caps & (1u64 << bit) != 0;
+            // capability.h: NET_ADMIN 12, NET_RAW 13, SYS_ADMIN 21, BPF 39.
+            let mut m = Vec::new();
+            if !has(13) {
+                m.push("CAP_NET_RAW".to_owned());
+            }
+            if !has(12) {
+                m.push("CAP_NET_ADMIN".to_owned());
+            }
+            if !has(39) && !has(21) {
+                m.push("CAP_BPF or CAP_SYS_ADMIN".to_owned());
+            }
+            m
+        }
+        Err(e) => {
+            error.get_or_insert(format!("reading this process's capabilities: {e}"));
+            Vec::new()
+        }
+    };
+    AfXdpStatus {
+        kernel,
+        missing,
+        error,
+    }
+}
+
+/// This process's effective capability set (`CapEff` in /proc/self/status).
+fn effective_caps() -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff line"))
 }
 
 impl fmt::Display for Probe {
@@ -444,10 +625,20 @@ impl fmt::Display for Probe {
             AfPacketStatus::NoCapability => writeln!(f, "  AF_PACKET: needs CAP_NET_RAW")?,
             AfPacketStatus::Error(e) => writeln!(f, "  AF_PACKET: {e}")?,
         }
+        let x = &self.af_xdp;
+        match (x.kernel, &x.error) {
+            (false, _) => writeln!(f, "  AF_XDP: not in this kernel (CONFIG_XDP_SOCKETS)")?,
+            (true, Some(e)) => writeln!(f, "  AF_XDP: {e}")?,
+            (true, None) if x.missing.is_empty() => writeln!(
+                f,
+                "  AF_XDP: usable (the faster fallback for real interfaces, when allowed)"
+            )?,
+            (true, None) => writeln!(f, "  AF_XDP: needs {}", x.missing.join(", "))?,
+        }
         writeln!(f, "  embedded kernel: always available for `emu:` names")?;
         if let Some(p) = &self.port {
             let name = Name(&p.name);
-            let fell_back = p.backend == Ok(BackendKind::AfPacket)
+            let fell_back = matches!(p.backend, Ok(BackendKind::AfPacket | BackendKind::AfXdp))
                 && p.refused.iter().any(|r| r.backend == BackendKind::Kernel);
             match &p.backend {
                 Ok(b) if fell_back => writeln!(
@@ -462,8 +653,8 @@ impl fmt::Display for Probe {
                 writeln!(f, "  not {}: {}", r.backend, r.reason)?;
             }
             match &p.with_fallback {
-                Some(Ok(b)) => writeln!(f, "  with Fallback::AfPacket: would open with {b}")?,
-                Some(Err(e)) => writeln!(f, "  with Fallback::AfPacket: cannot open: {e}")?,
+                Some(Ok(b)) => writeln!(f, "  with Fallback::Any: would open with {b}")?,
+                Some(Err(e)) => writeln!(f, "  with Fallback::Any: cannot open: {e}")?,
                 None => {}
             }
             if let Some(i) = &p.interface {
@@ -471,6 +662,9 @@ impl fmt::Display for Probe {
             }
             if let Some(d) = &p.driver {
                 write!(f, "{d}")?;
+            }
+            if let Some(x) = &p.xdp {
+                write!(f, "{x}")?;
             }
         }
         Ok(())

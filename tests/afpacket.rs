@@ -783,7 +783,7 @@ fn netmap_names_fall_back_only_when_allowed() {
     assert!(text.contains(&format!("{A} exists and is up")), "{text}");
     let plain = netmap_rs::probe::probe_port(&format!("netmap:{A}")).to_string();
     assert!(
-        plain.contains("with Fallback::AfPacket: would open with AF_PACKET"),
+        plain.contains("with Fallback::Any: would open with AF_XDP"),
         "{plain}"
     );
 

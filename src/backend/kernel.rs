@@ -169,6 +169,7 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
         crate::backend::MemDomain::Kernel => ffi::NETMAP_DEVICE_NAME,
         crate::backend::MemDomain::Emulated => "the embedded netmap device",
         crate::backend::MemDomain::AfPacket => "an AF_PACKET socket",
+        crate::backend::MemDomain::AfXdp => "an AF_XDP socket",
         crate::backend::MemDomain::Library(_) => "the library's netmap device",
     }
 }
@@ -220,7 +221,7 @@ fn request_error(kernel: &dyn Kernel, spec: &PortSpec, req: &str, e: io::Error) 
                      set /sys/module/netmap/parameters/admode to 0, or load netmap's driver for \
                      the interface (`netmap_rs::probe::probe_port` says which)"
                 }
-                MemDomain::Emulated | MemDomain::AfPacket => "open the port, and ask it",
+                MemDomain::Emulated | MemDomain::AfPacket | MemDomain::AfXdp => "open the port, and ask it",
             }
             .into(),
         },
@@ -234,6 +235,7 @@ fn backend_kind(kernel: &dyn Kernel) -> BackendKind {
         MemDomain::Kernel => BackendKind::Kernel,
         MemDomain::Emulated => BackendKind::Emulated,
         MemDomain::AfPacket => BackendKind::AfPacket,
+        MemDomain::AfXdp => BackendKind::AfXdp,
         MemDomain::Library(_) => BackendKind::Libnetmap,
     }
 }

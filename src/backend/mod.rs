@@ -23,6 +23,7 @@ use sys::Deadline;
 
 pub(crate) mod adapter;
 pub(crate) mod afpacket;
+pub(crate) mod afxdp;
 pub(crate) mod devnetmap;
 pub(crate) mod emu;
 pub(crate) mod fork;
@@ -30,6 +31,7 @@ pub(crate) mod kernel;
 pub(crate) mod kregister;
 pub(crate) mod kring;
 pub(crate) mod libnetmap;
+pub(crate) mod netdev;
 pub(crate) mod select;
 pub(crate) mod sys;
 
@@ -84,6 +86,8 @@ pub(crate) enum MemDomain {
     /// The `PACKET_MMAP` rings of one AF_PACKET port: every such port has a
     /// memory id of its own, so buffers never move between two of them.
     AfPacket,
+    /// The UMEM of one AF_XDP port: a memory id of its own, as AF_PACKET's.
+    AfXdp,
     /// The netmap implementation inside a libnetmap that brings its own
     /// `ioctl` (one over a user-space netmap, say): its memory is neither
     /// the kernel's nor this process's embedded kernel's. The number tells
@@ -173,6 +177,12 @@ pub(crate) trait PortFd: Send + fmt::Debug {
     /// the rings' buffers hold (AF_PACKET's: one frame, and the interface's
     /// MTU). `None` (the default): the buffers are the limit.
     fn max_packet(&self) -> Option<usize> {
+        None
+    }
+
+    /// How an AF_XDP port moves packets; `None` (the default) on every
+    /// other backend.
+    fn xdp_mode(&self) -> Option<crate::XdpMode> {
         None
     }
 }

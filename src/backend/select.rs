@@ -1,17 +1,19 @@
 //! Which backend opens a port: the choice among the embedded kernel,
-//! libnetmap, `/dev/netmap` and AF_PACKET, the reasons each one passed over
-//! was refused, and the open itself.
+//! libnetmap, `/dev/netmap`, AF_XDP and AF_PACKET, the reasons each one
+//! passed over was refused, and the open itself.
 //!
-//! The order, for a name that is not `emu:` or `afpacket:`: libnetmap if it
-//! loaded with every required entry point, else `/dev/netmap` if it is
-//! usable, else AF_PACKET where the caller allowed the fallback and the name
-//! is a real interface's; [`Error::Unavailable`] with every refusal
-//! otherwise. A forced backend is tried alone.
+//! The order, for a name that is not `emu:`, `afpacket:` or `afxdp:`:
+//! libnetmap if it loaded with every required entry point, else
+//! `/dev/netmap` if it is usable, else the fallbacks the caller allowed, for
+//! a real interface's name: AF_XDP, then AF_PACKET (also when AF_XDP was
+//! tried and failed); [`Error::Unavailable`] with every refusal otherwise. A
+//! forced backend is tried alone.
 
 use std::io;
 use std::sync::{Arc, LazyLock};
 
 use crate::backend::afpacket::{self, AfPacket};
+use crate::backend::afxdp::{self, AfXdp};
 use crate::backend::devnetmap::DevNetmap;
 use crate::backend::kernel::{self, KernelPort, RegisterExtras};
 use crate::backend::libnetmap::{self, LibNetmap};
@@ -35,6 +37,9 @@ use crate::spec::{PortKind, PortSpec};
 /// // On a host without netmap this opens eth0 through AF_PACKET sockets;
 /// // `port.backend()` and `port.refusals()` say so, and why.
 /// let builder = NetmapBuilder::new("netmap:eth0").fallback(Fallback::AfPacket);
+/// // AF_XDP where it works (root, a kernel with AF_XDP, no other XDP
+/// // program on eth0), else AF_PACKET.
+/// let builder = NetmapBuilder::new("netmap:eth0").fallback(Fallback::Any);
 /// # drop(builder);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -48,6 +53,55 @@ pub enum Fallback {
     /// `PACKET_MMAP` rings instead, with the same API. Pipes, host rings
     /// (`^`, `*`), VALE ports and monitors are netmap-only and still fail.
     AfPacket,
+    /// As [`AfPacket`](Fallback::AfPacket), with Linux `AF_XDP` sockets:
+    /// kernel bypass on any interface, with the crate's own XDP program
+    /// (see [`XdpMode`]). Needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW).
+    AfXdp,
+    /// AF_XDP, and AF_PACKET where AF_XDP cannot open the port (no AF_XDP in
+    /// the kernel, another XDP program on the interface, ...): the port's
+    /// [`refusals`](crate::Netmap::refusals) say why it was passed over.
+    Any,
+}
+
+impl Fallback {
+    fn xdp(self) -> bool {
+        matches!(self, Fallback::AfXdp | Fallback::Any)
+    }
+
+    fn packet(self) -> bool {
+        matches!(self, Fallback::AfPacket | Fallback::Any)
+    }
+}
+
+/// How an AF_XDP port moves packets: asked for with
+/// [`NetmapBuilder::xdp_mode`](crate::NetmapBuilder::xdp_mode), reported by
+/// [`Netmap::xdp_mode`](crate::Netmap::xdp_mode).
+///
+/// `XdpMode` is `Send` and `Sync`: it is plain data.
+///
+/// ```
+/// use netmap_rs::{NetmapBuilder, XdpMode};
+///
+/// // Fail rather than run without zero-copy.
+/// let builder = NetmapBuilder::new("afxdp:eth0").xdp_mode(XdpMode::ZeroCopy);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum XdpMode {
+    /// The best the interface offers (the default): the program in the
+    /// driver where it has native XDP, on the skb otherwise; zero-copy
+    /// where the driver allows it, copy mode otherwise. Never reported.
+    #[default]
+    Auto,
+    /// The program runs in the driver (native XDP), and the kernel copies
+    /// packets between the UMEM and its own buffers.
+    Native,
+    /// The program runs on the skb (generic XDP), for any interface; packets
+    /// are copied. Slower than native.
+    Generic,
+    /// Native XDP and zero-copy: the NIC reads and writes the UMEM itself.
+    ZeroCopy,
 }
 
 /// What a build may do beyond the name: options that are not part of
@@ -56,6 +110,7 @@ pub enum Fallback {
 pub(crate) struct How {
     pub(crate) fallback: Fallback,
     pub(crate) promisc: bool,
+    pub(crate) xdp: XdpMode,
 }
 
 /// A port that a backend opened.
@@ -75,14 +130,19 @@ pub(crate) fn open(
     forced: Option<BackendKind>,
     how: How,
 ) -> Result<Opened> {
-    let (choice, refused) = choose(spec, forced, how.fallback);
-    let choice = choice?;
+    let (choice, mut refused) = choose(spec, forced, how.fallback);
+    let mut choice = choice?;
     let (port, domain) = match &choice.via {
-        Via::AfPacket => {
-            afpacket::preflight(spec)?;
-            let kernel = AfPacket { promisc: how.promisc };
-            (kernel::open(&kernel, spec, extras)?, kernel.domain())
-        }
+        Via::AfXdp { then_afpacket } => match open_afxdp(spec, extras, how) {
+            Ok(opened) => opened,
+            Err(e) if *then_afpacket => {
+                refused.push(Refusal::new(BackendKind::AfXdp, e.to_string()));
+                choice = Choice::afpacket();
+                open_afpacket(spec, extras, how)?
+            }
+            Err(e) => return Err(e),
+        },
+        Via::AfPacket => open_afpacket(spec, extras, how)?,
         Via::Kernel(k) => (kernel::open(*k, spec, extras)?, k.domain()),
         // libnetmap drives the real kernel, or the netmap behind its own
         // `ioctl`, whose memory is its own.
@@ -94,6 +154,18 @@ pub(crate) fn open(
         domain,
         refused,
     })
+}
+
+fn open_afpacket(spec: &PortSpec, extras: RegisterExtras, how: How) -> Result<(KernelPort, MemDomain)> {
+    afpacket::preflight(spec)?;
+    let kernel = AfPacket { promisc: how.promisc };
+    Ok((kernel::open(&kernel, spec, extras)?, kernel.domain()))
+}
+
+fn open_afxdp(spec: &PortSpec, extras: RegisterExtras, how: How) -> Result<(KernelPort, MemDomain)> {
+    afxdp::preflight(spec, how.xdp)?;
+    let kernel = AfXdp { mode: how.xdp };
+    Ok((kernel::open(&kernel, spec, extras)?, kernel.domain()))
 }
 
 /// The kernel that answers the info requests (PORT_INFO_GET,
@@ -123,8 +195,8 @@ pub(crate) fn info_kernel(spec: &PortSpec) -> Result<(&'static dyn Kernel, Backe
             "the library's own netmap answers only its ports' requests: open the port and call \
              `Netmap::port_info`",
         )),
-        Via::AfPacket => Err(unsupported(
-            "an AF_PACKET port's shape exists only once it is open: open it and call \
+        Via::AfPacket | Via::AfXdp { .. } => Err(unsupported(
+            "a socket backend's port has a shape only once it is open: open it and call \
              `Netmap::port_info`",
         )),
     }
@@ -138,7 +210,7 @@ pub(crate) fn domain_kernel(domain: MemDomain) -> Option<&'static dyn Kernel> {
     match domain {
         MemDomain::Kernel => Some(&*DEV_NETMAP),
         MemDomain::Emulated => Some(emu::emu()),
-        MemDomain::AfPacket | MemDomain::Library(_) => None,
+        MemDomain::AfPacket | MemDomain::AfXdp | MemDomain::Library(_) => None,
     }
 }
 
@@ -154,6 +226,9 @@ enum Via {
     Kernel(&'static dyn Kernel),
     /// `kernel::open` over AF_PACKET sockets, after its preflight checks.
     AfPacket,
+    /// `kernel::open` over AF_XDP sockets, after its preflight checks; if
+    /// that fails and `then_afpacket`, AF_PACKET.
+    AfXdp { then_afpacket: bool },
     /// `nmport_prepare` + `nmport_open_desc` of this libnetmap.
     Libnetmap(Arc<LibNetmap>),
 }
@@ -165,6 +240,24 @@ impl Choice {
             backend: BackendKind::AfPacket,
         }
     }
+
+    fn afxdp(then_afpacket: bool) -> Choice {
+        Choice {
+            via: Via::AfXdp { then_afpacket },
+            backend: BackendKind::AfXdp,
+        }
+    }
+
+    /// The fallback `fallback` allows first, if any.
+    fn fallback(fallback: Fallback) -> Option<Choice> {
+        if fallback.xdp() {
+            Some(Choice::afxdp(fallback.packet()))
+        } else if fallback.packet() {
+            Some(Choice::afpacket())
+        } else {
+            None
+        }
+    }
 }
 
 static DEV_NETMAP: LazyLock<DevNetmap> = LazyLock::new(DevNetmap::system);
@@ -172,10 +265,10 @@ static DEV_NETMAP: LazyLock<DevNetmap> = LazyLock::new(DevNetmap::system);
 /// Which backend `build()` would use for `spec` (or why none can), and why
 /// each backend it passed over was refused.
 ///
-/// AF_PACKET serves `afpacket:` names always, other names of real
-/// interfaces when forced, or when no netmap backend can and `fallback`
-/// allows it; never otherwise, and then the refusals say whether it could
-/// have served the port.
+/// AF_PACKET and AF_XDP serve their own prefixes' names always, other names
+/// of real interfaces when forced, or when no netmap backend can and
+/// `fallback` allows them; never otherwise, and then the refusals say
+/// whether they could have served the port.
 pub(crate) fn choose(
     spec: &PortSpec,
     forced: Option<BackendKind>,
@@ -185,14 +278,14 @@ pub(crate) fn choose(
     if let Some(choice) = by_name_or_force(spec, forced, &mut refused) {
         return (choice, refused);
     }
-    // Whether AF_PACKET may replace netmap here, if netmap cannot serve.
-    let may_fall_back = forced.is_none() && fallback == Fallback::AfPacket && afpacket::serves(spec).is_ok();
+    // Whether a fallback may replace netmap here, if netmap cannot serve.
+    let may_fall_back = forced.is_none() && fallback != Fallback::None && afpacket::serves(spec).is_ok();
     if forced.is_none() || forced == Some(BackendKind::Libnetmap) {
         if let Some(choice) = try_libnetmap(forced, may_fall_back, &mut refused) {
             return (choice, refused);
         }
     }
-    let choice = try_kernel(spec, forced, may_fall_back, &mut refused);
+    let choice = try_kernel(spec, forced, may_fall_back.then_some(fallback), &mut refused);
     (choice, refused)
 }
 
@@ -219,6 +312,20 @@ fn by_name_or_force(
         (PortKind::AfPacket, Some(other)) => {
             fail(refused, other, "`afpacket:` names are served only by AF_PACKET")
         }
+        (PortKind::AfXdp, None | Some(BackendKind::AfXdp)) => Some(Ok(Choice::afxdp(false))),
+        (PortKind::AfXdp, Some(other)) => fail(refused, other, "`afxdp:` names are served only by AF_XDP"),
+        (_, Some(BackendKind::AfXdp)) => Some(match afxdp::serves(spec) {
+            Ok(()) => Ok(Choice::afxdp(false)),
+            Err(why) => {
+                let hint = format!("{why}; load the netmap kernel module for them");
+                refused.push(Refusal::new(BackendKind::AfXdp, why));
+                Err(Error::Unsupported {
+                    backend: BackendKind::AfXdp,
+                    what: format!("opening {}", Name(&spec.text)),
+                    hint,
+                })
+            }
+        }),
         (_, Some(BackendKind::AfPacket)) => Some(match afpacket::serves(spec) {
             Ok(()) => Ok(Choice::afpacket()),
             Err(why) => {
@@ -267,12 +374,12 @@ fn try_libnetmap(
     }
 }
 
-/// `/dev/netmap`, else the AF_PACKET fallback where allowed, else the error
-/// that says why neither.
+/// `/dev/netmap`, else the fallback where allowed (`fall_back`), else the
+/// error that says why neither.
 fn try_kernel(
     spec: &PortSpec,
     forced: Option<BackendKind>,
-    may_fall_back: bool,
+    fall_back: Option<Fallback>,
     refused: &mut Vec<Refusal>,
 ) -> Result<Choice> {
     let e = match kernel_status() {
@@ -285,20 +392,25 @@ fn try_kernel(
         Err(e) => e,
     };
     refused.push(Refusal::new(BackendKind::Kernel, kernel_refusal(&e)));
-    if may_fall_back {
-        return Ok(Choice::afpacket());
+    if let Some(choice) = fall_back.and_then(Choice::fallback) {
+        return Ok(choice);
     }
-    match afpacket::serves(spec) {
-        Ok(()) if forced.is_none() => refused.push(Refusal::new(
-            BackendKind::AfPacket,
-            format!(
-                "not allowed: NetmapBuilder::fallback(Fallback::AfPacket), or the name \
-                 `afpacket:{}`, would use it",
-                Name(&spec.ifname)
-            ),
-        )),
-        Ok(()) => {}
-        Err(why) => refused.push(Refusal::new(BackendKind::AfPacket, why)),
+    for (backend, variant, prefix) in [
+        (BackendKind::AfXdp, "AfXdp", "afxdp"),
+        (BackendKind::AfPacket, "AfPacket", "afpacket"),
+    ] {
+        match afpacket::serves(spec) {
+            Ok(()) if forced.is_none() => refused.push(Refusal::new(
+                backend,
+                format!(
+                    "not allowed: NetmapBuilder::fallback(Fallback::{variant} or Fallback::Any), \
+                     or the name `{prefix}:{}`, would use it",
+                    Name(&spec.ifname)
+                ),
+            )),
+            Ok(()) => {}
+            Err(why) => refused.push(Refusal::new(backend, why)),
+        }
     }
     Err(
         if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {

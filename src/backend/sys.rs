@@ -157,6 +157,17 @@ impl OwnedMap {
     /// `MAP_FIXED` (`EINVAL`); replace part of a mapping with
     /// [`map_over`](Self::map_over) instead.
     pub(crate) fn new(len: usize, flags: c_int, fd: Option<BorrowedFd<'_>>) -> io::Result<OwnedMap> {
+        OwnedMap::new_at(len, flags, fd, 0)
+    }
+
+    /// As [`new`](Self::new), from `offset` bytes into `fd` (a socket's
+    /// rings sit at fixed offsets of its descriptor).
+    pub(crate) fn new_at(
+        len: usize,
+        flags: c_int,
+        fd: Option<BorrowedFd<'_>>,
+        offset: i64,
+    ) -> io::Result<OwnedMap> {
         if flags & libc::MAP_FIXED != 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -174,7 +185,7 @@ impl OwnedMap {
                 libc::PROT_READ | libc::PROT_WRITE,
                 flags,
                 fd,
-                0,
+                offset,
             )
         };
         if p == libc::MAP_FAILED {

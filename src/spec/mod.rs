@@ -9,15 +9,15 @@
 //! of the offending character in the string as it was given, and what was
 //! expected there.
 //!
-//! The grammar is that of libnetmap's `nmport_open`, plus the `emu:` and
-//! `afpacket:` prefixes and plain interface names (see below).
+//! The grammar is that of libnetmap's `nmport_open`, plus the `emu:`,
+//! `afpacket:` and `afxdp:` prefixes and plain interface names (see below).
 //!
 //! # Grammar
 //!
 //! ```text
 //! name      = prefix port [rings] {modifier} {"@" option}
 //!           | port [rings] {modifier} {"@" option}      ; plain: no ':' before the first '@'
-//! prefix    = "netmap:" | "emu:" | "afpacket:" | "vale" ident ":"
+//! prefix    = "netmap:" | "emu:" | "afpacket:" | "afxdp:" | "vale" ident ":"
 //! port      = portname [("{" | "}") pipeid]
 //! portname  = one or more bytes, none of  - * ^ / @ { }  nor NUL
 //! pipeid    = ident, not empty
@@ -42,6 +42,7 @@
 //! | `vale` + bridge + `:` | [`PortKind::Vale`] | `vale0:p{1` (the prefix is part of the name) |
 //! | `emu:` | [`PortKind::Emu`] (the embedded kernel) | `p{1` |
 //! | `afpacket:` | [`PortKind::AfPacket`] (`AF_PACKET` sockets) | `p`; pipes are refused |
+//! | `afxdp:` | [`PortKind::AfXdp`] (`AF_XDP` sockets) | `p`; pipes are refused |
 //! | none | [`PortKind::Netmap`], `netmap:` is implied | `p{1` |
 //!
 //! A name is *plain* when it has no `:` before its first `@` (for example
@@ -54,8 +55,8 @@
 //! end. The name netmap receives (`nr_name`) must be at most 63 bytes
 //! (`NETMAP_REQ_IFNAMSIZ` less its NUL).
 //!
-//! `afpacket:` reaches real interfaces only: pipes, host rings (`^`, `*`) and
-//! VALE ports (any `:` in the name) are refused there.
+//! `afpacket:` and `afxdp:` reach real interfaces only: pipes, host rings
+//! (`^`, `*`) and VALE ports (any `:` in the name) are refused there.
 //!
 //! ## Rings, flags and memory id
 //!
@@ -141,6 +142,7 @@ use parse::Parser;
 /// assert_eq!(parse("valeA:p1")?.kind, PortKind::Vale { bridge: "valeA".into() });
 /// assert_eq!(parse("emu:pipe{1")?.kind, PortKind::Emu);
 /// assert_eq!(parse("afpacket:eth0")?.kind, PortKind::AfPacket);
+/// assert_eq!(parse("afxdp:eth0-1")?.kind, PortKind::AfXdp);
 /// # Ok::<(), netmap_rs::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +161,17 @@ pub enum PortKind {
     Emu,
     /// `afpacket:`: a real interface reached through `AF_PACKET` sockets.
     AfPacket,
+    /// `afxdp:`: a real interface reached through `AF_XDP` sockets, one per
+    /// RX queue (`afxdp:eth0-2`: queue 2).
+    AfXdp,
+}
+
+impl PortKind {
+    /// Whether the prefix names a socket backend's interface (`afpacket:`,
+    /// `afxdp:`), which has no pipes, VALE ports or host rings.
+    pub(crate) fn is_socket(&self) -> bool {
+        matches!(self, PortKind::AfPacket | PortKind::AfXdp)
+    }
 }
 
 /// Which end of a netmap pipe a name opens. A pipe has exactly two ends, so
@@ -502,7 +515,7 @@ impl PortSpec {
                 .strip_prefix("vale")
                 .and_then(|rest| rest.split_once(':'))
                 .is_some_and(|(id, _)| is_ident(id)),
-            PortKind::Emu | PortKind::AfPacket => false,
+            PortKind::Emu | PortKind::AfPacket | PortKind::AfXdp => false,
         }
     }
 }

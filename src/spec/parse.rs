@@ -15,7 +15,7 @@ const RING_LIMIT: u16 = ffi::NETMAP_RING_MASK;
 const SEPARATORS: &[u8] = b"-*^/@";
 
 const PREFIX_EXPECTED: &str =
-    "one of the prefixes netmap:, valeX:, emu:, afpacket:, or a plain interface name";
+    "one of the prefixes netmap:, valeX:, emu:, afpacket:, afxdp:, or a plain interface name";
 const FLAGS_EXPECTED: &str = "one of the flags x z t r R T";
 const AFTER_RINGS_EXPECTED: &str = "`/` and flags, `@` and a memory id or an option, or the end of the name";
 
@@ -128,8 +128,8 @@ impl Parser<'_> {
     pub(super) fn parse(&self) -> Result<PortSpec> {
         let prefix = self.prefix()?;
         let port = self.port(&prefix)?;
-        let afpacket = prefix.kind == PortKind::AfPacket;
-        let (rings, pos) = self.rings(port.end, afpacket)?;
+        let sockets = prefix.kind.is_socket();
+        let (rings, pos) = self.rings(port.end, sockets)?;
         let mods = self.modifiers(pos)?;
         let mut spec = PortSpec {
             text: self.text.to_owned(),
@@ -158,6 +158,7 @@ impl Parser<'_> {
             "netmap" => PortKind::Netmap,
             "emu" => PortKind::Emu,
             "afpacket" => PortKind::AfPacket,
+            "afxdp" => PortKind::AfXdp,
             _ if scope.starts_with("vale") => {
                 if let Some(i) = scope.bytes().skip(4).position(|c| !is_ident_byte(c)) {
                     return Err(self.err(4 + i, "a VALE switch name of letters, digits and `_`, then `:`"));
@@ -190,8 +191,8 @@ impl Parser<'_> {
             };
             return Err(self.err(start, what));
         }
-        if prefix.kind == PortKind::AfPacket {
-            self.interface_only(start, end)?;
+        if prefix.kind.is_socket() {
+            self.interface_only(start, end, prefix.scope)?;
         }
         let pipe_at = self.find(start, end, b"{}");
         let pipe = self.pipe(start, pipe_at, end)?;
@@ -205,19 +206,20 @@ impl Parser<'_> {
         })
     }
 
-    /// Refuses pipes and VALE ports in the `afpacket:` port name `start..end`.
-    fn interface_only(&self, start: usize, end: usize) -> Result<()> {
+    /// Refuses pipes and VALE ports in the port name `start..end` of a
+    /// socket prefix (`scope`: `afpacket`, `afxdp`).
+    fn interface_only(&self, start: usize, end: usize, scope: &str) -> Result<()> {
         let portion = &self.text[start..end];
         if let Some(i) = portion.find(['{', '}']) {
             return Err(self.err(
                 start + i,
-                "an interface name without a pipe (`afpacket:` reaches real interfaces only)",
+                format!("an interface name without a pipe (`{scope}:` reaches real interfaces only)"),
             ));
         }
         if let Some(i) = portion.find(':') {
             return Err(self.err(
                 start + i,
-                "an interface name without `:` (`afpacket:` cannot reach VALE switches)",
+                format!("an interface name without `:` (`{scope}:` cannot reach VALE switches)"),
             ));
         }
         Ok(())
@@ -262,13 +264,14 @@ impl Parser<'_> {
     }
 
     /// `rings` at `pos`: the selection and where it ends.
-    fn rings(&self, pos: usize, afpacket: bool) -> Result<(RingSelect, usize)> {
+    fn rings(&self, pos: usize, sockets: bool) -> Result<(RingSelect, usize)> {
         match self.peek(pos) {
-            Some(c @ (b'^' | b'*')) if afpacket => Err(self.err(
+            Some(c @ (b'^' | b'*')) if sockets => Err(self.err(
                 pos,
                 format!(
-                    "`-N`, `/`, `@` or the end of the name: `afpacket:` has no host rings, \
+                    "`-N`, `/`, `@` or the end of the name: `{}:` has no host rings, \
                      so `{}` is refused",
+                    &self.text[..self.text.find(':').unwrap_or(0)],
                     c as char
                 ),
             )),

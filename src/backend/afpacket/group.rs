@@ -38,12 +38,12 @@ struct Registry {
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
-/// A memory id no live AF_PACKET port has; released on drop.
+/// A memory id no live AF_PACKET or AF_XDP port has; released on drop.
 #[derive(Debug)]
-pub(super) struct MemId(pub(super) u16);
+pub(crate) struct MemId(pub(crate) u16);
 
 impl MemId {
-    pub(super) fn new() -> io::Result<MemId> {
+    pub(crate) fn new() -> io::Result<MemId> {
         let mut reg = lock(&REGISTRY);
         for _ in 0..=u16::MAX as u32 {
             reg.next_mem = reg.next_mem.wrapping_add(1).max(1);

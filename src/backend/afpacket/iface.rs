@@ -8,8 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr;
 
 use super::sys::{
-    query_socket, EthtoolDrvinfo, IfReq, ETHTOOL_GDRVINFO, IFF_UP, IFNAMSIZ, SIOCETHTOOL, SIOCGIFFLAGS,
-    SIOCGIFMTU,
+    query_socket, EthtoolChannels, EthtoolDrvinfo, IfReq, ETHTOOL_GCHANNELS, ETHTOOL_GDRVINFO, IFF_UP,
+    IFNAMSIZ, SIOCETHTOOL, SIOCGIFFLAGS, SIOCGIFMTU,
 };
 use crate::backend::errno;
 use crate::backend::sys::cvt;
@@ -37,10 +37,26 @@ fn ifioctl(fd: BorrowedFd<'_>, req: c_ulong, name: &str) -> io::Result<IfReq> {
     Ok(r)
 }
 
+/// The ethtool request `req` (a `repr(C)` struct whose first `u32` is the
+/// command) on interface `name`, answered in place.
+///
+/// # Safety
+/// `T` must be the request struct the kernel reads and writes for the
+/// command in its first field.
+unsafe fn ethtool<T: Copy>(fd: BorrowedFd<'_>, name: &str, mut req: T) -> io::Result<T> {
+    let mut r = ifreq(name)?;
+    let p = ptr::addr_of_mut!(req) as usize;
+    r.data[..size_of::<usize>()].copy_from_slice(&p.to_ne_bytes());
+    // SAFETY: SIOCETHTOOL takes a `struct ifreq *` whose `ifr_data` points at
+    // an ethtool request; `r` is one, and `req` a live, writable request of
+    // the type its command needs (the caller's word).
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, ptr::addr_of_mut!(r)) })?;
+    Ok(req)
+}
+
 /// `ETHTOOL_GDRVINFO` of `name`: what its driver says of itself.
 fn drvinfo(fd: BorrowedFd<'_>, name: &str) -> io::Result<EthtoolDrvinfo> {
-    let mut r = ifreq(name)?;
-    let mut info = EthtoolDrvinfo {
+    let info = EthtoolDrvinfo {
         cmd: ETHTOOL_GDRVINFO,
         driver: [0; 32],
         version: [0; 32],
@@ -50,13 +66,26 @@ fn drvinfo(fd: BorrowedFd<'_>, name: &str) -> io::Result<EthtoolDrvinfo> {
         reserved2: [0; 12],
         counts: [0; 5],
     };
-    let p = ptr::addr_of_mut!(info) as usize;
-    r.data[..size_of::<usize>()].copy_from_slice(&p.to_ne_bytes());
-    // SAFETY: SIOCETHTOOL takes a `struct ifreq *` whose `ifr_data` points at
-    // an ethtool request; `r` is one, and `info` a live, writable
-    // `ethtool_drvinfo` (196 bytes, asserted) for ETHTOOL_GDRVINFO.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, ptr::addr_of_mut!(r)) })?;
-    Ok(info)
+    // SAFETY: ETHTOOL_GDRVINFO reads and writes an `ethtool_drvinfo` (196
+    // bytes, asserted).
+    unsafe { ethtool(fd, name, info) }
+}
+
+/// How many RX queues interface `name` has (`ethtool -l`: its combined and
+/// RX-only channels), or 1 if its driver does not say.
+pub(crate) fn rx_queues(name: &str) -> io::Result<u32> {
+    let fd = query_socket()?;
+    let req = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: ETHTOOL_GCHANNELS reads and writes an `ethtool_channels` (36
+    // bytes, asserted).
+    match unsafe { ethtool(fd.as_fd(), name, req) } {
+        Ok(ch) => Ok(ch.combined_count.saturating_add(ch.rx_count).max(1)),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(1),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `name` is a physical device (its driver reports a bus address),
@@ -104,7 +133,7 @@ pub(super) fn vnet_tx_supported() -> bool {
     matches!((parts.next(), parts.next()), (Some(major), Some(_)) if major >= 5)
 }
 
-pub(super) fn if_index(name: &str) -> io::Result<c_int> {
+pub(crate) fn if_index(name: &str) -> io::Result<c_int> {
     let c = CString::new(name).map_err(|_| errno(libc::ENODEV))?;
     // SAFETY: `c` is a NUL-terminated string.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -116,7 +145,7 @@ pub(super) fn if_index(name: &str) -> io::Result<c_int> {
 }
 
 /// The MTU of interface `name` and whether it is a physical device.
-pub(super) fn probe(name: &str) -> io::Result<(u32, bool)> {
+pub(crate) fn probe(name: &str) -> io::Result<(u32, bool)> {
     let fd = query_socket()?;
     let r = ifioctl(fd.as_fd(), SIOCGIFMTU, name)?;
     let mtu = i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);

@@ -13,7 +13,7 @@ use crate::backend::sys::OwnedMap;
 use crate::ffi::nmreq_register;
 
 // netmap's layout, as the ring code reads it.
-const RING_ALIGN: usize = 256;
+pub(crate) const RING_ALIGN: usize = 256;
 const _: () = assert!(RING_HDR.is_multiple_of(RING_ALIGN));
 
 /// Smallest and largest frame (netmap buffer) size.
@@ -172,7 +172,7 @@ impl Layout {
     }
 }
 
-pub(super) fn ring_bytes(slots: u32) -> usize {
+pub(crate) fn ring_bytes(slots: u32) -> usize {
     (RING_HDR + slots as usize * SLOT_SIZE).next_multiple_of(RING_ALIGN)
 }
 
@@ -180,11 +180,11 @@ pub(super) fn ring_bytes(slots: u32) -> usize {
 /// included) when the last owner lets go: no ring pointer outlives the region
 /// (the handle and the `Mapping` hold it in an `Arc`).
 #[derive(Debug)]
-pub(super) struct Region {
+pub(crate) struct Region {
     /// `map`'s first byte.
-    pub(super) base: NonNull<u8>,
+    pub(crate) base: NonNull<u8>,
     /// `map`'s length.
-    pub(super) len: usize,
+    pub(crate) len: usize,
     map: OwnedMap,
 }
 
@@ -200,7 +200,7 @@ unsafe impl Sync for Region {}
 
 impl Region {
     /// Reserves `len` bytes of zeroed, private, readable and writable memory.
-    pub(super) fn reserve(len: usize) -> io::Result<Region> {
+    pub(crate) fn reserve(len: usize) -> io::Result<Region> {
         let map = OwnedMap::new(len, libc::MAP_PRIVATE, None)?;
         Ok(Region {
             base: map.base(),
@@ -209,7 +209,7 @@ impl Region {
         })
     }
 
-    pub(super) fn at(&self, off: usize) -> *mut u8 {
+    pub(crate) fn at(&self, off: usize) -> *mut u8 {
         debug_assert!(off <= self.len);
         // SAFETY: callers pass offsets within the region (from `Layout`, whose
         // total is the region's length).
@@ -217,7 +217,7 @@ impl Region {
     }
 
     /// The address `off` bytes into the region, which is never null.
-    pub(super) fn ptr(&self, off: usize) -> NonNull<u8> {
+    pub(crate) fn ptr(&self, off: usize) -> NonNull<u8> {
         NonNull::new(self.at(off)).unwrap_or(self.base)
     }
 

@@ -186,10 +186,13 @@ use crate::backend::{Control, Kernel, MemDomain};
 use crate::error::{BackendKind, Error, Name, Result};
 use crate::ffi::{NR_MONITOR_RX, NR_MONITOR_TX, NR_ZCOPY_MON};
 use crate::spec::{PortKind, PortSpec, RingSelect};
-pub(crate) use iface::{driver_name, interface_state, IfState};
+pub(crate) use group::MemId;
+pub(crate) use iface::{driver_name, if_index, interface_state, probe as if_mtu, rx_queues, IfState};
 use layout::MAX_RINGS;
+pub(crate) use layout::{ring_bytes, Region, RING_ALIGN};
 use rings::Port;
-use sys::{epoll_create, packet_socket};
+use sys::packet_socket;
+pub(crate) use sys::{epoll_create, epoll_ctl};
 
 /// Whether this process may open AF_PACKET sockets: `Ok`, or the error
 /// (`EPERM` without `CAP_NET_RAW`).
@@ -201,11 +204,17 @@ pub(crate) fn socket_status() -> io::Result<()> {
 /// only, all rings or one ring pair, no netmap-only options.
 pub(crate) fn serves(spec: &PortSpec) -> std::result::Result<(), String> {
     match spec.kind {
-        PortKind::Emu => return Err("`emu:` names exist only in the embedded kernel".into()),
-        PortKind::Vale { .. } => return Err("VALE switch ports are netmap-only".into()),
-        PortKind::Netmap | PortKind::AfPacket => {}
+        PortKind::Emu => Err("`emu:` names exist only in the embedded kernel".into()),
+        PortKind::AfXdp => Err("`afxdp:` names are served only by AF_XDP".into()),
+        _ => serves_interface(spec, "AF_PACKET"),
     }
-    if spec.is_vale() {
+}
+
+/// Why a socket backend (`backend` names it: AF_PACKET, AF_XDP) cannot
+/// serve `spec`, a name that is not `emu:`: it reaches real interfaces
+/// only, all their rings or one ring pair, with no netmap-only options.
+pub(crate) fn serves_interface(spec: &PortSpec, backend: &str) -> std::result::Result<(), String> {
+    if matches!(spec.kind, PortKind::Vale { .. }) || spec.is_vale() {
         return Err("VALE switch ports are netmap-only".into());
     }
     if spec.is_pipe() {
@@ -214,7 +223,9 @@ pub(crate) fn serves(spec: &PortSpec) -> std::result::Result<(), String> {
     match spec.rings {
         RingSelect::AllNic | RingSelect::OneNic(_) => {}
         RingSelect::Host | RingSelect::OneHost(_) | RingSelect::NicAndHost => {
-            return Err("host rings (`^`, `*`) are netmap-only: AF_PACKET has no host stack rings".into())
+            return Err(format!(
+                "host rings (`^`, `*`) are netmap-only: {backend} has no host stack rings"
+            ))
         }
     }
     if spec.flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON) != 0 {

@@ -43,6 +43,7 @@ pub(super) const SIOCGIFFLAGS: c_ulong = 0x8913;
 pub(super) const SIOCGIFMTU: c_ulong = 0x8921;
 pub(super) const SIOCETHTOOL: c_ulong = 0x8946;
 pub(super) const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+pub(super) const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
 pub(super) const IFF_UP: i16 = 0x1;
 pub(super) const IFNAMSIZ: usize = 16;
 
@@ -92,6 +93,21 @@ pub(super) struct IfReq {
     pub(super) data: [u8; 24],
 }
 
+/// `struct ethtool_channels`, for `ETHTOOL_GCHANNELS`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct EthtoolChannels {
+    pub(super) cmd: u32,
+    pub(super) max_rx: u32,
+    pub(super) max_tx: u32,
+    pub(super) max_other: u32,
+    pub(super) max_combined: u32,
+    pub(super) rx_count: u32,
+    pub(super) tx_count: u32,
+    pub(super) other_count: u32,
+    pub(super) combined_count: u32,
+}
+
 /// `struct ethtool_drvinfo`, for `ETHTOOL_GDRVINFO`; only `bus_info` is read.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +135,7 @@ const _: () = assert!(size_of::<Tpacket2Hdr>() == 32);
 const _: () = assert!(offset_of!(Tpacket2Hdr, tp_mac) == 12 && offset_of!(Tpacket2Hdr, tp_vlan_tci) == 24);
 const _: () = assert!(size_of::<TpacketReq>() == 16 && size_of::<PacketMreq>() == 16);
 const _: () = assert!(size_of::<IfReq>() == 40);
+const _: () = assert!(size_of::<EthtoolChannels>() == 36);
 const _: () = assert!(size_of::<EthtoolDrvinfo>() == 196 && offset_of!(EthtoolDrvinfo, bus_info) == 100);
 const _: () = assert!(size_of::<libc::sockaddr_ll>() == SOCKADDR_LL);
 const _: () = assert!(TX_BASE == 32);
@@ -174,14 +191,14 @@ pub(super) fn packet_socket() -> io::Result<OwnedFd> {
 }
 
 /// A new epoll set, owned.
-pub(super) fn epoll_create() -> io::Result<OwnedFd> {
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: epoll_create1 takes no pointers; the result is checked.
     let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     // SAFETY: `ep` was just opened and is owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(ep) })
 }
 
-pub(super) fn epoll_ctl(ep: BorrowedFd<'_>, op: c_int, fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn epoll_ctl(ep: BorrowedFd<'_>, op: c_int, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,
         u64: fd.as_raw_fd() as u64,

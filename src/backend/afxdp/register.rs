@@ -1,0 +1,465 @@
+//! REGISTER (the [`Control`] impl): the region, the program, the sockets
+//! and their rings, and the reply.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ffi::c_int;
+use std::io;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use super::prog::{self, Attach, Attachment};
+use super::sys::{
+    self, bind, getsockopt, setsockopt, SockaddrXdp, XdpMmapOffsets, XdpUmemReg, AF_XDP, XDP_COPY,
+    XDP_MMAP_OFFSETS, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_PACKET_HEADROOM, XDP_PGOFF_RX_RING,
+    XDP_PGOFF_TX_RING, XDP_RX_RING, XDP_SHARED_UMEM, XDP_TX_RING, XDP_UMEM_COMPLETION_RING,
+    XDP_UMEM_FILL_RING, XDP_UMEM_PGOFF_COMPLETION_RING, XDP_UMEM_PGOFF_FILL_RING, XDP_UMEM_REG,
+    XDP_USE_NEED_WAKEUP,
+};
+use super::xsk::XskRing;
+use super::{modes, AfXdpFd, Port, RingView, RxState, Sock, TxState};
+use crate::backend::afpacket::{
+    epoll_create, epoll_ctl, if_index, if_mtu, ring_bytes, rx_queues, MemId, Region, RING_ALIGN,
+};
+use crate::backend::kregister::{self, Selection};
+use crate::backend::kring::Slot;
+use crate::backend::sys::page_size;
+use crate::backend::{errno, Control, Mapping, PortFd};
+use crate::ffi::{netmap_ring, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_NO_TX_POLL};
+use crate::ring::RESERVED_BUFS;
+use crate::spec::PortSpec;
+
+/// Frame (UMEM chunk, netmap buffer) sizes: the smallest that holds the
+/// MTU, an Ethernet header, a VLAN tag and the kernel's headroom. A chunk
+/// is at most a page.
+const MIN_FRAME: usize = 2048;
+pub(super) const MAX_FRAME: usize = 4096;
+/// An Ethernet header and a VLAN tag: what a frame carries beyond the MTU.
+const ETH_VLAN: usize = 18;
+/// Slots per ring when the request says 0.
+const DEFAULT_SLOTS: u32 = 2048;
+const MIN_SLOTS: u32 = 64;
+/// Most slots per ring: a socket pins `2 * slots` frames.
+const MAX_SLOTS: u32 = 8192;
+
+/// The frame size for an interface of MTU `mtu`, or `None` if no frame
+/// holds its packets (this backend binds no multi-buffer sockets).
+pub(crate) fn frame_size(mtu: u32) -> Option<usize> {
+    let need = (mtu as usize).saturating_add(ETH_VLAN + XDP_PACKET_HEADROOM);
+    [MIN_FRAME, MAX_FRAME].into_iter().find(|&f| need <= f)
+}
+
+/// The largest MTU whose packets fit a frame.
+pub(super) fn max_mtu() -> usize {
+    MAX_FRAME - XDP_PACKET_HEADROOM - ETH_VLAN
+}
+
+/// Slots of a ring asked with `asked` (0: the default): a power of two, as
+/// AF_XDP rings are.
+fn slots(asked: u32) -> u32 {
+    if asked == 0 {
+        DEFAULT_SLOTS
+    } else {
+        asked.clamp(MIN_SLOTS, MAX_SLOTS).next_power_of_two()
+    }
+}
+
+/// Where everything goes in the region.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    frame: usize,
+    rx_slots: u32,
+    tx_slots: u32,
+    has_rx: bool,
+    has_tx: bool,
+    pairs: u32,
+    socks: u32,
+    /// Bytes before frame 0 (page-aligned: the UMEM starts there).
+    head_len: usize,
+}
+
+impl Layout {
+    fn rx_frames(&self) -> u32 {
+        if self.has_rx {
+            self.rx_slots
+        } else {
+            0
+        }
+    }
+
+    fn tx_frames(&self) -> u32 {
+        if self.has_tx {
+            self.tx_slots
+        } else {
+            0
+        }
+    }
+
+    fn nbufs(&self) -> u32 {
+        self.socks * (self.rx_frames() + self.tx_frames())
+    }
+
+    fn total(&self) -> usize {
+        self.head_len + self.nbufs() as usize * self.frame
+    }
+
+    /// Region offsets of socket `b`'s RX ring header, then its TX ring header.
+    fn ring_offsets(&self, b: u32) -> (usize, usize) {
+        let rx = if self.has_rx { ring_bytes(self.rx_slots) } else { 0 };
+        let tx = if self.has_tx { ring_bytes(self.tx_slots) } else { 0 };
+        let start = kregister::if_len(self.pairs).next_multiple_of(RING_ALIGN) + b as usize * (rx + tx);
+        (start, start + rx)
+    }
+
+    /// Netmap buffer index of socket `b`'s first RX frame, then first TX frame.
+    fn first_bufs(&self, b: u32) -> (u32, u32) {
+        let rx = RESERVED_BUFS + b * (self.rx_frames() + self.tx_frames());
+        (rx, rx + self.rx_frames())
+    }
+}
+
+impl Control for AfXdpFd {
+    fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()> {
+        kregister::refuse_options(spec)?;
+        let sel = Selection::check(req, self.port.is_some())?;
+        let name = spec.nr_name.as_str();
+        let ifindex = if_index(name)? as u32;
+        let pairs = rx_queues(name)?.min(prog::MAP_ENTRIES);
+        // Host rings, pipes, the NULL mode: netmap only.
+        let bound = sel.rings(pairs, libc::EOPNOTSUPP)?;
+        let (mtu, _) = if_mtu(name)?;
+        let frame = frame_size(mtu).ok_or_else(|| errno(libc::EMSGSIZE))?;
+        let nif_len = kregister::if_len(pairs);
+        let mut layout = Layout {
+            frame,
+            rx_slots: slots(req.nr_rx_slots),
+            tx_slots: slots(req.nr_tx_slots),
+            has_rx: sel.rx,
+            has_tx: sel.tx,
+            pairs,
+            socks: bound.len() as u32,
+            head_len: 0,
+        };
+        let rings = (layout.has_rx as usize * ring_bytes(layout.rx_slots)
+            + layout.has_tx as usize * ring_bytes(layout.tx_slots))
+            * layout.socks as usize;
+        layout.head_len = (nif_len.next_multiple_of(RING_ALIGN) + rings).next_multiple_of(page_size());
+        let region = Arc::new(Region::reserve(layout.total())?);
+        let mem_id = MemId::new()?;
+        let (attach_modes, mut bind_mode) = modes(self.mode);
+        // Only a port that receives needs the program.
+        let attach = match layout.has_rx {
+            true => Some(prog::attach(ifindex, attach_modes)?),
+            false => None,
+        };
+        if attach.as_ref().is_some_and(|a| a.mode == Attach::Generic) {
+            bind_mode = XDP_COPY;
+        }
+        let mut socks: Vec<Sock> = Vec::with_capacity(bound.len());
+        for (b, queue) in bound.clone().enumerate() {
+            let first = socks.first().map(|s| s.fd.as_raw_fd() as u32);
+            let s = open_sock(
+                &region,
+                &layout,
+                b as u32,
+                queue,
+                ifindex,
+                first,
+                bind_mode,
+                attach.as_deref(),
+            )?;
+            socks.push(s);
+        }
+        let zero_copy = socks.first().is_some_and(|s| {
+            getsockopt::<u32>(s.fd.as_fd(), XDP_OPTIONS).is_ok_and(|o| o & XDP_OPTIONS_ZEROCOPY != 0)
+        });
+        write_if(&region, &layout, name, &socks, bound);
+        let events = event_set(&socks)?;
+        reply(req, &layout, &mem_id);
+        self.port = Some(Port {
+            socks,
+            bufs: region.ptr(layout.head_len),
+            region,
+            events,
+            attach,
+            _mem_id: mem_id,
+            nbufs: layout.nbufs(),
+            frame,
+            max_len: frame.min((mtu as usize).saturating_add(ETH_VLAN)),
+            zero_copy,
+            txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
+        });
+        Ok(())
+    }
+
+    /// AF_XDP knows only REGISTER.
+    fn port_info(
+        &mut self,
+        _spec: &PortSpec,
+        version: u16,
+        _info: &mut nmreq_port_info_get,
+    ) -> io::Result<()> {
+        kregister::check_version(version)?;
+        Err(errno(libc::EOPNOTSUPP))
+    }
+
+    /// AF_XDP knows only REGISTER: a port's region exists only while it is
+    /// open, and is not laid out in netmap's three pools.
+    fn pools_info(&mut self, _spec: &PortSpec, _info: &mut nmreq_pools_info) -> io::Result<()> {
+        Err(errno(libc::EOPNOTSUPP))
+    }
+
+    fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
+        let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
+        let region = &port.region;
+        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
+        // SAFETY: the region stays mapped while `owner`, an `Arc` of it,
+        // lives.
+        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
+    }
+
+    fn into_port(self: Box<Self>) -> Box<dyn PortFd> {
+        self
+    }
+}
+
+/// Socket `b` of the port, on queue `queue`: its four rings, the UMEM
+/// (registered by the first socket, shared by the others), bound to the
+/// interface and put in the program's map; its netmap rings filled in.
+/// `first` is the descriptor of the port's first socket, which registered
+/// the UMEM, if this is not it.
+#[allow(clippy::too_many_arguments)]
+fn open_sock(
+    region: &Arc<Region>,
+    layout: &Layout,
+    b: u32,
+    queue: u32,
+    ifindex: u32,
+    first: Option<u32>,
+    bind_mode: u16,
+    attach: Option<&Attachment>,
+) -> io::Result<Sock> {
+    let fd = sys::xdp_socket()?;
+    let s = fd.as_fd();
+    if first.is_none() {
+        let reg = XdpUmemReg {
+            addr: region.at(layout.head_len) as u64,
+            len: (layout.nbufs() as usize * layout.frame) as u64,
+            chunk_size: layout.frame as u32,
+            ..XdpUmemReg::default()
+        };
+        setsockopt(s, XDP_UMEM_REG, &reg)?;
+    }
+    // Every socket has its own fill and completion rings, even on a shared
+    // UMEM (each queue has its own buffer pool).
+    setsockopt(s, XDP_UMEM_FILL_RING, &(layout.rx_slots as c_int))?;
+    setsockopt(s, XDP_UMEM_COMPLETION_RING, &(layout.tx_slots as c_int))?;
+    if layout.has_rx {
+        setsockopt(s, XDP_RX_RING, &(layout.rx_slots as c_int))?;
+    }
+    if layout.has_tx {
+        setsockopt(s, XDP_TX_RING, &(layout.tx_slots as c_int))?;
+    }
+    let off: XdpMmapOffsets = getsockopt(s, XDP_MMAP_OFFSETS)?;
+    let (rx_off, tx_off) = layout.ring_offsets(b);
+    let (rx_first, tx_first) = layout.first_bufs(b);
+    let view = |off: usize, n: u32| RingView {
+        ring: region.ptr(off),
+        n,
+        _region: Arc::clone(region),
+    };
+    let rx = match layout.has_rx {
+        true => Some(RxState {
+            v: view(rx_off, layout.rx_slots),
+            fill: XskRing::map(s, &off.fr, layout.rx_slots, XDP_UMEM_PGOFF_FILL_RING)?,
+            rx: XskRing::map(s, &off.rx, layout.rx_slots, XDP_PGOFF_RX_RING)?,
+            hwcur: Cell::new(0),
+            hwtail: Cell::new(0),
+        }),
+        false => None,
+    };
+    let tx = match layout.has_tx {
+        true => Some(TxState {
+            v: view(tx_off, layout.tx_slots),
+            tx: XskRing::map(s, &off.tx, layout.tx_slots, XDP_PGOFF_TX_RING)?,
+            comp: XskRing::map(s, &off.cr, layout.tx_slots, XDP_UMEM_PGOFF_COMPLETION_RING)?,
+            hwcur: Cell::new(0),
+            hwtail: Cell::new(layout.tx_slots - 1),
+            free: RefCell::new(VecDeque::with_capacity(layout.tx_slots as usize)),
+        }),
+        false => None,
+    };
+    let sock = Sock { fd, queue, rx, tx };
+    init_rings(&sock, layout, region, queue as u16, rx_first, tx_first);
+    let addr = SockaddrXdp {
+        sxdp_family: AF_XDP as u16,
+        sxdp_flags: match first {
+            Some(_) => XDP_SHARED_UMEM,
+            None => bind_mode | XDP_USE_NEED_WAKEUP,
+        },
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: first.unwrap_or(0),
+    };
+    bind_retrying(sock.fd.as_fd(), &addr)?;
+    if let (Some(a), true) = (attach, layout.has_rx) {
+        a.insert(queue, sock.fd.as_fd())?;
+    }
+    Ok(sock)
+}
+
+/// How long a bind waits for a queue that a closed socket still holds: the
+/// kernel lets go of a socket's queue some milliseconds after the socket
+/// closes (its buffer pool is freed by a work queue).
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `bind`, again while the queue is busy, for at most [`BIND_PATIENCE`]:
+/// a queue of a socket that just closed frees itself soon; one that a live
+/// socket binds stays `EBUSY`.
+fn bind_retrying(fd: std::os::fd::BorrowedFd<'_>, addr: &SockaddrXdp) -> io::Result<()> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match bind(fd, addr) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && t0.elapsed() < BIND_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Fills the netmap ring headers and slots of `sock`, gives every RX frame
+/// to the fill ring and every TX frame but one to a TX slot (netmap keeps
+/// one slot of a ring empty).
+fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16, rx_first: u32, tx_first: u32) {
+    // Buffer 0 of the netmap view: `RESERVED_BUFS` frames before frame 0.
+    let bufs = region.at(layout.head_len) as i64 - (RESERVED_BUFS as usize * layout.frame) as i64;
+    let mask = (layout.frame - 1) as u64;
+    let header = |v: &RingView, dir: u16| {
+        let r = v.ring.as_ptr().cast::<netmap_ring>();
+        // SAFETY: the header lies in the anonymous part of the region
+        // (RingView invariant); the user learns of it only when REGISTER
+        // returns, so plain writes race with nothing.
+        unsafe {
+            ptr::addr_of_mut!((*r).buf_ofs).write(bufs - r as i64);
+            ptr::addr_of_mut!((*r).num_slots).write(v.n);
+            ptr::addr_of_mut!((*r).nr_buf_size).write(layout.frame as u32);
+            ptr::addr_of_mut!((*r).ringid).write(ringid);
+            ptr::addr_of_mut!((*r).dir).write(dir);
+            ptr::addr_of_mut!((*r).offset_mask).write(mask);
+        }
+    };
+    let slot = |buf_idx| Slot {
+        buf_idx,
+        len: 0,
+        flags: 0,
+        ptr: 0,
+    };
+    if let Some(tx) = &sock.tx {
+        header(&tx.v, 0);
+        let n = tx.v.n;
+        tx.v.shared().reset(0, n - 1);
+        for k in 0..n - 1 {
+            tx.v.shared().store(k, slot(tx_first + k));
+        }
+        tx.free.borrow_mut().push_back(tx_first + n - 1);
+    }
+    if let Some(rx) = &sock.rx {
+        header(&rx.v, 1);
+        rx.v.shared().reset(0, 0);
+        for k in 0..rx.v.n {
+            rx.v.shared().store(k, slot(rx_first + k));
+            let addr = (u64::from(k) + u64::from(rx_first - RESERVED_BUFS)) * layout.frame as u64;
+            rx.fill.put(k, addr);
+        }
+        rx.fill.submit(rx.v.n);
+    }
+}
+
+/// The epoll set handed to event loops when the port has several sockets
+/// (one socket's own descriptor serves otherwise).
+fn event_set(socks: &[Sock]) -> io::Result<Option<OwnedFd>> {
+    if socks.len() <= 1 {
+        return Ok(None);
+    }
+    let ep = epoll_create()?;
+    for s in socks {
+        epoll_ctl(ep.as_fd(), libc::EPOLL_CTL_ADD, s.fd.as_fd())?;
+    }
+    Ok(Some(ep))
+}
+
+/// The kernel's answer to REGISTER: the region's size, the rings' shape,
+/// the memory id.
+fn reply(req: &mut nmreq_register, layout: &Layout, mem_id: &MemId) {
+    req.nr_offset = 0;
+    req.nr_memsize = layout.total() as u64;
+    req.nr_tx_slots = layout.tx_slots;
+    req.nr_rx_slots = layout.rx_slots;
+    req.nr_tx_rings = layout.pairs as u16;
+    req.nr_rx_rings = layout.pairs as u16;
+    req.nr_host_tx_rings = 0;
+    req.nr_host_rx_rings = 0;
+    req.nr_mem_id = mem_id.0;
+    req.nr_extra_bufs = 0;
+}
+
+/// Fills the `netmap_if` at the start of the region.
+fn write_if(region: &Region, layout: &Layout, name: &str, socks: &[Sock], bound: Range<u32>) {
+    let nif = region.base.as_ptr() as isize;
+    let ofs = |pair: u32, ring: Option<NonNull<u8>>| Some((pair, ring?.as_ptr() as isize - nif));
+    let tx = (bound.clone().zip(socks)).filter_map(|(i, s)| ofs(i, s.tx.as_ref().map(|r| r.v.ring)));
+    let rx = (bound.zip(socks)).filter_map(|(i, s)| ofs(i, s.rx.as_ref().map(|r| r.v.ring)));
+    // SAFETY: the netmap_if (`if_len(pairs)` bytes) lies at the start of the
+    // region, page-aligned; the user sees it only after REGISTER; the bound
+    // ring pairs are below `pairs`.
+    unsafe { kregister::write_if(region.base.cast(), name, layout.pairs, tx, rx) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_hold_the_mtu_and_the_headroom() {
+        assert_eq!(frame_size(1500), Some(2048));
+        assert_eq!(frame_size(1774), Some(2048));
+        assert_eq!(frame_size(1775), Some(4096));
+        assert_eq!(frame_size(max_mtu() as u32), Some(4096));
+        assert_eq!(frame_size(max_mtu() as u32 + 1), None);
+        assert_eq!(frame_size(u32::MAX), None);
+    }
+
+    #[test]
+    fn slot_counts_are_powers_of_two_in_range() {
+        assert_eq!(slots(0), DEFAULT_SLOTS);
+        assert_eq!(slots(1), MIN_SLOTS);
+        assert_eq!(slots(1000), 1024);
+        assert_eq!(slots(u32::MAX), MAX_SLOTS);
+    }
+
+    #[test]
+    fn buffers_follow_the_rings_and_start_on_a_page() {
+        let mut l = Layout {
+            frame: 2048,
+            rx_slots: 512,
+            tx_slots: 256,
+            has_rx: true,
+            has_tx: true,
+            pairs: 4,
+            socks: 2,
+            head_len: 0,
+        };
+        l.head_len = (kregister::if_len(4).next_multiple_of(RING_ALIGN)
+            + 2 * (ring_bytes(512) + ring_bytes(256)))
+        .next_multiple_of(4096);
+        assert_eq!(l.nbufs(), 2 * 768);
+        assert_eq!(l.first_bufs(0), (2, 514));
+        assert_eq!(l.first_bufs(1), (770, 1282));
+        let (rx1, tx1) = l.ring_offsets(1);
+        assert!(tx1 + ring_bytes(256) <= l.head_len && rx1 > l.ring_offsets(0).1);
+        assert_eq!(l.total(), l.head_len + 1536 * 2048);
+    }
+}
