@@ -383,6 +383,13 @@ int main(int argc, char **argv)
 		if (!first)
 			first = start, last = now();
 	}
+	/* The kernel's own counts of what it could not deliver or send. */
+	struct xdp_statistics st;
+	olen = sizeof(st);
+	if (!getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &olen))
+		fprintf(stderr, "afxdp_ref: kernel: rx_dropped %llu rx_ring_full %llu "
+			"fill_ring_empty %llu tx_invalid %llu\n", st.rx_dropped,
+			st.rx_ring_full, st.rx_fill_ring_empty_descs, st.tx_invalid_descs);
 	report(pkts, bytes, batches, last - first, plain);
 	xsk_socket__delete(xsk);
 	xsk_umem__delete(umem);
