@@ -67,7 +67,8 @@ usage: bridge [-v] [-i PORT_A] [-i PORT_B] [-b BURST] [-w SECS] [-c] [-L] [PORT_
                each pass that moved packets, ring by ring
   -T SECS      stop after SECS seconds (above 0, at most 1e9) and print the totals
                (default: run until killed)
-  --fallback   use AF_PACKET for real interfaces where netmap is unavailable
+  --fallback   use AF_XDP, then AF_PACKET, for real interfaces where netmap is
+               unavailable
   --promisc    put AF_PACKET interfaces in promiscuous mode
   --demo N     for two pipe ends: drive the pipes' other ends with N numbered frames
                and stop when all came through in order

@@ -49,7 +49,8 @@ usage: ping_pong [PORT_A PORT_B] [-n COUNT] [-s SIZE] [--fallback]
                  vale0:nmrs{1 and }1 where /dev/netmap opens, else emu:pingpong{1 and }1)
   -n COUNT       round trips, at least 1 (default 100000)
   -s SIZE        frame size, 60 to 65535 bytes (default 64)
-  --fallback     use AF_PACKET for real interfaces where netmap is unavailable
+  --fallback     use AF_XDP, then AF_PACKET, for real interfaces where netmap is
+                 unavailable
   -h, --help     this text";
 
 /// The arguments, or `None` for `--help`.
@@ -67,7 +68,7 @@ fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
                     (60..=65535).contains(n)
                 })?
             }
-            Long("fallback") => fallback = Fallback::AfPacket,
+            Long("fallback") => fallback = Fallback::Any,
             Short('h') | Long("help") => return Ok(None),
             Value(port) => ports.push(port.string()?),
             _ => return Err(arg.unexpected()),

@@ -94,8 +94,8 @@ Not in C (long options only):
                  whose two ends must live in one process. The receiving side
                  stops a second after the sending side has finished.
   --duration SECS   stop after SECS seconds
-  --fallback     let a netmap name fall back to AF_PACKET where netmap cannot
-                 serve it
+  --fallback     let a netmap name fall back to AF_XDP, then AF_PACKET, where
+                 netmap cannot serve it
   --promisc      put an AF_PACKET port's interface in promiscuous mode
   --busy         spin on the rings when idle instead of sleeping in poll
 
@@ -504,11 +504,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Cmd, String> {
 }
 
 /// The hardware address of the interface `port` names, as C pkt-gen takes
-/// it for the default source MAC: for a netmap or AF_PACKET name of a real
+/// it for the default source MAC: for a netmap, AF_PACKET or AF_XDP name of a real
 /// interface (not a pipe, a VALE port or an `emu:` port), read from sysfs.
 fn interface_mac(port: &str) -> Option<(String, [u8; 6])> {
     let spec = netmap_rs::spec::parse(port).ok()?;
-    if !matches!(spec.kind, PortKind::Netmap | PortKind::AfPacket) || spec.pipe.is_some() {
+    if !matches!(spec.kind, PortKind::Netmap | PortKind::AfPacket | PortKind::AfXdp) || spec.pipe.is_some() {
         return None;
     }
     let text = std::fs::read_to_string(format!("/sys/class/net/{}/address", spec.ifname)).ok()?;

@@ -1,6 +1,7 @@
 //! Prints what this host offers for netmap, and which backend a port would
 //! get: `cargo run --example probe -- [PORT] [--fallback]` (default
-//! `netmap:eth0`; `--fallback` asks as a program that allows AF_PACKET would).
+//! `netmap:eth0`; `--fallback` asks as a program that allows the fallbacks, AF_XDP then
+//! AF_PACKET, would).
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -13,7 +14,7 @@ const USAGE: &str = "\
 usage: probe [PORT] [--fallback]
   PORT         the port to ask about, in netmap's names: eth0, netmap:eth0^, vale0:p1,
                emu:x{1, ... (default netmap:eth0)
-  --fallback   ask as a program that allows the AF_PACKET fallback would
+  --fallback   ask as a program that allows the fallbacks (AF_XDP, then AF_PACKET) would
   -h, --help   this text";
 
 struct Args {
@@ -28,7 +29,7 @@ fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
     let mut fallback = Fallback::None;
     while let Some(arg) = p.next()? {
         match arg {
-            Long("fallback") => fallback = Fallback::AfPacket,
+            Long("fallback") => fallback = Fallback::Any,
             Short('h') | Long("help") => return Ok(None),
             Value(port) if name.is_none() => name = Some(port.string()?),
             _ => return Err(arg.unexpected()),

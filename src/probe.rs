@@ -345,7 +345,7 @@ pub struct PortProbe {
     /// When the fallback was not allowed but would change the answer: what
     /// `build()` would do with [`Fallback::Any`].
     pub with_fallback: Option<Result<BackendKind, String>>,
-    /// For a name AF_PACKET can serve: whether its interface exists here and
+    /// For a name of a real interface: whether it exists here and
     /// is up, in words.
     pub interface: Option<String>,
     /// For an interface that exists here: its driver, and whether netmap
@@ -434,7 +434,7 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
             let (choice, refused) = select::choose(&spec, None, fallback);
             let backend = choice.map(|c| c.backend).map_err(|e| e.to_string());
             let with_fallback = match fallback {
-                Fallback::None if afpacket::serves(&spec).is_ok() => {
+                Fallback::None if afpacket::serves(&spec).is_ok() && !spec.kind.is_socket() => {
                     let alt = select::choose(&spec, None, Fallback::Any)
                         .0
                         .map(|c| c.backend)
@@ -444,9 +444,9 @@ pub fn probe_port_with(name: &str, fallback: Fallback) -> Probe {
                 _ => None,
             };
             let name = &spec.ifname;
-            let state = afpacket::serves(&spec)
-                .is_ok()
-                .then(|| afpacket::interface_state(name));
+            let state = (spec.kind != crate::spec::PortKind::Emu
+                && afpacket::serves_interface(&spec, "").is_ok())
+            .then(|| afpacket::interface_state(name));
             let interface = state.as_ref().map(|state| match state {
                 Ok(IfState::Up) => format!("{name} exists and is up"),
                 Ok(IfState::Down) => format!("{name} is down (`ip link set {name} up`)"),
