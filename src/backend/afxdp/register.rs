@@ -13,10 +13,10 @@ use std::sync::Arc;
 use super::prog::{self, Attach, Attachment};
 use super::sys::{
     self, bind, getsockopt, setsockopt, SockaddrXdp, XdpMmapOffsets, XdpUmemReg, AF_XDP, XDP_COPY,
-    XDP_MMAP_OFFSETS, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_PACKET_HEADROOM, XDP_PGOFF_RX_RING,
-    XDP_PGOFF_TX_RING, XDP_RX_RING, XDP_SHARED_UMEM, XDP_TX_RING, XDP_UMEM_COMPLETION_RING,
-    XDP_UMEM_FILL_RING, XDP_UMEM_PGOFF_COMPLETION_RING, XDP_UMEM_PGOFF_FILL_RING, XDP_UMEM_REG,
-    XDP_USE_NEED_WAKEUP,
+    XDP_MAX_TX_SKB_BUDGET, XDP_MMAP_OFFSETS, XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY, XDP_PACKET_HEADROOM,
+    XDP_PGOFF_RX_RING, XDP_PGOFF_TX_RING, XDP_RX_RING, XDP_SHARED_UMEM, XDP_TX_RING,
+    XDP_UMEM_COMPLETION_RING, XDP_UMEM_FILL_RING, XDP_UMEM_PGOFF_COMPLETION_RING, XDP_UMEM_PGOFF_FILL_RING,
+    XDP_UMEM_REG, XDP_USE_NEED_WAKEUP,
 };
 use super::xsk::XskRing;
 use super::{modes, AfXdpFd, Port, RingView, RxState, Sock, TxState};
@@ -38,6 +38,10 @@ const MIN_FRAME: usize = 2048;
 pub(super) const MAX_FRAME: usize = 4096;
 /// An Ethernet header and a VLAN tag: what a frame carries beyond the MTU.
 const ETH_VLAN: usize = 18;
+/// Frames copy mode sends per `sendto`, where the kernel lets us choose
+/// (measured on veth, 60-byte frames into a peer that drops them: 32 gave
+/// 0.80 M packets/s, 256 0.86 to 1.05 M, 2048 0.83 to 0.91 M).
+const TX_BUDGET: u32 = 256;
 /// Slots per ring when the request says 0.
 const DEFAULT_SLOTS: u32 = 2048;
 const MIN_SLOTS: u32 = 64;
@@ -261,6 +265,9 @@ fn open_sock(
     }
     if layout.has_tx {
         setsockopt(s, XDP_TX_RING, &(layout.tx_slots as c_int))?;
+        // More frames per `sendto` in copy mode, where the kernel has the
+        // option; older kernels send 32 a call (ENOPROTOOPT here).
+        let _ = setsockopt(s, XDP_MAX_TX_SKB_BUDGET, &TX_BUDGET.min(layout.tx_slots));
     }
     let off: XdpMmapOffsets = getsockopt(s, XDP_MMAP_OFFSETS)?;
     let (rx_off, tx_off) = layout.ring_offsets(b);

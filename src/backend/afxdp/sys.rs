@@ -32,6 +32,9 @@ pub(super) const XDP_UMEM_REG: c_int = 4;
 pub(super) const XDP_UMEM_FILL_RING: c_int = 5;
 pub(super) const XDP_UMEM_COMPLETION_RING: c_int = 6;
 pub(super) const XDP_OPTIONS: c_int = 8;
+/// Frames copy mode sends per `sendto` (Linux 6.17 on; 32 before, and by
+/// default), from 32 to the TX ring's size.
+pub(super) const XDP_MAX_TX_SKB_BUDGET: c_int = 9;
 pub(super) const XDP_OPTIONS_ZEROCOPY: u32 = 1 << 0;
 
 // `mmap` offsets of the four rings.
