@@ -3,9 +3,12 @@
 //! shared region, and safe code must answer with an error or carry on, never
 //! crash, abort, hang or lie.
 //!
-//! Each scenario runs on a pipe of the embedded kernel (module `emu`) and,
-//! where `/dev/netmap` exists, on a pipe of the real netmap module (module
-//! `kernel`; skipped with a printed reason elsewhere). Each runs in a child
+//! Each scenario runs on a pipe of the embedded kernel (module `emu`),
+//! where `/dev/netmap` exists on a pipe of the real netmap module (module
+//! `kernel`; skipped with a printed reason elsewhere), and as root on two
+//! AF_XDP ports over a veth pair in a network namespace of its own (module
+//! `afxdp`), where the peer is unsafe code of this process (AF_XDP memory
+//! is private). Each runs in a child
 //! process (this test binary, re-executed for that one test), so a crash or
 //! an abort fails the scenario instead of killing the run, and a hang fails
 //! it after [`PATIENCE`].
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use netmap_rs::ffi::{self, netmap_ring, netmap_slot};
 use netmap_rs::prelude::*;
-use netmap_test_support::fork;
+use netmap_test_support::{fork, netns};
 
 /// How long a scenario may run before it counts as hung.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -48,6 +51,28 @@ fn kernel_pair(name: &str) -> (Netmap, Netmap) {
             .unwrap()
     };
     (open('{'), open('}'))
+}
+
+/// Set in the child of an `afxdp` scenario: the network namespace to open
+/// its ports in.
+const NETNS: &str = "NETMAP_RS_HOSTILE_NETNS";
+
+/// Two AF_XDP ports, on the two ends of the veth pair of the namespace
+/// [`NETNS`] names, opened from the calling thread moved into it.
+fn afxdp_pair(_name: &str) -> (Netmap, Netmap) {
+    use std::os::fd::AsRawFd;
+    let ns = std::env::var(NETNS).expect("the scenario's network namespace");
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open the namespace");
+    // SAFETY: a namespace descriptor live across the call; setns moves only
+    // this thread, which opens the ports.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let open = |dev: &str| {
+        NetmapBuilder::new(&format!("afxdp:{dev}"))
+            .num_slots(64)
+            .build()
+            .unwrap()
+    };
+    (open(netns::A), open(netns::B))
 }
 
 /// Whether the netmap module is absent (then says so).
@@ -87,6 +112,43 @@ macro_rules! scenarios {
         }
     };
 }
+
+/// The scenarios, each also on AF_XDP ports in a namespace of its own.
+macro_rules! afxdp_scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod afxdp {
+            $(
+                #[test]
+                fn $name() {
+                    let test = concat!("afxdp::", stringify!($name));
+                    if std::env::var(super::SCENARIO).as_deref() == Ok(test) {
+                        return super::$name(super::afxdp_pair);
+                    }
+                    let Some(ns) = netmap_test_support::netns::Netns::new(test) else {
+                        return;
+                    };
+                    std::env::set_var(super::NETNS, ns.name());
+                    super::isolated(test, || super::$name(super::afxdp_pair));
+                }
+            )*
+        }
+    };
+}
+
+afxdp_scenarios!(
+    forged_netmap_if_counts_after_open_change_nothing,
+    a_corrupt_buffer_index_is_skipped_and_drain_rx_returns,
+    a_forged_head_is_an_error,
+    a_tail_forged_while_syncing_is_refused_never_trusted,
+    a_forked_child_gets_errors_and_the_parent_keeps_its_rings,
+    a_forged_length_is_clamped_to_the_buffer,
+    forged_tx_slots_cost_only_their_packets,
+);
+// Not on AF_XDP: `forged_ring_constants_after_open_change_nothing` sends a
+// packet of several slots, longer than AF_XDP's one frame, and on a ring
+// with slot offsets (AF_XDP's) `push_reuse` calls every buffer fresh, so
+// `a_forged_buf_changed_flag_changes_only_what_push_reuse_says` has nothing
+// to check.
 
 scenarios!(
     forged_netmap_if_counts_after_open_change_nothing,
@@ -157,6 +219,16 @@ fn slot(ring: *mut netmap_ring, i: u32) -> *mut netmap_slot {
     }
 }
 
+/// A broadcast Ethernet frame of 60 bytes (the shortest a veth carries)
+/// that starts its payload with `tag`: what every scenario sends.
+fn pkt(tag: &str) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+    f.extend_from_slice(tag.as_bytes());
+    f.resize(60, 0);
+    f
+}
+
 /// Writes `v` into the shared region at `p`, as a peer process would.
 fn poke<T>(p: *mut T, v: T) {
     // SAFETY: every caller passes an aligned field of a live port's region;
@@ -174,11 +246,11 @@ fn forged_netmap_if_counts_after_open_change_nothing(pair: Pair) {
         poke(ptr::addr_of_mut!((*nifp).ni_rx_rings), 0);
     }
     let mut tx = a.tx_ring(0).unwrap();
-    tx.send(b"counted once").unwrap();
+    tx.send(&pkt("counted once")).unwrap();
     tx.sync().unwrap();
     let mut rx = b.rx_ring(0).unwrap();
-    assert_eq!(rx.sync().unwrap(), 1);
-    assert_eq!(rx.recv().unwrap().payload(), b"counted once");
+    assert_eq!(arrived(&b, &mut rx, 1), 1);
+    assert_eq!(rx.recv().unwrap().payload(), pkt("counted once"));
 }
 
 fn forged_ring_constants_after_open_change_nothing(pair: Pair) {
@@ -205,11 +277,11 @@ fn forged_ring_constants_after_open_change_nothing(pair: Pair) {
 fn a_corrupt_buffer_index_is_skipped_and_drain_rx_returns(pair: Pair) {
     let (a, b) = pair("hbufidx");
     let mut tx = a.tx_ring(0).unwrap();
-    for p in [&b"first"[..], b"second", b"third"] {
-        tx.send(p).unwrap();
+    for p in ["first", "second", "third"] {
+        tx.send(&pkt(p)).unwrap();
     }
     tx.sync().unwrap();
-    b.rxsync().unwrap();
+    arrived(&b, &mut b.rx_ring(0).unwrap(), 3);
     // The peer points the second packet's slot outside the region.
     let r = ring_of(&b, 1, 0);
     // SAFETY: slot 1 of b's RX ring, which holds the second packet.
@@ -217,26 +289,31 @@ fn a_corrupt_buffer_index_is_skipped_and_drain_rx_returns(pair: Pair) {
     let mut got = Vec::new();
     let first = b.drain_rx(|f| got.push(f.to_vec()));
     assert!(matches!(first, Err(Error::RingCorrupt { .. })), "{first:?}");
-    assert_eq!(got, [b"first".to_vec(), b"third".to_vec()]);
+    assert_eq!(got, [pkt("first"), pkt("third")]);
     // Reported once; the ring goes on.
-    tx.send(b"fourth").unwrap();
+    tx.send(&pkt("fourth")).unwrap();
     tx.sync().unwrap();
+    arrived(&b, &mut b.rx_ring(0).unwrap(), 1);
     let mut more = Vec::new();
     assert_eq!(b.drain_rx(|f| more.push(f.to_vec())).unwrap(), 1);
-    assert_eq!(more, [b"fourth".to_vec()]);
+    assert_eq!(more, [pkt("fourth")]);
 }
 
 fn a_forged_length_is_clamped_to_the_buffer(pair: Pair) {
     let (a, b) = pair("hlen");
     let mut tx = a.tx_ring(0).unwrap();
-    tx.send(b"short").unwrap();
+    tx.send(&pkt("short")).unwrap();
     tx.sync().unwrap();
     let mut rx = b.rx_ring(0).unwrap();
-    rx.sync().unwrap();
+    arrived(&b, &mut rx, 1);
     let r = ring_of(&b, 1, 0);
-    // SAFETY: slot 0 of b's RX ring, which holds the packet.
-    unsafe { poke(ptr::addr_of_mut!((*slot(r, 0)).len), u16::MAX) };
-    assert_eq!(rx.recv().unwrap().len(), rx.buf_size());
+    // SAFETY: slot 0 of b's RX ring, which holds the packet, and the ring's
+    // offset mask: the packet starts that far into its buffer.
+    let offset = unsafe {
+        poke(ptr::addr_of_mut!((*slot(r, 0)).len), u16::MAX);
+        ((*slot(r, 0)).ptr & (*r).offset_mask) as usize
+    };
+    assert_eq!(rx.recv().unwrap().len(), rx.buf_size() - offset);
 }
 
 fn a_forged_head_is_an_error(pair: Pair) {
@@ -247,7 +324,7 @@ fn a_forged_head_is_an_error(pair: Pair) {
     assert!(matches!(a.tx_ring(0), Err(Error::RingCorrupt { .. })));
     // SAFETY: as above.
     unsafe { poke(ptr::addr_of_mut!((*r).head), 0) };
-    a.tx_ring(0).unwrap().send(b"after").unwrap();
+    a.tx_ring(0).unwrap().send(&pkt("after")).unwrap();
 }
 
 fn a_tail_forged_while_syncing_is_refused_never_trusted(pair: Pair) {
@@ -284,20 +361,20 @@ fn a_tail_forged_while_syncing_is_refused_never_trusted(pair: Pair) {
     peer.join().unwrap();
     assert!(refused > 0, "the forged tail was never seen");
     tx.sync().unwrap();
-    tx.send(b"after").unwrap();
+    tx.send(&pkt("after")).unwrap();
 }
 
 fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
     let (a, b) = pair("hfork");
     let mut tx = a.tx_ring(0).unwrap();
-    tx.send(b"before").unwrap();
+    tx.send(&pkt("before")).unwrap();
     // This scenario process runs one thread.
     fork::in_child(|| {
         // An inherited ring handle writes its own memory; every call that
         // would reach the rings refuses.
         // (On a shared region the child's view is private zeros, whose
         // slots the send may find unusable: it may fail either way.)
-        let _ = tx.send(b"from the child");
+        let _ = tx.send(&pkt("from the child"));
         let ok = matches!(tx.sync(), Err(Error::Forked { .. }))
             && matches!(b.rx_ring(0), Err(Error::Forked { .. }))
             && matches!(a.poll(Some(Duration::ZERO)), Err(Error::Forked { .. }))
@@ -312,7 +389,7 @@ fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
         }
         ok
     });
-    tx.send(b"after").unwrap();
+    tx.send(&pkt("after")).unwrap();
     tx.sync().unwrap();
     let mut got = Vec::new();
     let start = Instant::now();
@@ -320,7 +397,7 @@ fn a_forked_child_gets_errors_and_the_parent_keeps_its_rings(pair: Pair) {
         b.poll(Some(Duration::from_millis(50))).unwrap();
         b.drain_rx(|f| got.push(f.to_vec())).unwrap();
     }
-    assert_eq!(got, [b"before".to_vec(), b"after".to_vec()]);
+    assert_eq!(got, [pkt("before"), pkt("after")]);
 }
 
 fn a_forged_buf_changed_flag_changes_only_what_push_reuse_says(pair: Pair) {
@@ -380,6 +457,59 @@ fn a_forged_buf_changed_flag_changes_only_what_push_reuse_says(pair: Pair) {
         }
     }
     tx.sync().unwrap();
+}
+
+/// AF_XDP: TX slots forged between `send` and the sync (a buffer outside
+/// the region, a length past the buffer, an offset past it) lose their own
+/// packets only, with an error for the lengths; the others arrive, and
+/// every frame comes back to the ring.
+fn forged_tx_slots_cost_only_their_packets(pair: Pair) {
+    let (a, b) = pair("htxslots");
+    let mut tx = a.tx_ring(0).unwrap();
+    let room = tx.space();
+    let r = ring_of(&a, 0, 0);
+    let h = published_head(r);
+    let n = tx.num_slots() as u32;
+    for t in ["good0", "bad index", "bad length", "bad offset", "good1"] {
+        tx.send(&pkt(t)).unwrap();
+    }
+    // SAFETY: slots of a's TX ring that the sends staged and no sync has
+    // handed over yet.
+    unsafe {
+        poke(ptr::addr_of_mut!((*slot(r, (h + 1) % n)).buf_idx), u32::MAX);
+        poke(ptr::addr_of_mut!((*slot(r, (h + 2) % n)).len), u16::MAX);
+        poke(ptr::addr_of_mut!((*slot(r, (h + 3) % n)).ptr), u64::MAX);
+    }
+    let e = tx.sync().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+    let mut rx = b.rx_ring(0).unwrap();
+    arrived(&b, &mut rx, 2);
+    let got: Vec<Vec<u8>> = rx.iter().map(|f| f.payload().to_vec()).collect();
+    assert_eq!(got, [pkt("good0"), pkt("good1")]);
+    // Every frame is back: the ring fills up to its room again.
+    let start = Instant::now();
+    while tx.space() < room && start.elapsed() < PATIENCE / 2 {
+        a.poll_writable(Some(Duration::from_millis(50))).unwrap();
+        tx.sync().unwrap();
+    }
+    assert_eq!(tx.space(), room);
+    tx.send(&pkt("after")).unwrap();
+    tx.sync().unwrap();
+    assert_eq!(arrived(&b, &mut rx, 1), 1);
+}
+
+/// Syncs `rx` of `port` until at least `n` packets wait in it (at once on a
+/// pipe; over a veth pair, once the kernel has delivered them); returns how
+/// many wait.
+fn arrived(port: &Netmap, rx: &mut RxRing<'_>, n: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let k = rx.sync().unwrap();
+        if k >= n || start.elapsed() > PATIENCE / 2 {
+            return k;
+        }
+        port.poll(Some(Duration::from_millis(50))).unwrap();
+    }
 }
 
 /// The head a's TX ring publishes, read as the peer would.

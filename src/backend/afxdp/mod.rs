@@ -324,6 +324,9 @@ struct RxState {
     hwcur: Cell<u32>,
     /// First slot not yet handed to the user; the user's `tail`.
     hwtail: Cell<u32>,
+    /// The buffer each slot was handed to the user with: what goes back to
+    /// the fill ring if the slot comes back naming no frame of the UMEM.
+    given: Box<[Cell<u32>]>,
 }
 
 /// Kernel-side state of a netmap TX ring and the socket's TX and
@@ -341,6 +344,9 @@ struct TxState {
     /// not with the kernel: completed ones waiting for a slot, and those a
     /// gathered packet freed. At most `v.n`.
     free: RefCell<VecDeque<u32>>,
+    /// The buffer each slot was handed to the user with: what the slot's
+    /// frame is taken to be if it comes back naming no frame of the UMEM.
+    given: Box<[Cell<u32>]>,
 }
 
 /// One AF_XDP socket: one queue of the interface, one ring pair.
@@ -354,10 +360,11 @@ struct Sock {
 
 /// A registered handle's port.
 ///
-/// Dropping it takes its sockets out of the program's map, closes them
-/// (the kernel stops using the UMEM when the last one goes), then unmaps
-/// the region with its last holder, then lets the program go (detached
-/// with the interface's last port).
+/// Dropping it closes its sockets (the kernel takes each out of the
+/// program's map and stops using the UMEM when the last one goes; a forked
+/// child closing its copies changes nothing), then unmaps the region with
+/// its last holder, then lets the program go (detached with the
+/// interface's last port).
 struct Port {
     socks: Vec<Sock>,
     region: Arc<afpacket::Region>,
@@ -381,16 +388,6 @@ impl fmt::Debug for Port {
             .field("frame", &self.frame)
             .field("zero_copy", &self.zero_copy)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        if let Some(a) = &self.attach {
-            for s in self.socks.iter().filter(|s| s.rx.is_some()) {
-                a.remove(s.queue);
-            }
-        }
     }
 }
 

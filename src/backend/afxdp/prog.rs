@@ -14,8 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use super::sys::{
-    link_create, map_delete, map_update, prog_load, xskmap_create, BpfInsn, XDP_FLAGS_DRV_MODE,
-    XDP_FLAGS_SKB_MODE,
+    link_create, map_update, prog_load, xskmap_create, BpfInsn, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
 };
 use crate::backend::lock;
 
@@ -134,11 +133,5 @@ impl Attachment {
     /// Steers queue `queue`'s packets to socket `fd`.
     pub(super) fn insert(&self, queue: u32, fd: BorrowedFd<'_>) -> io::Result<()> {
         map_update(self.map.as_fd(), queue, fd)
-    }
-
-    /// Stops steering queue `queue` (its socket is closing).
-    pub(super) fn remove(&self, queue: u32) {
-        // ENOENT: the kernel dropped the entry when the socket closed.
-        let _ = map_delete(self.map.as_fd(), queue);
     }
 }

@@ -284,6 +284,7 @@ fn open_sock(
             rx: XskRing::map(s, &off.rx, layout.rx_slots, XDP_PGOFF_RX_RING)?,
             hwcur: Cell::new(0),
             hwtail: Cell::new(0),
+            given: (0..layout.rx_slots).map(|k| Cell::new(rx_first + k)).collect(),
         }),
         false => None,
     };
@@ -295,6 +296,7 @@ fn open_sock(
             hwcur: Cell::new(0),
             hwtail: Cell::new(layout.tx_slots - 1),
             free: RefCell::new(VecDeque::with_capacity(layout.tx_slots as usize)),
+            given: (0..layout.tx_slots).map(|k| Cell::new(tx_first + k)).collect(),
         }),
         false => None,
     };

@@ -13,7 +13,7 @@ use crate::backend::kring::Slot;
 use crate::backend::sys::{self, cvt, Deadline};
 use crate::backend::{errno, nm_prev as prev, within, PortFd, SyncDir};
 use crate::ffi::nm_next as next;
-use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
+use crate::ffi::{NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
 use crate::XdpMode;
 
 /// Copy mode sends at most a budget of frames per `sendto` (32 by
@@ -30,23 +30,24 @@ impl Port {
             v.shared().reset(hwcur, hwtail);
             return Err(errno(libc::EINVAL));
         }
-        let mut failure = None;
         // The released slots' buffers go to the fill ring: the user may have
-        // swapped any frame of this port's UMEM in.
+        // swapped any frame of this port's UMEM in. A slot naming none (a
+        // corrupt index, which reading the frame reported) gives back the
+        // frame it was handed with.
         let room = rx.fill.free();
         let mut k = 0;
         let mut j = hwcur;
         while j != head {
             let s = v.shared().load(j);
-            match self.addr(s.buf_idx, 0, 0) {
-                Some(addr) if k < room => {
-                    rx.fill.put(k, addr);
-                    k += 1;
-                }
-                // More buffers than the ring has frames: some index appears
-                // twice. Drop it; the ring has as many as it needs.
-                Some(_) => {}
-                None => failure = Some(errno(libc::EINVAL)),
+            let given = &rx.given[j as usize];
+            let addr = self
+                .addr(s.buf_idx, 0, 0)
+                .or_else(|| self.addr(given.get(), 0, 0));
+            // More buffers than the ring has frames would mean some index
+            // appears twice: the extra one is dropped, the ring has enough.
+            if let Some(addr) = addr.filter(|_| k < room) {
+                rx.fill.put(k, addr);
+                k += 1;
             }
             j = next(j, v.n);
         }
@@ -67,6 +68,7 @@ impl Port {
                 continue;
             };
             let len = (d.len as usize).min(self.frame - off).min(u16::MAX as usize) as u16;
+            rx.given[t as usize].set(buf_idx);
             v.shared().store(
                 t,
                 Slot {
@@ -81,10 +83,7 @@ impl Port {
         rx.rx.release(i);
         rx.hwtail.set(t);
         v.shared().set_tail(t);
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(cur != t),
-        }
+        Ok(cur != t)
     }
 
     fn txsync(&self, fd: BorrowedFd<'_>, tx: &TxState) -> io::Result<bool> {
@@ -105,15 +104,36 @@ impl Port {
                 // Not published whole yet: send it at a later sync.
                 break;
             };
-            let first = v.shared().load(s);
+            let mut first = v.shared().load(s);
+            if self.buf_ptr(first.buf_idx).is_none() {
+                // A corrupt index (which the ring handle reported): the
+                // packet is dropped, the frame the slot was handed with
+                // waits for a slot again.
+                first.buf_idx = tx.given[s as usize].get();
+                first.len = 0;
+            }
             let off = first.ptr as usize & (self.frame - 1);
-            let desc = if e == s {
+            let desc = if first.len == 0 {
+                // Nothing to send; the other slots' frames wait for slots.
+                if e != s {
+                    let _ = self.gather(v, first, s, e, &mut free);
+                }
+                None
+            } else if e == s {
                 let len = first.len as usize;
-                self.addr(first.buf_idx, off, len)
-                    .filter(|_| len <= self.max_len)
-                    .map(|addr| (addr, len))
+                match self.addr(first.buf_idx, off, len).filter(|_| len <= self.max_len) {
+                    Some(addr) => Some((addr, len)),
+                    None => {
+                        failure = Some(errno(libc::EMSGSIZE));
+                        None
+                    }
+                }
             } else {
-                self.gather(v, s, e, &mut free)
+                let d = self.gather(v, first, s, e, &mut free);
+                if d.is_none() {
+                    failure = Some(errno(libc::EMSGSIZE));
+                }
+                d
             };
             match desc {
                 Some((addr, len)) => {
@@ -128,11 +148,10 @@ impl Port {
                     k += 1;
                 }
                 None => {
-                    // Dropped: the frame waits for a slot again, if it is one.
-                    if self.addr(first.buf_idx, 0, 0).is_some() && free.len() < v.n as usize {
+                    // Dropped: the frame waits for a slot again.
+                    if self.buf_ptr(first.buf_idx).is_some() && free.len() < v.n as usize {
                         free.push_back(first.buf_idx);
                     }
-                    failure = Some(errno(libc::EMSGSIZE));
                 }
             }
             s = next(e, v.n);
@@ -158,12 +177,18 @@ impl Port {
         let last = prev(s, v.n);
         while t != last {
             let Some(buf_idx) = free.pop_front() else { break };
+            // netmap's word for "this slot holds another buffer than before".
+            let flags = if tx.given[t as usize].replace(buf_idx) == buf_idx {
+                0
+            } else {
+                NS_BUF_CHANGED
+            };
             v.shared().store(
                 t,
                 Slot {
                     buf_idx,
                     len: 0,
-                    flags: 0,
+                    flags,
                     ptr: 0,
                 },
             );
@@ -177,20 +202,21 @@ impl Port {
         }
     }
 
-    /// Copies the packet of TX slots `s..=e` into slot `s`'s buffer, after
-    /// its first fragment, and frees the other slots' buffers; returns the
-    /// descriptor's address and length, or `None` if the packet does not
-    /// fit one frame or a slot is corrupt (the packet is dropped).
+    /// Copies the packet of TX slots `s..=e` into slot `s`'s buffer (as
+    /// `first`, the slot's values, says), after its first fragment, and
+    /// frees the other slots' buffers; returns the descriptor's address and
+    /// length, or `None` if the packet does not fit one frame or a slot is
+    /// corrupt (the packet is dropped).
     fn gather(
         &self,
         v: &super::RingView,
+        first: Slot,
         s: u32,
         e: u32,
         free: &mut std::collections::VecDeque<u32>,
     ) -> Option<(u64, usize)> {
-        let first = v.shared().load(s);
         let off = first.ptr as usize & (self.frame - 1);
-        let dst = self.buf_ptr(first.buf_idx)?;
+        let dst = self.buf_ptr(first.buf_idx);
         let mut total = first.len as usize;
         let mut ok = self.addr(first.buf_idx, off, total).is_some();
         let mut k = next(s, v.n);
@@ -198,8 +224,8 @@ impl Port {
             let sl = v.shared().load(k);
             let soff = sl.ptr as usize & (self.frame - 1);
             let len = sl.len as usize;
-            match self.buf_ptr(sl.buf_idx) {
-                Some(src)
+            match (dst, self.buf_ptr(sl.buf_idx)) {
+                (Some(dst), Some(src))
                     if ok
                         && self.addr(sl.buf_idx, soff, len).is_some()
                         && off + total + len <= self.frame =>

@@ -50,7 +50,6 @@ pub(super) const XDP_PACKET_HEADROOM: usize = 256;
 // bpf(2) commands, types and constants.
 pub(super) const BPF_MAP_CREATE: c_int = 0;
 pub(super) const BPF_MAP_UPDATE_ELEM: c_int = 2;
-pub(super) const BPF_MAP_DELETE_ELEM: c_int = 3;
 pub(super) const BPF_PROG_LOAD: c_int = 5;
 pub(super) const BPF_LINK_CREATE: c_int = 28;
 pub(super) const BPF_MAP_TYPE_XSKMAP: u32 = 17;
@@ -328,16 +327,6 @@ pub(super) fn map_update(map: BorrowedFd<'_>, key: u32, fd: BorrowedFd<'_>) -> i
     };
     // `key` and `value` are live u32s, the sizes the map was made with.
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
-}
-
-/// Clears entry `key` of `map`.
-pub(super) fn map_delete(map: BorrowedFd<'_>, key: u32) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: ptr::addr_of!(key) as u64,
-        ..MapElemAttr::default()
-    };
-    bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(drop)
 }
 
 /// Loads the XDP program `insns`; on a verifier refusal the error's text
