@@ -353,7 +353,6 @@ struct TxState {
 #[derive(Debug)]
 struct Sock {
     fd: OwnedFd,
-    queue: u32,
     rx: Option<RxState>,
     tx: Option<TxState>,
 }

@@ -300,7 +300,7 @@ fn open_sock(
         }),
         false => None,
     };
-    let sock = Sock { fd, queue, rx, tx };
+    let sock = Sock { fd, rx, tx };
     init_rings(&sock, layout, region, queue as u16, rx_first, tx_first);
     let addr = SockaddrXdp {
         sxdp_family: AF_XDP as u16,
