@@ -54,6 +54,16 @@ impl MemId {
         }
         Err(errno(libc::ENOMEM))
     }
+
+    /// The memory id `id`, asked for by name (`afxdp:eth0@3`): `EBUSY` if
+    /// a live port has it already.
+    pub(crate) fn claim(id: u16) -> io::Result<MemId> {
+        if id != 0 && lock(&REGISTRY).mem_ids.insert(id) {
+            Ok(MemId(id))
+        } else {
+            Err(errno(libc::EBUSY))
+        }
+    }
 }
 
 impl Drop for MemId {

@@ -22,14 +22,21 @@
 //! that only sends (`/T`) loads no program.
 //!
 //! # Memory
-//! One anonymous mapping holds everything; its buffers are the sockets'
-//! UMEM, registered by the first socket and shared by the others
-//! (`XDP_SHARED_UMEM`):
+//! One anonymous mapping, a *pool* (`pool`), holds everything: the
+//! `netmap_if`s and ring headers and slots of its ports, then the frames,
+//! which each port registers whole as its UMEM (its first socket registers
+//! it, the others share it with `XDP_SHARED_UMEM`):
 //!
 //! ```text
-//! base                                  base + H
-//! | netmap_if | ring headers and slots | socket 0: RX frames, TX frames | socket 1: ... |
+//! base                                               base + H
+//! | port 0: netmap_if, rings | port 1: ... | (free) | frames: each port's RX and TX frames, anywhere |
 //! ```
+//!
+//! A port opened without a memory id has a pool of its own, sized for it.
+//! Ports named with the same memory id (`afxdp:va@1`, `afxdp:vb@1`) share
+//! one: a buffer index means the same frame in all of them, so
+//! `TxRing::forward` between them is a buffer swap, as between netmap ports
+//! of one allocator.
 //!
 //! Frame `f` (2048 bytes; 4096 for MTUs above 1774) counted from `base + H`
 //! is netmap buffer `2 + f` and UMEM address `f * frame`; every ring's
@@ -40,8 +47,8 @@
 //! slots are written in place. Unlike AF_PACKET's frames, AF_XDP's move:
 //! a frame goes to the kernel through the fill or TX ring and comes back
 //! through the RX or completion ring, so a slot's `buf_idx` changes as
-//! netmap's do, and `TxRing::forward` between two rings of one port (one
-//! UMEM) is a buffer swap, as on netmap.
+//! netmap's do, and `TxRing::forward` between two rings of one pool is a
+//! buffer swap, as on netmap.
 //!
 //! # Syncs
 //! * rxsync: the buffers of the slots the user released, `[hwcur, head)`,
@@ -62,11 +69,13 @@
 //! # Where it differs from a netmap NIC port
 //! * A packet not steered to this port (queues it does not bind) goes on
 //!   to the stack; nothing this port sends is seen by the host stack.
-//! * Every port has its own UMEM: `forward` between two ports copies.
+//! * Ports share buffers only when named with one memory id (`@N`);
+//!   otherwise `forward` between two ports is `MemoryMismatch` (copy).
 //! * No host rings, VALE, pipes or monitors; no packet over one frame.
 //!
 //! [`Kernel`]: crate::backend::Kernel
 
+mod pool;
 mod prog;
 mod register;
 mod sync;
@@ -369,7 +378,6 @@ struct Port {
     region: Arc<afpacket::Region>,
     events: Option<OwnedFd>,
     attach: Option<Arc<Attachment>>,
-    _mem_id: afpacket::MemId,
     /// `base + head_len`: frame 0, netmap buffer `RESERVED_BUFS`.
     bufs: NonNull<u8>,
     nbufs: u32,
@@ -377,6 +385,20 @@ struct Port {
     max_len: usize,
     zero_copy: bool,
     txpoll: bool,
+    /// Declared last: dropped after the sockets, so a frame goes back to
+    /// the pool only once the kernel is done with it.
+    lease: pool::Lease,
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        let held = self.held_frames();
+        // Closing the sockets ends the kernel's use of their rings and
+        // frames; then the frames go back with the lease.
+        self.socks.clear();
+        self.events = None;
+        self.lease.frames = held;
+    }
 }
 
 impl fmt::Debug for Port {
@@ -391,6 +413,51 @@ impl fmt::Debug for Port {
 }
 
 impl Port {
+    /// The frames this port holds, read off its slots and rings: what it
+    /// gives back to its pool when it closes. A frame that slots or rings
+    /// name twice (corrupt indices) counts once; one that the kernel took
+    /// and has not completed (a TX frame in flight), or a zero-copy
+    /// driver's RX frames, are not counted (the pool does without them
+    /// until its last port closes).
+    fn held_frames(&self) -> Vec<u32> {
+        let mut held = Vec::new();
+        let buf = |addr: u64| self.buf_of(addr).map(|(b, _)| b);
+        let slot_buf = |v: &RingView, k: u32, given: &[Cell<u32>]| {
+            let b = v.shared().load(k).buf_idx;
+            if self.buf_ptr(b).is_some() {
+                b
+            } else {
+                given[k as usize].get()
+            }
+        };
+        for s in &self.socks {
+            if let Some(rx) = &s.rx {
+                let mut j = rx.hwcur.get();
+                while j != rx.hwtail.get() {
+                    held.push(slot_buf(&rx.v, j, &rx.given));
+                    j = crate::ffi::nm_next(j, rx.v.n);
+                }
+                if !self.zero_copy {
+                    held.extend(rx.fill.entries(true).into_iter().filter_map(buf));
+                }
+                held.extend(rx.rx.entries(false).into_iter().filter_map(|d| buf(d.addr)));
+            }
+            if let Some(tx) = &s.tx {
+                let mut k = tx.hwcur.get();
+                while k != tx.hwtail.get() {
+                    held.push(slot_buf(&tx.v, k, &tx.given));
+                    k = crate::ffi::nm_next(k, tx.v.n);
+                }
+                held.extend(tx.free.borrow().iter().copied());
+                held.extend(tx.tx.entries(true).into_iter().filter_map(|d| buf(d.addr)));
+                held.extend(tx.comp.entries(false).into_iter().filter_map(buf));
+            }
+        }
+        held.sort_unstable();
+        held.dedup();
+        held
+    }
+
     /// The UMEM address of buffer `idx` at offset `off`, if `len` bytes
     /// from there lie inside one frame of the UMEM.
     fn addr(&self, idx: u32, off: usize, len: usize) -> Option<u64> {

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
+use super::pool::{Lease, Pool};
 use super::prog::{self, Attach, Attachment};
 use super::sys::{
     self, bind, getsockopt, setsockopt, SockaddrXdp, XdpMmapOffsets, XdpUmemReg, AF_XDP, XDP_COPY,
@@ -21,11 +22,10 @@ use super::sys::{
 use super::xsk::XskRing;
 use super::{modes, AfXdpFd, Port, RingView, RxState, Sock, TxState};
 use crate::backend::afpacket::{
-    epoll_create, epoll_ctl, if_index, if_mtu, ring_bytes, rx_queues, MemId, Region, RING_ALIGN,
+    epoll_create, epoll_ctl, if_index, if_mtu, ring_bytes, rx_queues, RING_ALIGN,
 };
 use crate::backend::kregister::{self, Selection};
 use crate::backend::kring::Slot;
-use crate::backend::sys::page_size;
 use crate::backend::{errno, Control, Mapping, PortFd};
 use crate::ffi::{netmap_ring, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_NO_TX_POLL};
 use crate::ring::RESERVED_BUFS;
@@ -70,18 +70,15 @@ fn slots(asked: u32) -> u32 {
     }
 }
 
-/// Where everything goes in the region.
+/// The shape of a port's rings and where its headers go.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
-    frame: usize,
     rx_slots: u32,
     tx_slots: u32,
     has_rx: bool,
     has_tx: bool,
     pairs: u32,
     socks: u32,
-    /// Bytes before frame 0 (page-aligned: the UMEM starts there).
-    head_len: usize,
 }
 
 impl Layout {
@@ -101,26 +98,25 @@ impl Layout {
         }
     }
 
-    fn nbufs(&self) -> u32 {
+    /// Frames the port's rings hold.
+    fn frames(&self) -> u32 {
         self.socks * (self.rx_frames() + self.tx_frames())
     }
 
-    fn total(&self) -> usize {
-        self.head_len + self.nbufs() as usize * self.frame
+    /// Bytes of the `netmap_if` and the ring headers and slots.
+    fn header_len(&self) -> usize {
+        let rings = self.has_rx as usize * ring_bytes(self.rx_slots)
+            + self.has_tx as usize * ring_bytes(self.tx_slots);
+        kregister::if_len(self.pairs).next_multiple_of(RING_ALIGN) + rings * self.socks as usize
     }
 
-    /// Region offsets of socket `b`'s RX ring header, then its TX ring header.
+    /// Offsets from the `netmap_if` of socket `b`'s RX ring header, then
+    /// its TX ring header.
     fn ring_offsets(&self, b: u32) -> (usize, usize) {
         let rx = if self.has_rx { ring_bytes(self.rx_slots) } else { 0 };
         let tx = if self.has_tx { ring_bytes(self.tx_slots) } else { 0 };
         let start = kregister::if_len(self.pairs).next_multiple_of(RING_ALIGN) + b as usize * (rx + tx);
         (start, start + rx)
-    }
-
-    /// Netmap buffer index of socket `b`'s first RX frame, then first TX frame.
-    fn first_bufs(&self, b: u32) -> (u32, u32) {
-        let rx = RESERVED_BUFS + b * (self.rx_frames() + self.tx_frames());
-        (rx, rx + self.rx_frames())
     }
 }
 
@@ -135,23 +131,19 @@ impl Control for AfXdpFd {
         let bound = sel.rings(pairs, libc::EOPNOTSUPP)?;
         let (mtu, _) = if_mtu(name)?;
         let frame = frame_size(mtu).ok_or_else(|| errno(libc::EMSGSIZE))?;
-        let nif_len = kregister::if_len(pairs);
-        let mut layout = Layout {
-            frame,
+        let layout = Layout {
             rx_slots: slots(req.nr_rx_slots),
             tx_slots: slots(req.nr_tx_slots),
             has_rx: sel.rx,
             has_tx: sel.tx,
             pairs,
             socks: bound.len() as u32,
-            head_len: 0,
         };
-        let rings = (layout.has_rx as usize * ring_bytes(layout.rx_slots)
-            + layout.has_tx as usize * ring_bytes(layout.tx_slots))
-            * layout.socks as usize;
-        layout.head_len = (nif_len.next_multiple_of(RING_ALIGN) + rings).next_multiple_of(page_size());
-        let region = Arc::new(Region::reserve(layout.total())?);
-        let mem_id = MemId::new()?;
+        let pool = match spec.mem_id {
+            0 => Pool::private(layout.header_len(), layout.frames(), frame)?,
+            id => Pool::shared(id, frame)?,
+        };
+        let lease = Lease::take(pool, layout.header_len(), layout.frames())?;
         let (attach_modes, mut bind_mode) = modes(self.mode);
         // Only a port that receives needs the program.
         let attach = match layout.has_rx {
@@ -162,10 +154,15 @@ impl Control for AfXdpFd {
             bind_mode = XDP_COPY;
         }
         let mut socks: Vec<Sock> = Vec::with_capacity(bound.len());
+        let mut frames = lease.frames.clone().into_iter();
         for (b, queue) in bound.clone().enumerate() {
             let first = socks.first().map(|s| s.fd.as_raw_fd() as u32);
+            let mine = Frames {
+                rx: frames.by_ref().take(layout.rx_frames() as usize).collect(),
+                tx: frames.by_ref().take(layout.tx_frames() as usize).collect(),
+            };
             let s = open_sock(
-                &region,
+                &lease,
                 &layout,
                 b as u32,
                 queue,
@@ -173,27 +170,29 @@ impl Control for AfXdpFd {
                 first,
                 bind_mode,
                 attach.as_deref(),
+                mine,
             )?;
             socks.push(s);
         }
         let zero_copy = socks.first().is_some_and(|s| {
             getsockopt::<u32>(s.fd.as_fd(), XDP_OPTIONS).is_ok_and(|o| o & XDP_OPTIONS_ZEROCOPY != 0)
         });
-        write_if(&region, &layout, name, &socks, bound);
+        write_if(&lease, &layout, name, &socks, bound);
         let events = event_set(&socks)?;
-        reply(req, &layout, &mem_id);
+        reply(req, &layout, &lease);
+        let pool = &lease.pool;
         self.port = Some(Port {
             socks,
-            bufs: region.ptr(layout.head_len),
-            region,
+            bufs: pool.bufs(),
+            region: Arc::clone(&pool.region),
             events,
             attach,
-            _mem_id: mem_id,
-            nbufs: layout.nbufs(),
+            nbufs: pool.nbufs,
             frame,
             max_len: frame.min((mtu as usize).saturating_add(ETH_VLAN)),
             zero_copy,
             txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
+            lease,
         });
         Ok(())
     }
@@ -229,14 +228,21 @@ impl Control for AfXdpFd {
     }
 }
 
+/// The frames a socket's rings start with, as netmap buffer indices: one
+/// per RX slot (they go to the fill ring) and one per TX slot.
+struct Frames {
+    rx: Vec<u32>,
+    tx: Vec<u32>,
+}
+
 /// Socket `b` of the port, on queue `queue`: its four rings, the UMEM
-/// (registered by the first socket, shared by the others), bound to the
-/// interface and put in the program's map; its netmap rings filled in.
-/// `first` is the descriptor of the port's first socket, which registered
-/// the UMEM, if this is not it.
+/// (the pool's frames, registered by the first socket, shared by the
+/// others), bound to the interface and put in the program's map; its netmap
+/// rings filled in with `frames`. `first` is the descriptor of the port's
+/// first socket, which registered the UMEM, if this is not it.
 #[allow(clippy::too_many_arguments)]
 fn open_sock(
-    region: &Arc<Region>,
+    lease: &Lease,
     layout: &Layout,
     b: u32,
     queue: u32,
@@ -244,14 +250,17 @@ fn open_sock(
     first: Option<u32>,
     bind_mode: u16,
     attach: Option<&Attachment>,
+    frames: Frames,
 ) -> io::Result<Sock> {
+    let pool = &lease.pool;
+    let region = &pool.region;
     let fd = sys::xdp_socket()?;
     let s = fd.as_fd();
     if first.is_none() {
         let reg = XdpUmemReg {
-            addr: region.at(layout.head_len) as u64,
-            len: (layout.nbufs() as usize * layout.frame) as u64,
-            chunk_size: layout.frame as u32,
+            addr: pool.bufs().as_ptr() as u64,
+            len: (pool.nbufs as usize * pool.frame) as u64,
+            chunk_size: pool.frame as u32,
             ..XdpUmemReg::default()
         };
         setsockopt(s, XDP_UMEM_REG, &reg)?;
@@ -271,9 +280,8 @@ fn open_sock(
     }
     let off: XdpMmapOffsets = getsockopt(s, XDP_MMAP_OFFSETS)?;
     let (rx_off, tx_off) = layout.ring_offsets(b);
-    let (rx_first, tx_first) = layout.first_bufs(b);
     let view = |off: usize, n: u32| RingView {
-        ring: region.ptr(off),
+        ring: region.ptr(lease.header + off),
         n,
         _region: Arc::clone(region),
     };
@@ -284,7 +292,7 @@ fn open_sock(
             rx: XskRing::map(s, &off.rx, layout.rx_slots, XDP_PGOFF_RX_RING)?,
             hwcur: Cell::new(0),
             hwtail: Cell::new(0),
-            given: (0..layout.rx_slots).map(|k| Cell::new(rx_first + k)).collect(),
+            given: frames.rx.iter().map(|&f| Cell::new(f)).collect(),
         }),
         false => None,
     };
@@ -296,12 +304,12 @@ fn open_sock(
             hwcur: Cell::new(0),
             hwtail: Cell::new(layout.tx_slots - 1),
             free: RefCell::new(VecDeque::with_capacity(layout.tx_slots as usize)),
-            given: (0..layout.tx_slots).map(|k| Cell::new(tx_first + k)).collect(),
+            given: frames.tx.iter().map(|&f| Cell::new(f)).collect(),
         }),
         false => None,
     };
     let sock = Sock { fd, rx, tx };
-    init_rings(&sock, layout, region, queue as u16, rx_first, tx_first);
+    init_rings(&sock, pool, queue as u16, &frames);
     let addr = SockaddrXdp {
         sxdp_family: AF_XDP as u16,
         sxdp_flags: match first {
@@ -339,22 +347,23 @@ fn bind_retrying(fd: std::os::fd::BorrowedFd<'_>, addr: &SockaddrXdp) -> io::Res
     }
 }
 
-/// Fills the netmap ring headers and slots of `sock`, gives every RX frame
-/// to the fill ring and every TX frame but one to a TX slot (netmap keeps
-/// one slot of a ring empty).
-fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16, rx_first: u32, tx_first: u32) {
+/// Fills the netmap ring headers and slots of `sock` with `frames`, gives
+/// every RX frame to the fill ring and every TX frame but one to a TX slot
+/// (netmap keeps one slot of a ring empty).
+fn init_rings(sock: &Sock, pool: &Pool, ringid: u16, frames: &Frames) {
     // Buffer 0 of the netmap view: `RESERVED_BUFS` frames before frame 0.
-    let bufs = region.at(layout.head_len) as i64 - (RESERVED_BUFS as usize * layout.frame) as i64;
-    let mask = (layout.frame - 1) as u64;
+    let bufs = pool.bufs().as_ptr() as i64 - (RESERVED_BUFS as usize * pool.frame) as i64;
+    let mask = (pool.frame - 1) as u64;
     let header = |v: &RingView, dir: u16| {
         let r = v.ring.as_ptr().cast::<netmap_ring>();
-        // SAFETY: the header lies in the anonymous part of the region
-        // (RingView invariant); the user learns of it only when REGISTER
-        // returns, so plain writes race with nothing.
+        // SAFETY: the header lies in the port's part of the pool's header
+        // area (RingView invariant), which no other port uses; the user
+        // learns of it only when REGISTER returns, so plain writes race with
+        // nothing.
         unsafe {
             ptr::addr_of_mut!((*r).buf_ofs).write(bufs - r as i64);
             ptr::addr_of_mut!((*r).num_slots).write(v.n);
-            ptr::addr_of_mut!((*r).nr_buf_size).write(layout.frame as u32);
+            ptr::addr_of_mut!((*r).nr_buf_size).write(pool.frame as u32);
             ptr::addr_of_mut!((*r).ringid).write(ringid);
             ptr::addr_of_mut!((*r).dir).write(dir);
             ptr::addr_of_mut!((*r).offset_mask).write(mask);
@@ -371,17 +380,17 @@ fn init_rings(sock: &Sock, layout: &Layout, region: &Region, ringid: u16, rx_fir
         let n = tx.v.n;
         tx.v.shared().reset(0, n - 1);
         for k in 0..n - 1 {
-            tx.v.shared().store(k, slot(tx_first + k));
+            tx.v.shared().store(k, slot(frames.tx[k as usize]));
         }
-        tx.free.borrow_mut().push_back(tx_first + n - 1);
+        tx.free.borrow_mut().push_back(frames.tx[n as usize - 1]);
     }
     if let Some(rx) = &sock.rx {
         header(&rx.v, 1);
         rx.v.shared().reset(0, 0);
         for k in 0..rx.v.n {
-            rx.v.shared().store(k, slot(rx_first + k));
-            let addr = (u64::from(k) + u64::from(rx_first - RESERVED_BUFS)) * layout.frame as u64;
-            rx.fill.put(k, addr);
+            let b = frames.rx[k as usize];
+            rx.v.shared().store(k, slot(b));
+            rx.fill.put(k, u64::from(b - RESERVED_BUFS) * pool.frame as u64);
         }
         rx.fill.submit(rx.v.n);
     }
@@ -400,31 +409,33 @@ fn event_set(socks: &[Sock]) -> io::Result<Option<OwnedFd>> {
     Ok(Some(ep))
 }
 
-/// The kernel's answer to REGISTER: the region's size, the rings' shape,
-/// the memory id.
-fn reply(req: &mut nmreq_register, layout: &Layout, mem_id: &MemId) {
-    req.nr_offset = 0;
-    req.nr_memsize = layout.total() as u64;
+/// The kernel's answer to REGISTER: the region's size and where the
+/// port's `netmap_if` is in it, the rings' shape, the memory id.
+fn reply(req: &mut nmreq_register, layout: &Layout, lease: &Lease) {
+    req.nr_offset = lease.header as u64;
+    req.nr_memsize = lease.pool.region.len as u64;
     req.nr_tx_slots = layout.tx_slots;
     req.nr_rx_slots = layout.rx_slots;
     req.nr_tx_rings = layout.pairs as u16;
     req.nr_rx_rings = layout.pairs as u16;
     req.nr_host_tx_rings = 0;
     req.nr_host_rx_rings = 0;
-    req.nr_mem_id = mem_id.0;
+    req.nr_mem_id = lease.pool.mem_id.0;
     req.nr_extra_bufs = 0;
 }
 
-/// Fills the `netmap_if` at the start of the region.
-fn write_if(region: &Region, layout: &Layout, name: &str, socks: &[Sock], bound: Range<u32>) {
-    let nif = region.base.as_ptr() as isize;
-    let ofs = |pair: u32, ring: Option<NonNull<u8>>| Some((pair, ring?.as_ptr() as isize - nif));
+/// Fills the port's `netmap_if`, at the start of its part of the header
+/// area.
+fn write_if(lease: &Lease, layout: &Layout, name: &str, socks: &[Sock], bound: Range<u32>) {
+    let nif = lease.pool.region.ptr(lease.header);
+    let base = nif.as_ptr() as isize;
+    let ofs = |pair: u32, ring: Option<NonNull<u8>>| Some((pair, ring?.as_ptr() as isize - base));
     let tx = (bound.clone().zip(socks)).filter_map(|(i, s)| ofs(i, s.tx.as_ref().map(|r| r.v.ring)));
     let rx = (bound.zip(socks)).filter_map(|(i, s)| ofs(i, s.rx.as_ref().map(|r| r.v.ring)));
-    // SAFETY: the netmap_if (`if_len(pairs)` bytes) lies at the start of the
-    // region, page-aligned; the user sees it only after REGISTER; the bound
-    // ring pairs are below `pairs`.
-    unsafe { kregister::write_if(region.base.cast(), name, layout.pairs, tx, rx) }
+    // SAFETY: the netmap_if (`if_len(pairs)` bytes) starts the port's part
+    // of the header area, 256-aligned, which no other port uses; the user
+    // sees it only after REGISTER; the bound ring pairs are below `pairs`.
+    unsafe { kregister::write_if(nif.cast(), name, layout.pairs, tx, rx) }
 }
 
 #[cfg(test)]
@@ -450,25 +461,19 @@ mod tests {
     }
 
     #[test]
-    fn buffers_follow_the_rings_and_start_on_a_page() {
-        let mut l = Layout {
-            frame: 2048,
+    fn the_rings_follow_the_netmap_if() {
+        let l = Layout {
             rx_slots: 512,
             tx_slots: 256,
             has_rx: true,
             has_tx: true,
             pairs: 4,
             socks: 2,
-            head_len: 0,
         };
-        l.head_len = (kregister::if_len(4).next_multiple_of(RING_ALIGN)
-            + 2 * (ring_bytes(512) + ring_bytes(256)))
-        .next_multiple_of(4096);
-        assert_eq!(l.nbufs(), 2 * 768);
-        assert_eq!(l.first_bufs(0), (2, 514));
-        assert_eq!(l.first_bufs(1), (770, 1282));
+        assert_eq!(l.frames(), 2 * 768);
+        let (rx0, tx0) = l.ring_offsets(0);
         let (rx1, tx1) = l.ring_offsets(1);
-        assert!(tx1 + ring_bytes(256) <= l.head_len && rx1 > l.ring_offsets(0).1);
-        assert_eq!(l.total(), l.head_len + 1536 * 2048);
+        assert!(rx0 >= kregister::if_len(4) && tx0 == rx0 + ring_bytes(512) && rx1 == tx0 + ring_bytes(256));
+        assert_eq!(tx1 + ring_bytes(256), l.header_len());
     }
 }

@@ -163,6 +163,28 @@ impl<E: Copy> XskRing<E> {
     }
 }
 
+impl<E: Copy> XskRing<E> {
+    /// The entries on the ring now: for a ring we produce into, those
+    /// published and not yet taken by the kernel; for one we consume from,
+    /// those the kernel published and we have not read.
+    pub(super) fn entries(&self, produced_by_us: bool) -> Vec<E> {
+        let (from, n) = if produced_by_us {
+            let cons = self.word(self.consumer).load(Ordering::Acquire);
+            (cons, self.outstanding())
+        } else {
+            (self.ours.get(), self.ready())
+        };
+        (0..n)
+            .map(|i| {
+                // SAFETY: in bounds (see `slot`); the entry was written by
+                // its producer before the index that covers it was published
+                // (loaded with Acquire above).
+                unsafe { self.slot(from.wrapping_add(i)).read_volatile() }
+            })
+            .collect()
+    }
+}
+
 /// A fill or completion entry: a UMEM address.
 pub(super) type Addr = u64;
 /// An RX or TX entry.
