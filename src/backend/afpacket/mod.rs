@@ -192,7 +192,7 @@ use layout::MAX_RINGS;
 pub(crate) use layout::{ring_bytes, Region, RING_ALIGN};
 use rings::Port;
 use sys::packet_socket;
-pub(crate) use sys::{epoll_create, epoll_ctl};
+pub(crate) use sys::{epoll_arm, epoll_create, epoll_ctl, epoll_errors};
 
 /// Whether this process may open AF_PACKET sockets: `Ok`, or the error
 /// (`EPERM` without `CAP_NET_RAW`).

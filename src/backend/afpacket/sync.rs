@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 
 use super::rings::{Port, RingView, RxState, TxState};
 use super::sys::{
-    epoll_ctl, getsockopt_int, kick_tx, Tpacket2Hdr, TPACKET2_HDRLEN, TP_STATUS_AVAILABLE, TP_STATUS_KERNEL,
-    TP_STATUS_SENDING, TP_STATUS_SEND_REQUEST, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
+    epoll_arm, epoll_errors, getsockopt_int, kick_tx, Tpacket2Hdr, TPACKET2_HDRLEN, TP_STATUS_AVAILABLE,
+    TP_STATUS_KERNEL, TP_STATUS_SENDING, TP_STATUS_SEND_REQUEST, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
     TP_STATUS_VLAN_VALID, TP_STATUS_WRONG_FORMAT, TX_BASE, VNET_HDR,
 };
 use super::AfPacketFd;
 use crate::backend::kring::Slot;
-use crate::backend::sys::{self, cvt, Deadline};
+use crate::backend::sys::Deadline;
 use crate::backend::{errno, nm_prev as prev, within, PortFd, SyncDir};
 use crate::ffi::nm_next as next;
 use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
@@ -380,43 +380,18 @@ impl PortFd for AfPacketFd {
 
 impl AfPacketFd {
     /// Registers (or removes) every socket in the private epoll set.
-    /// Adding a socket that is already in the set, or removing one that is
-    /// not, is not an error: a wait cut short by an error may leave the set
-    /// half armed.
     fn arm(&self, port: &Port, op: c_int) -> io::Result<()> {
-        let benign = if op == libc::EPOLL_CTL_ADD {
-            libc::EEXIST
-        } else {
-            libc::ENOENT
-        };
-        for s in &port.socks {
-            match epoll_ctl(self.waiter.as_fd(), op, s.fd.as_fd()) {
-                Err(e) if e.raw_os_error() != Some(benign) => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        epoll_arm(self.waiter.as_fd(), op, port.socks.iter().map(|s| s.fd.as_fd()))
     }
 
-    /// Sleeps on the private set until an event or `deadline` (a signal
-    /// does not end the sleep: it goes on with the time left); returns
+    /// Sleeps on the private set until an event or `deadline`; returns
     /// whether some socket reported an error (read and cleared).
     fn wait(&self, port: &Port, deadline: Deadline) -> io::Result<bool> {
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        let n = sys::wait_until(deadline, |ms| {
-            // SAFETY: `evs` is a live, writable array of 8 events and we pass 8.
-            cvt(unsafe { libc::epoll_wait(self.waiter.as_raw_fd(), evs.as_mut_ptr(), 8, ms) })
-        })? as usize;
-        let mut failed = false;
-        for ev in &evs[..n] {
-            let (events, data) = (ev.events, ev.u64);
-            if events & (libc::EPOLLERR as u32) != 0 {
-                if let Some(s) = port.socks.iter().find(|s| s.fd.as_raw_fd() as u64 == data) {
-                    failed |=
-                        getsockopt_int(s.fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0) != 0;
-                }
-            }
-        }
-        Ok(failed)
+        let errored = epoll_errors(self.waiter.as_fd(), deadline)?;
+        Ok(port
+            .socks
+            .iter()
+            .filter(|s| errored.contains(&(s.fd.as_raw_fd() as u64)))
+            .any(|s| getsockopt_int(s.fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0) != 0))
     }
 }

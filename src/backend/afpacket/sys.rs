@@ -198,6 +198,45 @@ pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ep) })
 }
 
+/// Registers (`EPOLL_CTL_ADD`) or removes (`EPOLL_CTL_DEL`) every one of
+/// `fds` in the epoll set `ep`. Adding one that is in the set already, or
+/// removing one that is not, is not an error: a wait cut short by an error
+/// may leave the set half armed.
+pub(crate) fn epoll_arm<'a>(
+    ep: BorrowedFd<'_>,
+    op: c_int,
+    fds: impl IntoIterator<Item = BorrowedFd<'a>>,
+) -> io::Result<()> {
+    let benign = if op == libc::EPOLL_CTL_ADD {
+        libc::EEXIST
+    } else {
+        libc::ENOENT
+    };
+    for fd in fds {
+        match epoll_ctl(ep, op, fd) {
+            Err(e) if e.raw_os_error() != Some(benign) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps on the epoll set `ep` until an event or `deadline` (a signal
+/// does not end the sleep: it goes on with the time left); returns the
+/// descriptors (as registered by [`epoll_ctl`]) that reported `EPOLLERR`.
+pub(crate) fn epoll_errors(ep: BorrowedFd<'_>, deadline: sys::Deadline) -> io::Result<Vec<u64>> {
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
+    let n = sys::wait_until(deadline, |ms| {
+        // SAFETY: `evs` is a live, writable array of 8 events and we pass 8.
+        cvt(unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), 8, ms) })
+    })? as usize;
+    Ok(evs[..n]
+        .iter()
+        .filter(|ev| ev.events & (libc::EPOLLERR as u32) != 0)
+        .map(|ev| ev.u64)
+        .collect())
+}
+
 pub(crate) fn epoll_ctl(ep: BorrowedFd<'_>, op: c_int, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32,

@@ -232,10 +232,21 @@ pub(crate) fn preflight(spec: &PortSpec, mode: XdpMode) -> Result<()> {
     }
     let receives = spec.flags & crate::ffi::NR_TX_RINGS_ONLY == 0;
     if receives && prog::ours(ifindex).is_none() {
-        if let Some(p) = netdev::xdp_attached(ifindex)
-            .ok()
-            .and_then(|v| v.into_iter().next())
-        {
+        // The program of a port that just closed may linger while another
+        // thread's fork holds its link until the child's exec: wait a
+        // little for it to go, then name whoever's it is.
+        let attached = || {
+            netdev::xdp_attached(ifindex)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+        };
+        let t0 = std::time::Instant::now();
+        let mut found = attached();
+        while found.is_some() && t0.elapsed() < std::time::Duration::from_millis(500) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = attached();
+        }
+        if let Some(p) = found {
             return Err(Error::XdpProgramAttached {
                 name: ifname.clone(),
                 id: p.id,

@@ -330,9 +330,10 @@ fn open_sock(
 /// How long a bind waits for a queue that a closed socket still holds: the
 /// kernel lets go of a socket's queue some milliseconds after the socket
 /// closes (its buffer pool is freed by a work queue).
-const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `bind`, again while the queue is busy, for at most [`BIND_PATIENCE`]:
+/// `bind`, again while the queue is busy, for at most [`BIND_PATIENCE`]
+/// (a loaded machine may take hundreds of milliseconds):
 /// a queue of a socket that just closed frees itself soon; one that a live
 /// socket binds stays `EBUSY`.
 fn bind_retrying(fd: std::os::fd::BorrowedFd<'_>, addr: &SockaddrXdp) -> io::Result<()> {

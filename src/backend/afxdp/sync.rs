@@ -3,14 +3,14 @@
 
 use std::ffi::c_int;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr;
 
 use super::sys::{kick_rx, kick_tx, XdpDesc};
 use super::{AfXdpFd, Port, RxState, TxState};
-use crate::backend::afpacket::epoll_ctl;
+use crate::backend::afpacket::{epoll_arm, epoll_errors};
 use crate::backend::kring::Slot;
-use crate::backend::sys::{self, cvt, Deadline};
+use crate::backend::sys::{self, Deadline};
 use crate::backend::{errno, nm_prev as prev, within, PortFd, SyncDir};
 use crate::ffi::nm_next as next;
 use crate::ffi::{NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
@@ -420,32 +420,14 @@ impl PortFd for AfXdpFd {
 }
 
 impl AfXdpFd {
-    /// Registers (or removes) every socket in the private epoll set; adding
-    /// one that is there already, or removing one that is not, is not an
-    /// error.
+    /// Registers (or removes) every socket in the private epoll set.
     fn arm(&self, port: &Port, op: c_int) -> io::Result<()> {
-        let benign = if op == libc::EPOLL_CTL_ADD {
-            libc::EEXIST
-        } else {
-            libc::ENOENT
-        };
-        for s in &port.socks {
-            match epoll_ctl(self.waiter.as_fd(), op, s.fd.as_fd()) {
-                Err(e) if e.raw_os_error() != Some(benign) => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        epoll_arm(self.waiter.as_fd(), op, port.socks.iter().map(|s| s.fd.as_fd()))
     }
 
     /// Sleeps on the private set until an event or `deadline`; returns
     /// whether a socket reported an error.
     fn wait(&self, deadline: Deadline) -> io::Result<bool> {
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        let n = sys::wait_until(deadline, |ms| {
-            // SAFETY: `evs` is a live, writable array of 8 events and we pass 8.
-            cvt(unsafe { libc::epoll_wait(self.waiter.as_raw_fd(), evs.as_mut_ptr(), 8, ms) })
-        })? as usize;
-        Ok(evs[..n].iter().any(|ev| ev.events & (libc::EPOLLERR as u32) != 0))
+        Ok(!epoll_errors(self.waiter.as_fd(), deadline)?.is_empty())
     }
 }
