@@ -10,7 +10,9 @@ use super::sys::{TpacketReq, TX_BASE, VNET_HDR};
 use crate::backend::kregister;
 use crate::backend::kring::{RING_HDR, SLOT_SIZE};
 use crate::backend::sys::OwnedMap;
+use crate::backend::Mapping;
 use crate::ffi::nmreq_register;
+use std::sync::Arc;
 
 // netmap's layout, as the ring code reads it.
 pub(crate) const RING_ALIGN: usize = 256;
@@ -219,6 +221,15 @@ impl Region {
     /// The address `off` bytes into the region, which is never null.
     pub(crate) fn ptr(&self, off: usize) -> NonNull<u8> {
         NonNull::new(self.at(off)).unwrap_or(self.base)
+    }
+
+    /// The first `len` bytes of `region`, as the user's `Mapping`, which
+    /// keeps the region mapped (`EINVAL` for 0 or more than the region).
+    pub(crate) fn mapping(region: &Arc<Region>, len: usize) -> io::Result<Mapping> {
+        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
+        // SAFETY: the region stays mapped while `owner`, an `Arc` of it,
+        // lives.
+        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
     }
 
     /// Maps `fd`'s PACKET_MMAP rings (`len` bytes) over `[off, off + len)`.

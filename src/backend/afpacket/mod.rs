@@ -191,6 +191,7 @@ pub(crate) use iface::{driver_name, if_index, interface_state, probe as if_mtu, 
 use layout::MAX_RINGS;
 pub(crate) use layout::{ring_bytes, Region, RING_ALIGN};
 use rings::Port;
+pub(crate) use sync::poll_rings;
 use sys::packet_socket;
 pub(crate) use sys::{epoll_arm, epoll_create, epoll_ctl, epoll_errors};
 

@@ -133,11 +133,7 @@ impl Control for AfPacketFd {
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
-        let region = &port.region;
-        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
-        // SAFETY: the region stays mapped while `owner`, an `Arc` of it,
-        // lives.
-        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
+        Region::mapping(&port.region, len)
     }
 
     fn into_port(self: Box<Self>) -> Box<dyn PortFd> {

@@ -245,6 +245,59 @@ impl Port {
     }
 }
 
+/// `poll(2)` on a socket backend's port (AF_PACKET, AF_XDP), as netmap's
+/// handler does: sync the rings of the directions `events` asks for (TX
+/// too when `txpoll`) with `sync` (which answers the direction's `want`
+/// bits when a ring is ready, `POLLERR` on failure); if none is ready,
+/// `arm` the sockets in a private epoll set, look once more, then `wait`
+/// on it (until an event, or the deadline it is given; `true`: a socket
+/// reported an error) and look again, until `deadline`; disarm at the end.
+pub(crate) fn poll_rings(
+    events: i16,
+    deadline: Deadline,
+    txpoll: bool,
+    mut sync: impl FnMut(SyncDir, i16) -> i16,
+    mut arm: impl FnMut(c_int) -> io::Result<()>,
+    mut wait: impl FnMut(Deadline) -> io::Result<bool>,
+) -> io::Result<i16> {
+    let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
+    let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
+    let mut armed = false;
+    let result = loop {
+        let mut revents = 0;
+        if txpoll || want_tx != 0 {
+            revents |= sync(SyncDir::Tx, want_tx);
+        }
+        if want_rx != 0 {
+            revents |= sync(SyncDir::Rx, want_rx);
+        }
+        if revents != 0 {
+            break Ok(revents);
+        }
+        if !armed {
+            // From here on every new frame or completion is an event;
+            // look at the rings once more, then sleep.
+            armed = true;
+            if let Err(e) = arm(libc::EPOLL_CTL_ADD) {
+                break Err(e);
+            }
+            continue;
+        }
+        if deadline.passed() {
+            break Ok(0);
+        }
+        match wait(deadline) {
+            Ok(true) => break Ok(libc::POLLERR),
+            Ok(false) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if armed {
+        let _ = arm(libc::EPOLL_CTL_DEL);
+    }
+    result
+}
+
 /// The last slot and the slot count of the TX packet that starts at slot
 /// `s` (a `NS_MOREFRAG` chain), or `None` if the chain reaches `head`: the
 /// user has not published it whole yet.
@@ -331,42 +384,14 @@ impl PortFd for AfPacketFd {
         let Some(port) = self.port.as_ref() else {
             return Ok(libc::POLLERR);
         };
-        let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
-        let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
-        let mut armed = false;
-        let result = loop {
-            let mut revents = 0;
-            if port.txpoll || want_tx != 0 {
-                revents |= port.poll_sync(SyncDir::Tx, want_tx);
-            }
-            if want_rx != 0 {
-                revents |= port.poll_sync(SyncDir::Rx, want_rx);
-            }
-            if revents != 0 {
-                break Ok(revents);
-            }
-            if !armed {
-                // From here on every new frame or completion is an event;
-                // look at the rings once more, then sleep.
-                armed = true;
-                if let Err(e) = self.arm(port, libc::EPOLL_CTL_ADD) {
-                    break Err(e);
-                }
-                continue;
-            }
-            if deadline.passed() {
-                break Ok(0);
-            }
-            match self.wait(port, deadline) {
-                Ok(true) => break Ok(libc::POLLERR),
-                Ok(false) => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if armed {
-            let _ = self.arm(port, libc::EPOLL_CTL_DEL);
-        }
-        result
+        poll_rings(
+            events,
+            deadline,
+            port.txpoll,
+            |dir, want| port.poll_sync(dir, want),
+            |op| self.arm(port, op),
+            |d| self.wait(port, d),
+        )
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -22,7 +22,7 @@ use super::sys::{
 use super::xsk::XskRing;
 use super::{modes, AfXdpFd, Port, RingView, RxState, Sock, TxState};
 use crate::backend::afpacket::{
-    epoll_create, epoll_ctl, if_index, if_mtu, ring_bytes, rx_queues, RING_ALIGN,
+    self, epoll_create, epoll_ctl, if_index, if_mtu, ring_bytes, rx_queues, RING_ALIGN,
 };
 use crate::backend::kregister::{self, Selection};
 use crate::backend::kring::Slot;
@@ -216,11 +216,7 @@ impl Control for AfXdpFd {
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let port = self.port.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
-        let region = &port.region;
-        let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
-        // SAFETY: the region stays mapped while `owner`, an `Arc` of it,
-        // lives.
-        unsafe { Mapping::prefix(region.base, region.len, len, owner) }
+        afpacket::Region::mapping(&port.region, len)
     }
 
     fn into_port(self: Box<Self>) -> Box<dyn PortFd> {

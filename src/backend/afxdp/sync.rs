@@ -8,7 +8,7 @@ use std::ptr;
 
 use super::sys::{kick_rx, kick_tx, XdpDesc};
 use super::{AfXdpFd, Port, RxState, TxState};
-use crate::backend::afpacket::{epoll_arm, epoll_errors};
+use crate::backend::afpacket::{epoll_arm, epoll_errors, poll_rings};
 use crate::backend::kring::Slot;
 use crate::backend::sys::{self, Deadline};
 use crate::backend::{errno, nm_prev as prev, within, PortFd, SyncDir};
@@ -360,54 +360,29 @@ impl PortFd for AfXdpFd {
         let Some(port) = self.port.as_ref() else {
             return Ok(libc::POLLERR);
         };
-        let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
-        let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
-        let mut armed = false;
-        let result = loop {
-            let mut revents = 0;
-            if port.txpoll || want_tx != 0 {
-                revents |= port.poll_sync(SyncDir::Tx, want_tx);
-            }
-            if want_rx != 0 {
-                revents |= port.poll_sync(SyncDir::Rx, want_rx);
-            }
-            if revents != 0 {
-                break Ok(revents);
-            }
-            if !armed {
-                // From here on every new packet or freed TX room is an
-                // event; look at the rings once more, then sleep.
-                armed = true;
-                if let Err(e) = self.arm(port, libc::EPOLL_CTL_ADD) {
-                    break Err(e);
-                }
-                continue;
-            }
-            if deadline.passed() {
-                break Ok(0);
-            }
-            // The kernel wakes a socket for new packets; for completions
-            // only in copy mode, when the frame's skb is freed. Waiting for
-            // TX room, look again each millisecond as well.
-            let slice = if want_tx != 0 && port.tx_in_flight() {
-                Deadline::after(Some(std::time::Duration::from_millis(1)))
-            } else {
-                deadline
+        let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+        // The kernel wakes a socket for new packets; for completions only
+        // in copy mode, when the frame's skb is freed. Waiting for TX room,
+        // look again each millisecond as well.
+        let wait = |deadline: Deadline| {
+            let slice = match want_tx && port.tx_in_flight() {
+                true => Deadline::after(Some(std::time::Duration::from_millis(1))),
+                false => deadline,
             };
             let slice = match (slice.instant(), deadline.instant()) {
                 (Some(s), Some(d)) if d < s => deadline,
                 _ => slice,
             };
-            match self.wait(slice) {
-                Ok(true) => break Ok(libc::POLLERR),
-                Ok(false) => {}
-                Err(e) => break Err(e),
-            }
+            self.wait(slice)
         };
-        if armed {
-            let _ = self.arm(port, libc::EPOLL_CTL_DEL);
-        }
-        result
+        poll_rings(
+            events,
+            deadline,
+            port.txpoll,
+            |dir, want| port.poll_sync(dir, want),
+            |op| self.arm(port, op),
+            wait,
+        )
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
