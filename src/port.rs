@@ -89,6 +89,10 @@ impl fmt::Display for RegionKey {
                 f,
                 "the AF_PACKET rings of one port (id {id}; their frames cannot move to another port)"
             ),
+            4 => write!(
+                f,
+                "AF_XDP memory {id} (frames move only between ports named with one memory id, `afxdp:IF@N`)"
+            ),
             _ => write!(
                 f,
                 "memory region {id} of the netmap inside libnetmap #{n} (it brings its own ioctl)"

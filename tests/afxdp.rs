@@ -160,7 +160,9 @@ fn ports_of_one_memory_id_forward_by_swapping_buffers() {
         y.poll(Some(Duration::from_millis(20))).unwrap();
         yrx.sync().unwrap();
         if let Some(f) = yrx.iter().next() {
-            assert!(matches!(otx.forward(f), Err(Error::MemoryMismatch { .. })));
+            let e = otx.forward(f).unwrap_err();
+            assert!(matches!(e, Error::MemoryMismatch { .. }), "{e}");
+            assert!(e.to_string().contains("AF_XDP memory 7"), "{e}");
             break;
         }
     }
