@@ -124,7 +124,7 @@ pub enum Error {
     #[error(
         "permission denied: {what}; run as root, or grant the process access \
          (for /dev/netmap: its file mode; for AF_PACKET: CAP_NET_RAW; for AF_XDP: CAP_NET_RAW, \
-         CAP_NET_ADMIN and CAP_BPF)"
+         CAP_NET_ADMIN and CAP_BPF, or CAP_SYS_ADMIN for both)"
     )]
     PermissionDenied {
         /// What was refused.
@@ -156,19 +156,19 @@ pub enum Error {
 
     /// Rings asked for are bound by another port: ports bind their rings
     /// exclusively unless both opt out with the unsafe
-    /// [`NetmapBuilder::share_rings`](crate::NetmapBuilder::share_rings).
-    #[error(
-        "`{}` is busy: its {rings} are bound by another port; close the other port, select \
-         other rings (`-N`, `/T` or `/R` in the name), or open both ports with the unsafe \
-         `NetmapBuilder::share_rings`",
-        Name(name)
-    )]
+    /// [`NetmapBuilder::share_rings`](crate::NetmapBuilder::share_rings),
+    /// which AF_XDP cannot honour (the kernel binds one socket to a queue).
+    #[error("`{}` is busy: its {rings} are bound by another port; {}", Name(name), busy_hint(*shareable))]
+    #[non_exhaustive]
     Busy {
         /// The port.
         name: String,
         /// The rings this open asked for, such as `TX rings 0..1 and RX rings
-        /// 0..1` or `host rings`.
+        /// 0..1`, `host rings` or `AF_XDP queue 0`.
         rings: String,
+        /// Whether `share_rings` on both ports would let them open side by
+        /// side: `false` on AF_XDP.
+        shareable: bool,
     },
 
     /// What a VALE request would create exists already: the port is
@@ -490,6 +490,17 @@ impl fmt::Display for Caret<'_> {
     }
 }
 
+/// What to do about [`Error::Busy`].
+fn busy_hint(shareable: bool) -> &'static str {
+    if shareable {
+        "close the other port, select other rings (`-N`, `/T` or `/R` in the name), or open both ports \
+         with the unsafe `NetmapBuilder::share_rings`"
+    } else {
+        "close the other port (of this process or another), or name another queue (`-N` in the name): \
+         the kernel binds one AF_XDP socket to a queue, whichever its direction"
+    }
+}
+
 /// Every error is an [`io::Error`] too, for code that speaks `io::Result`
 /// (event loops, `socket2`-style wrappers): the kind fits the cause, and
 /// the netmap error stays inside as the source, so nothing of the message
@@ -718,6 +729,7 @@ mod tests {
             Error::Busy {
                 name: name.clone(),
                 rings: "host rings".into(),
+                shareable: true,
             },
             Error::InvalidPortSpec {
                 spec: name.clone(),
@@ -837,6 +849,7 @@ mod tests {
         let e = Error::Busy {
             name: "netmap:eth0-1".into(),
             rings: "TX rings 1..2 and RX rings 1..2".into(),
+            shareable: true,
         };
         assert_eq!(
             e.to_string(),

@@ -112,7 +112,7 @@ pub struct AfXdpStatus {
     /// `EAFNOSUPPORT`).
     pub kernel: bool,
     /// The capabilities this process lacks, by name (`CAP_NET_RAW`,
-    /// `CAP_NET_ADMIN`, `CAP_BPF or CAP_SYS_ADMIN`); empty when it has all.
+    /// `CAP_NET_ADMIN or CAP_SYS_ADMIN`, `CAP_BPF or CAP_SYS_ADMIN`); empty when it has all.
     pub missing: Vec<String>,
     /// Another error opening a socket, if any.
     pub error: Option<String>,
@@ -528,22 +528,8 @@ fn af_xdp_status() -> AfXdpStatus {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => (true, None),
         Err(e) => (true, Some(e.to_string())),
     };
-    let missing = match effective_caps() {
-        Ok(caps) => {
-            let has = |bit: u32| caps & (1u64 << bit) != 0;
-            // capability.h: NET_ADMIN 12, NET_RAW 13, SYS_ADMIN 21, BPF 39.
-            let mut m = Vec::new();
-            if !has(13) {
-                m.push("CAP_NET_RAW".to_owned());
-            }
-            if !has(12) {
-                m.push("CAP_NET_ADMIN".to_owned());
-            }
-            if !has(39) && !has(21) {
-                m.push("CAP_BPF or CAP_SYS_ADMIN".to_owned());
-            }
-            m
-        }
+    let missing = match crate::backend::afxdp::missing_caps() {
+        Ok(m) => m.into_iter().map(String::from).collect(),
         Err(e) => {
             error.get_or_insert(format!("reading this process's capabilities: {e}"));
             Vec::new()
@@ -557,15 +543,6 @@ fn af_xdp_status() -> AfXdpStatus {
 }
 
 /// This process's effective capability set (`CapEff` in /proc/self/status).
-fn effective_caps() -> io::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff line"))
-}
-
 impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(

@@ -15,56 +15,14 @@ use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
 
 use netmap_test_support::netns::{Netns, A, B};
-use netmap_test_support::packets::{fnv1a, ipv4_checksum, Rng};
+use netmap_test_support::packets::{check_frame, ipv4_checksum, make_frame, ETHERTYPE};
 use netmap_test_support::{fork, signals};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// An EtherType from the IEEE's local experimental range: the receiving
-/// host stack has no handler for it and drops it at once.
-const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+/// An Ethernet header's length.
 const HDR: usize = 14;
-
-/// The length of test frame `seq`: 60 to 1514 bytes, a function of `seq`.
-fn frame_len(seq: u64) -> usize {
-    Rng::new(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).range(60, 1514)
-}
-
-/// Frame `seq`: broadcast | src | EtherType | seq (8) | fnv1a of the rest
-/// (4) | filler.
-fn make_frame(buf: &mut Vec<u8>, seq: u64) {
-    let len = frame_len(seq);
-    buf.clear();
-    buf.extend_from_slice(&[0xff; 6]);
-    buf.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    buf.extend_from_slice(&ETHERTYPE);
-    buf.extend_from_slice(&seq.to_le_bytes());
-    buf.extend_from_slice(&[0; 4]);
-    buf.extend(Rng::new(seq | 1).bytes(len - (HDR + 12)));
-    let sum = fnv1a(&buf[HDR + 12..]);
-    buf[HDR + 8..HDR + 12].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Checks a frame made by `make_frame`; returns its sequence number.
-fn check_frame(p: &[u8]) -> Result<u64, String> {
-    if p.len() < HDR + 12 || p[12..14] != ETHERTYPE {
-        return Err(format!("a foreign frame of {} bytes", p.len()));
-    }
-    let seq = u64::from_le_bytes(p[HDR..HDR + 8].try_into().unwrap());
-    let sum = u32::from_le_bytes(p[HDR + 8..HDR + 12].try_into().unwrap());
-    if p.len() != frame_len(seq) {
-        return Err(format!(
-            "frame {seq} is {} bytes, sent {}",
-            p.len(),
-            frame_len(seq)
-        ));
-    }
-    if sum != fnv1a(&p[HDR + 12..]) {
-        return Err(format!("frame {seq} corrupted"));
-    }
-    Ok(seq)
-}
 
 fn open(name: &str) -> Netmap {
     Builder::new(name)
@@ -909,7 +867,7 @@ fn ports_bind_their_rings_exclusively_unless_shared() {
         Err(e @ Error::Busy { .. }) => {
             let text = e.to_string();
             assert!(text.contains("share_rings"), "{text}");
-            let Error::Busy { name: n, rings } = e else {
+            let Error::Busy { name: n, rings, .. } = e else {
                 unreachable!()
             };
             assert_eq!(

@@ -674,7 +674,7 @@ fn errors() {
     match NetmapBuilder::new("netmap:held{1").build() {
         Err(e @ Error::Busy { .. }) => {
             println!("{e}");
-            let Error::Busy { name, rings } = e else {
+            let Error::Busy { name, rings, .. } = e else {
                 unreachable!()
             };
             assert_eq!(name, "netmap:held{1");

@@ -479,7 +479,17 @@ fn ping_pong_prints_rtt_and_a_histogram() {
 
 #[test]
 fn afpacket_over_veth_moves_n_packets() {
-    let test = "afpacket_over_veth_moves_n_packets";
+    over_veth_moves_n_packets("afpacket_over_veth_moves_n_packets", "afpacket", "AF_PACKET");
+}
+
+#[test]
+fn afxdp_over_veth_moves_n_packets() {
+    over_veth_moves_n_packets("afxdp_over_veth_moves_n_packets", "afxdp", "AF_XDP");
+}
+
+/// pkt_gen's receiver on `SCHEME:vb` and sender on `SCHEME:va`, in a
+/// namespace: both name `backend` in their header, and every packet arrives.
+fn over_veth_moves_n_packets(test: &str, scheme: &str, backend: &str) {
     let Some(bin) = examples::binary(test, "pkt_gen") else {
         return;
     };
@@ -491,9 +501,10 @@ fn afpacket_over_veth_moves_n_packets() {
         c.args(["netns", "exec", ns.name()]).arg(&bin).args(args);
         c
     };
+    let (va, vb) = (format!("{scheme}:va"), format!("{scheme}:vb"));
     let rx = start(&mut netns(&[
         "-i",
-        "afpacket:vb",
+        &vb,
         "-f",
         "rx",
         "-n",
@@ -502,22 +513,16 @@ fn afpacket_over_veth_moves_n_packets() {
         "30",
     ]));
     assert!(
-        rx.wait_line(true, "on AF_PACKET backend", Duration::from_secs(20))
-            || rx.wait_line(true, "afpacket", Duration::from_secs(1)),
-        "the receiver did not open its port"
+        rx.wait_line(true, &format!("on {backend} backend"), Duration::from_secs(20)),
+        "the receiver did not open its port on {backend}"
     );
-    let tx = start(&mut netns(&[
-        "-i",
-        "afpacket:va",
-        "-f",
-        "tx",
-        "-n",
-        "2000",
-        "-R",
-        "10000",
-    ]))
-    .finish(LIMIT);
+    let tx = start(&mut netns(&["-i", &va, "-f", "tx", "-n", "2000", "-R", "10000"])).finish(LIMIT);
     assert!(tx.status.success(), "{}", text_ok(&tx));
+    assert!(
+        tx.stdout.contains(&format!("on {backend} backend")),
+        "{}",
+        tx.stdout
+    );
     assert_eq!(summary(&tx.stdout, "Sent").0, 2000, "{}", tx.stdout);
     // As C, the default source MAC is the interface's own.
     let mac = Command::new("ip")

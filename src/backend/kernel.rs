@@ -178,6 +178,7 @@ fn device_name(kernel: &dyn Kernel) -> &'static str {
 /// can act on.
 fn register_error(kernel: &dyn Kernel, spec: &PortSpec, asked: &nmreq_register, e: io::Error) -> Error {
     match e.raw_os_error() {
+        Some(libc::EBUSY) if kernel.domain() == MemDomain::AfXdp => xsk_busy(spec),
         Some(libc::EBUSY) => busy(spec, asked),
         _ => request_error(kernel, spec, "REGISTER", e),
     }
@@ -285,6 +286,20 @@ pub(crate) fn busy(spec: &PortSpec, asked: &nmreq_register) -> Error {
     Error::Busy {
         name: spec.text.clone(),
         rings: rings_asked(asked),
+        shareable: true,
+    }
+}
+
+/// [`Error::Busy`] for an AF_XDP port of `spec` whose `bind` the kernel
+/// answered with `EBUSY`: a socket of some process has a queue it names.
+fn xsk_busy(spec: &PortSpec) -> Error {
+    Error::Busy {
+        name: spec.text.clone(),
+        rings: match spec.rings {
+            spec::RingSelect::OneNic(i) => format!("AF_XDP queue {i}"),
+            _ => "AF_XDP queues".into(),
+        },
+        shareable: false,
     }
 }
 
@@ -520,7 +535,12 @@ mod tests {
         let mut spec = spec::parse("emu:p{1").unwrap();
         spec.rings = RingSelect::OneNic(0);
         let e = busy(&spec, &register_request(&spec, RegisterExtras::default()));
-        let Error::Busy { name, rings } = &e else {
+        let Error::Busy {
+            name,
+            rings,
+            shareable: true,
+        } = &e
+        else {
             panic!("{e:?}")
         };
         assert_eq!(

@@ -53,6 +53,53 @@ pub fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// The EtherType of test frames: one from the IEEE's local experimental
+/// range, which a receiving host stack has no handler for and drops.
+pub const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+const HDR: usize = 14;
+
+/// The length of test frame `seq`: 60 to 1514 bytes, a function of `seq`.
+pub fn frame_len(seq: u64) -> usize {
+    Rng::new(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).range(60, 1514)
+}
+
+/// Test frame `seq` into `buf`: broadcast | a local source | [`ETHERTYPE`]
+/// | `seq` (8 bytes, little-endian) | FNV-1a of the rest (4) | filler made
+/// from `seq`, [`frame_len`]`(seq)` bytes in all.
+pub fn make_frame(buf: &mut Vec<u8>, seq: u64) {
+    let len = frame_len(seq);
+    buf.clear();
+    buf.extend_from_slice(&[0xff; 6]);
+    buf.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    buf.extend_from_slice(&ETHERTYPE);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend(Rng::new(seq | 1).bytes(len - (HDR + 12)));
+    let sum = fnv1a(&buf[HDR + 12..]);
+    buf[HDR + 8..HDR + 12].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a frame made by [`make_frame`]: its length and checksum. Returns
+/// its sequence number, or what is wrong with it.
+pub fn check_frame(p: &[u8]) -> Result<u64, String> {
+    if p.len() < HDR + 12 || p[12..14] != ETHERTYPE {
+        return Err(format!("a foreign frame of {} bytes", p.len()));
+    }
+    let seq = u64::from_le_bytes(p[HDR..HDR + 8].try_into().unwrap());
+    let sum = u32::from_le_bytes(p[HDR + 8..HDR + 12].try_into().unwrap());
+    if p.len() != frame_len(seq) {
+        return Err(format!(
+            "frame {seq} is {} bytes, sent {}",
+            p.len(),
+            frame_len(seq)
+        ));
+    }
+    if sum != fnv1a(&p[HDR + 12..]) {
+        return Err(format!("frame {seq} corrupted"));
+    }
+    Ok(seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +118,20 @@ mod tests {
             0,
             "a header with its checksum sums to all ones"
         );
+    }
+
+    #[test]
+    fn test_frames_check_and_flipped_bits_do_not() {
+        let mut buf = Vec::new();
+        for seq in [0, 1, 77, u64::MAX] {
+            make_frame(&mut buf, seq);
+            assert_eq!(buf.len(), frame_len(seq));
+            assert_eq!(check_frame(&buf), Ok(seq));
+            let last = buf.len() - 1;
+            buf[last] ^= 1;
+            assert!(check_frame(&buf).is_err());
+            assert!(check_frame(&buf[..last]).is_err());
+        }
     }
 
     #[test]

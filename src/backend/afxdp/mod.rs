@@ -114,6 +114,33 @@ pub(crate) fn socket_status() -> io::Result<()> {
     sys::xdp_socket().map(drop)
 }
 
+/// The capabilities the calling thread lacks to open an AF_XDP port that
+/// receives, in words (empty when it has them all): `CAP_NET_RAW` for the
+/// socket; for the XDP program `CAP_BPF` (loading) and `CAP_NET_ADMIN`
+/// (a networking program), either of which `CAP_SYS_ADMIN` stands in for.
+/// Capabilities are per thread: this reads the caller's.
+pub(crate) fn missing_caps() -> io::Result<Vec<&'static str>> {
+    let status = std::fs::read_to_string("/proc/thread-self/status")?;
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff line"))?;
+    // capability.h: NET_ADMIN 12, NET_RAW 13, SYS_ADMIN 21, BPF 39.
+    let has = |bit: u32| caps & (1u64 << bit) != 0;
+    let mut m = Vec::new();
+    if !has(13) {
+        m.push("CAP_NET_RAW");
+    }
+    if !has(12) && !has(21) {
+        m.push("CAP_NET_ADMIN or CAP_SYS_ADMIN");
+    }
+    if !has(39) && !has(21) {
+        m.push("CAP_BPF or CAP_SYS_ADMIN");
+    }
+    Ok(m)
+}
+
 /// Why AF_XDP cannot serve `spec`, or `Ok` if it can: the names AF_PACKET
 /// serves (real interfaces, all queues or one, no netmap-only options).
 pub(crate) fn serves(spec: &PortSpec) -> std::result::Result<(), String> {
@@ -158,7 +185,7 @@ pub(crate) fn preflight(spec: &PortSpec, mode: XdpMode) -> Result<()> {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
                 what: format!(
                     "opening an AF_XDP socket for {name} needs CAP_NET_RAW, and attaching its XDP \
-                     program CAP_NET_ADMIN with CAP_BPF or CAP_SYS_ADMIN ({e})"
+                     program CAP_NET_ADMIN and CAP_BPF, or CAP_SYS_ADMIN ({e})"
                 ),
             },
             Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) => unsupported(
@@ -231,6 +258,17 @@ pub(crate) fn preflight(spec: &PortSpec, mode: XdpMode) -> Result<()> {
         _ => {}
     }
     let receives = spec.flags & crate::ffi::NR_TX_RINGS_ONLY == 0;
+    if receives {
+        let missing = missing_caps().unwrap_or_default();
+        if !missing.is_empty() {
+            return Err(Error::PermissionDenied {
+                what: format!(
+                    "attaching the XDP program of {name} (which receives) needs {}, which this thread lacks",
+                    missing.join(" and ")
+                ),
+            });
+        }
+    }
     if receives && prog::ours(ifindex).is_none() {
         // The program of a port that just closed may linger while another
         // thread's fork holds its link until the child's exec: wait a
