@@ -60,9 +60,19 @@ report() {
     if [ "$(cat "$3.rc")" = 0 ] && [ -n "$v" ]; then
         printf "%-13s %s | %s\n" "$1" "$2" "$(tail -n 1 "$3")"
     else
-        v= why=$(grep -m 1 -E '^(pkt_gen|afpacket_baseline|afxdp_ref):' "$3.err" || tail -n 1 "$3.err")
+        v= why=$(grep -E '^(pkt_gen|afpacket_baseline|afxdp_ref):' "$3.err" | tail -n 1)
+        [ -n "$why" ] || why=$(tail -n 1 "$3.err")
         printf "%-13s %s | failed (exit %s): %s\n" "$1" "$2" "$(cat "$3.rc")" "$why"
     fi
+}
+
+# unattach: detaches any XDP program a failed run left on the pair (libxdp
+# attaches through netlink, which outlives a process that dies before its
+# cleanup), so that one failure does not fail every run after it.
+unattach() {
+    for dev in va vb; do
+        ip -n "$NS" link set dev $dev xdp off 2>/dev/null || true
+    done
 }
 
 # run WHO DIR RX-COMMAND TX-COMMAND FIELD: both ends, the receiver started
@@ -76,6 +86,7 @@ run() {
     if $TX $4 -f tx -l "$LEN" > $T.tx 2> $T.tx.err; then rc=0; else rc=$?; fi
     echo $rc > $T.tx.rc
     wait
+    unattach
     report "$1" "$2" $T.tx "$5"
     tx=$v
     report "$1" "$2" $T.rx "$5"
@@ -98,6 +109,7 @@ send() {
     echo $rc > $T.tx.rc
     kill -TERM $drop 2>/dev/null || true
     wait $drop || true
+    unattach
     report "$1" "$2->$3" $T.tx "$5"
     [ -n "$v" ] && echo "$1 $2->$3 $v" >> $T.sends
     return 0

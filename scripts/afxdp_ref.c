@@ -243,16 +243,15 @@ int main(int argc, char **argv)
 	if (area == MAP_FAILED)
 		die("mmap", errno);
 
-	struct xsk_ring_prod fq, tx;
-	struct xsk_ring_cons cq, rx;
+	/* Zeroed: libxdp 1.3 leaves the fill ring's cached producer unset. */
+	struct xsk_ring_prod fq = { 0 }, tx = { 0 };
+	struct xsk_ring_cons cq = { 0 }, rx = { 0 };
 	struct xsk_umem *umem;
 	struct xsk_umem_config ucfg = {
 		.fill_size = RING_SIZE, .comp_size = RING_SIZE,
 		.frame_size = FRAME_SIZE, .frame_headroom = 0,
 	};
-	int err = xsk_umem__create(&umem, area, size, &fq, &cq, &ucfg);
-	if (err)
-		die("xsk_umem__create", -err);
+	int err;
 
 	int is_tx = !strcmp(func, "tx");
 	struct xsk_socket *xsk;
@@ -270,12 +269,18 @@ int main(int argc, char **argv)
 	 * RX/TX; each direction creates only the ring it uses.
 	 * A closed socket's hold on the queue goes away only after an RCU
 	 * grace period and a work item, tens of ms: a run started right
-	 * after another gets EBUSY from bind(). Retry that for up to 2 s. */
+	 * after another gets EBUSY from bind(). Retry that for up to 2 s,
+	 * each time with a new UMEM, so that nothing of a failed attempt's
+	 * state is carried into the next. */
 	for (int tries = 0;; tries++) {
+		err = xsk_umem__create(&umem, area, size, &fq, &cq, &ucfg);
+		if (err)
+			die("xsk_umem__create", -err);
 		err = xsk_socket__create(&xsk, ifname, queue, umem, is_tx ? NULL : &rx,
 					 is_tx ? &tx : NULL, &scfg);
 		if (err != -EBUSY || tries == 40 || stop)
 			break;
+		xsk_umem__delete(umem);
 		usleep(50000);
 	}
 	if (err)
