@@ -15,11 +15,12 @@ use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
 
 use netmap_test_support::netns::{Netns, A, B};
-use netmap_test_support::packets::{check_frame, ipv4_checksum, make_frame, ETHERTYPE};
-use netmap_test_support::{fork, signals};
+use netmap_test_support::packets::{check_frame, ipv4_checksum, make_frame};
 
-/// How long any one wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
+#[path = "common/veth.rs"]
+mod veth;
+use netmap_test_support::{fork, signals};
+use veth::{drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
 
 /// An Ethernet header's length.
 const HDR: usize = 14;
@@ -28,24 +29,6 @@ fn open(name: &str) -> Netmap {
     Builder::new(name)
         .build()
         .unwrap_or_else(|e| panic!("open {name}: {e}"))
-}
-
-/// Sends `data` on `tx`, syncing (and waiting) while the ring is full.
-fn send_wait(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) {
-    let t0 = Instant::now();
-    loop {
-        match tx.send(data) {
-            Ok(()) => return,
-            Err(Error::RingFull { .. }) => {
-                tx.sync().unwrap();
-                if tx.space() == 0 {
-                    port.poll_writable(Some(Duration::from_millis(50))).unwrap();
-                }
-                assert!(t0.elapsed() < PATIENCE, "TX ring stayed full");
-            }
-            Err(e) => panic!("send: {e}"),
-        }
-    }
 }
 
 #[test]
@@ -370,101 +353,7 @@ fn fanout_spreads_flows_over_rings() {
     check_spread(&seen, 64, 20);
 }
 
-#[cfg(feature = "mio")]
-#[test]
-fn mio_readiness_drives_a_ping_pong() {
-    use mio::{Events, Interest, Poll, Token};
-
-    let Some(ns) = Netns::new("mio_readiness_drives_a_ping_pong") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let mut a = open(&format!("afpacket:{A}"));
-    let mut b = open(&format!("afpacket:{B}"));
-    let mut poll = Poll::new().unwrap();
-    let interest = Interest::READABLE | Interest::WRITABLE;
-    // A `Netmap` is a mio event source whatever its backend; on a one-ring
-    // AF_PACKET port the source is the socket.
-    poll.registry().register(&mut a, Token(0), interest).unwrap();
-    poll.registry().register(&mut b, Token(1), interest).unwrap();
-
-    let (mut atx, mut arx) = (a.tx_ring(0).unwrap(), a.rx_ring(0).unwrap());
-    let (mut btx, mut brx) = (b.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
-    const ROUNDS: u64 = 2000;
-    let mut buf = Vec::new();
-    let mut events = Events::with_capacity(8);
-    let (mut pings, mut pongs, mut wakeups) = (0u64, 0u64, 0u64);
-    make_frame(&mut buf, 0);
-    atx.send(&buf).unwrap();
-    atx.sync().unwrap();
-    let t0 = Instant::now();
-    while pongs < ROUNDS {
-        assert!(t0.elapsed() < PATIENCE, "stalled after {pongs} round trips");
-        poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
-        for ev in events.iter() {
-            wakeups += 1;
-            if !ev.is_readable() {
-                continue;
-            }
-            // Edge-triggered: drain everything before waiting again.
-            if ev.token() == Token(1) {
-                brx.sync().unwrap();
-                while let Some(f) = brx.recv() {
-                    let seq = check_frame(f.payload()).unwrap();
-                    assert_eq!(seq, pings, "B got ping {seq}");
-                    pings += 1;
-                    btx.send(f.payload()).unwrap();
-                }
-                btx.sync().unwrap();
-            } else {
-                arx.sync().unwrap();
-                let mut next = None;
-                while let Some(f) = arx.recv() {
-                    let seq = check_frame(f.payload()).unwrap();
-                    assert_eq!(seq, pongs, "A got pong {seq}");
-                    pongs += 1;
-                    next = Some(seq + 1);
-                }
-                if let Some(seq) = next.filter(|&s| s < ROUNDS) {
-                    make_frame(&mut buf, seq);
-                    atx.send(&buf).unwrap();
-                    atx.sync().unwrap();
-                }
-            }
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "mio ping-pong: {ROUNDS} round trips over {A} <-> {B} in {secs:.3}s ({:.1} us each), {wakeups} events",
-        secs * 1e6 / ROUNDS as f64
-    );
-    assert_eq!(pings, ROUNDS);
-}
-
-/// A wait on an idle port keeps its deadline under a signal every 20 ms:
-/// each interrupted `epoll_wait` goes on with the time left, so the wait
-/// neither ends early nor starts over.
-#[test]
-fn poll_under_signals_returns_at_its_deadline() {
-    let Some(ns) = Netns::new("poll_under_signals_returns_at_its_deadline") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let idle = open(&format!("afpacket:{B}"));
-    signals::poll_keeps_its_deadline(move |t| idle.poll(t), PATIENCE);
-}
-
-/// A timeout under a millisecond waits for it, rather than rounding to a
-/// zero-millisecond `epoll_wait` that returns at once.
-#[test]
-fn sub_millisecond_poll_waits() {
-    let Some(ns) = Netns::new("sub_millisecond_poll_waits") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let idle = open(&format!("afpacket:{B}"));
-    signals::sub_millisecond_poll_waits(|t| idle.poll(t));
-}
+veth_tests!("afpacket");
 
 #[test]
 fn forward_on_one_port_copies_and_across_ports_refuses() {
@@ -582,24 +471,13 @@ fn errors_name_what_to_do() {
     // Without CAP_NET_RAW (dropped from this thread's effective set only:
     // capabilities are per thread) the error names the capability.
     let inner = thread::spawn(|| {
-        drop_effective_cap(CAP_NET_RAW);
+        drop_effective_caps(&[CAP_NET_RAW]);
         Builder::new(&format!("afpacket:{A}")).build().map(drop)
     });
     match inner.join().unwrap() {
         Err(e @ Error::PermissionDenied { .. }) => assert!(e.to_string().contains("CAP_NET_RAW"), "{e}"),
         other => panic!("without CAP_NET_RAW: {other:?}"),
     }
-}
-
-/// A frame of `len` bytes for `max_packet_is_the_mtu_and_longer_fails_at_send`:
-/// broadcast, the test EtherType, `len` as the first payload bytes.
-fn sized_frame(len: usize) -> Vec<u8> {
-    let mut p = vec![0x5a; len];
-    p[..6].fill(0xff);
-    p[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    p[12..14].copy_from_slice(&ETHERTYPE);
-    p[14..22].copy_from_slice(&(len as u64).to_le_bytes());
-    p
 }
 
 /// Waits for the frame made by `sized_frame(len)` on `rx`.
@@ -671,34 +549,6 @@ fn max_packet_is_the_mtu_and_longer_fails_at_send() {
         a.inject(&sized_frame(max)).unwrap();
         a.txsync().unwrap();
         recv_sized(&b, &mut rx, max);
-    }
-}
-
-const CAP_NET_RAW: u32 = 13;
-
-/// Drops `cap` from the calling thread's effective capabilities.
-fn drop_effective_cap(cap: u32) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const V3: u32 = 0x2008_0522;
-    let mut hdr = Header { version: V3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset take a header and an array of two data structs
-    // for version 3, both live for the calls.
-    unsafe {
-        assert_eq!(libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()), 0);
-        data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
     }
 }
 

@@ -15,34 +15,22 @@ use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder, XdpMode};
 
 use netmap_test_support::netns::{Netns, A, B};
-use netmap_test_support::packets::{check_frame, make_frame, ETHERTYPE};
+use netmap_test_support::packets::{check_frame, make_frame};
 use netmap_test_support::{examples, signals};
 
-/// How long any one wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
+#[path = "common/veth.rs"]
+mod veth;
+use veth::{drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
+
+/// capability.h's numbers of the capabilities an XDP program needs.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
 
 fn open(name: &str) -> Netmap {
     Builder::new(name)
         .build()
         .unwrap_or_else(|e| panic!("open {name}: {e}"))
-}
-
-/// Sends `data` on `tx`, syncing (and waiting) while the ring is full.
-fn send_wait(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) {
-    let t0 = Instant::now();
-    loop {
-        match tx.send(data) {
-            Ok(()) => return,
-            Err(Error::RingFull { .. }) => {
-                tx.sync().unwrap();
-                if tx.space() == 0 {
-                    port.poll_writable(Some(Duration::from_millis(50))).unwrap();
-                }
-                assert!(t0.elapsed() < PATIENCE, "TX ring stayed full");
-            }
-            Err(e) => panic!("send: {e}"),
-        }
-    }
 }
 
 /// Waits for a frame on `rx` for which `pick` says `true`.
@@ -378,102 +366,7 @@ fn every_queue_gets_a_socket_and_build_per_ring_a_port_each() {
     }
 }
 
-#[cfg(feature = "mio")]
-#[test]
-fn mio_readiness_drives_a_ping_pong() {
-    use mio::{Events, Interest, Poll, Token};
-
-    let Some(ns) = Netns::new("mio_readiness_drives_a_ping_pong") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let mut a = open(&format!("afxdp:{A}"));
-    let mut b = open(&format!("afxdp:{B}"));
-    let mut poll = Poll::new().unwrap();
-    let interest = Interest::READABLE | Interest::WRITABLE;
-    poll.registry().register(&mut a, Token(0), interest).unwrap();
-    poll.registry().register(&mut b, Token(1), interest).unwrap();
-
-    let (mut atx, mut arx) = (a.tx_ring(0).unwrap(), a.rx_ring(0).unwrap());
-    let (mut btx, mut brx) = (b.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
-    const ROUNDS: u64 = 2000;
-    let mut buf = Vec::new();
-    let mut events = Events::with_capacity(8);
-    let (mut pings, mut pongs) = (0u64, 0u64);
-    make_frame(&mut buf, 0);
-    atx.send(&buf).unwrap();
-    atx.sync().unwrap();
-    let t0 = Instant::now();
-    while pongs < ROUNDS {
-        assert!(t0.elapsed() < PATIENCE, "stalled after {pongs} round trips");
-        poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
-        for ev in events.iter() {
-            if !ev.is_readable() {
-                continue;
-            }
-            // Edge-triggered: drain everything before waiting again.
-            if ev.token() == Token(1) {
-                brx.sync().unwrap();
-                while let Some(f) = brx.recv() {
-                    assert_eq!(check_frame(f.payload()), Ok(pings), "B's ping");
-                    pings += 1;
-                    btx.send(f.payload()).unwrap();
-                }
-                btx.sync().unwrap();
-            } else {
-                arx.sync().unwrap();
-                let mut next = None;
-                while let Some(f) = arx.recv() {
-                    assert_eq!(check_frame(f.payload()), Ok(pongs), "A's pong");
-                    pongs += 1;
-                    next = Some(pongs);
-                }
-                if let Some(seq) = next.filter(|&s| s < ROUNDS) {
-                    make_frame(&mut buf, seq);
-                    atx.send(&buf).unwrap();
-                    atx.sync().unwrap();
-                }
-            }
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "mio ping-pong over AF_XDP: {ROUNDS} round trips in {secs:.3}s ({:.1} us each)",
-        secs * 1e6 / ROUNDS as f64
-    );
-    assert_eq!(pings, ROUNDS);
-}
-
-#[test]
-fn poll_under_signals_returns_at_its_deadline() {
-    let Some(ns) = Netns::new("afxdp_poll_under_signals") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let idle = open(&format!("afxdp:{B}"));
-    signals::poll_keeps_its_deadline(move |t| idle.poll(t), PATIENCE);
-}
-
-#[test]
-fn sub_millisecond_poll_waits() {
-    let Some(ns) = Netns::new("afxdp_sub_millisecond_poll_waits") else {
-        return;
-    };
-    let _inside = ns.enter();
-    let idle = open(&format!("afxdp:{B}"));
-    signals::sub_millisecond_poll_waits(|t| idle.poll(t));
-}
-
-/// A frame of `len` bytes: broadcast, the test EtherType, `len` as the
-/// first payload bytes.
-fn sized_frame(len: usize) -> Vec<u8> {
-    let mut p = vec![0x5a; len];
-    p[..6].fill(0xff);
-    p[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    p[12..14].copy_from_slice(&ETHERTYPE);
-    p[14..22].copy_from_slice(&(len as u64).to_le_bytes());
-    p
-}
+veth_tests!("afxdp");
 
 #[test]
 fn max_packet_is_the_mtu_and_longer_fails_at_send() {
@@ -514,39 +407,6 @@ fn max_packet_is_the_mtu_and_longer_fails_at_send() {
     match Builder::new(&format!("afxdp:{A}")).build() {
         Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("lower the MTU"), "{e}"),
         other => panic!("MTU 9000: {other:?}"),
-    }
-}
-
-const CAP_NET_RAW: u32 = 13;
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_BPF: u32 = 39;
-
-/// Drops `caps` from the calling thread's effective capabilities.
-fn drop_effective_caps(caps: &[u32]) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const V3: u32 = 0x2008_0522;
-    let mut hdr = Header { version: V3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset take a header and an array of two data structs
-    // for version 3, both live for the calls.
-    unsafe {
-        assert_eq!(libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()), 0);
-        for &cap in caps {
-            data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
-        }
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
     }
 }
 
