@@ -127,8 +127,9 @@ macro_rules! afxdp_scenarios {
                     let Some(ns) = netmap_test_support::netns::Netns::new(test) else {
                         return;
                     };
-                    std::env::set_var(super::NETNS, ns.name());
-                    super::isolated(test, || super::$name(super::afxdp_pair));
+                    super::isolated_with(test, &[(super::NETNS, ns.name())], || {
+                        super::$name(super::afxdp_pair)
+                    });
                 }
             )*
         }
@@ -164,6 +165,13 @@ scenarios!(
 /// Runs `body` in a child process as test `name`; fails if the child fails,
 /// dies of a signal or outlives [`PATIENCE`].
 fn isolated(name: &str, body: fn()) {
+    isolated_with(name, &[], body)
+}
+
+/// [`isolated`], with `env` set in the child's environment only (tests run
+/// on parallel threads: a variable of this process would reach the
+/// children of other tests too).
+fn isolated_with(name: &str, env: &[(&str, &str)], body: fn()) {
     if std::env::var(SCENARIO).as_deref() == Ok(name) {
         body();
         return;
@@ -172,6 +180,7 @@ fn isolated(name: &str, body: fn()) {
     let mut child = Command::new(exe)
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(SCENARIO, name)
+        .envs(env.iter().copied())
         .spawn()
         .expect("re-run the test binary");
     let start = Instant::now();
