@@ -233,15 +233,6 @@ impl RingCore {
         }
     }
 
-    /// [`publish`](RingCore::publish) for a caller that has just moved
-    /// `head`: stores it without comparing.
-    #[inline]
-    pub(crate) fn publish_moved(&mut self) {
-        self.shared(RingField::Cur).store(self.head, Ordering::Release);
-        self.shared(RingField::Head).store(self.head, Ordering::Release);
-        self.published = self.head;
-    }
-
     /// Reloads `tail` after a sync. Written by the kernel.
     #[inline]
     pub(crate) fn reload_tail(&mut self) -> Result<()> {

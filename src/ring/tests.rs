@@ -356,6 +356,29 @@ fn forwarding_swaps_buffers() {
     assert_eq!(got, [packet(1, 40), packet(2, 40), packet(0, 40)]);
 }
 
+/// A forward stages its slot without publishing the head; a sync, or the
+/// handle's drop, hands it to the kernel.
+#[test]
+fn forwarded_slots_go_out_at_the_next_sync_or_drop() {
+    let port = heap_port();
+    let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
+    tx.send(&packet(7, 40)).unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let frame = rx.recv().unwrap();
+    tx.forward(frame).unwrap();
+    // The port's own sync sees the ring as the kernel does: nothing new.
+    drop(rx);
+    port.txsync().unwrap();
+    port.rxsync().unwrap();
+    let mut rx = port.rx_ring(0).unwrap();
+    assert_eq!(rx.sync().unwrap(), 0, "forwarded before the TX ring published");
+    drop(tx);
+    port.txsync().unwrap();
+    assert_eq!(rx.sync().unwrap(), 1);
+    assert_eq!(rx.recv().unwrap().payload(), &packet(7, 40)[..]);
+}
+
 #[test]
 fn forged_ring_constants_refuse_the_port() {
     use std::mem::offset_of;

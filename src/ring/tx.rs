@@ -495,6 +495,11 @@ impl<'a> TxRing<'a> {
     /// `frame`'s slots and of the next free TX slots trade places, and both
     /// sides are marked `NS_BUF_CHANGED`.
     ///
+    /// The slot goes to the kernel at the ring's next [`sync`](TxRing::sync)
+    /// (or `send`, `commit`, or when the handle drops): unlike `send`, a
+    /// forward does not publish the ring's head by itself, so that a loop
+    /// of `recv` and `forward` keeps both rings' state in registers.
+    ///
     /// Both ports must share one memory region ([`Error::MemoryMismatch`]
     /// otherwise: copy with [`send`](TxRing::send) instead). On
     /// [`Error::RingFull`] the frame is dropped like any frame read: check
@@ -510,7 +515,6 @@ impl<'a> TxRing<'a> {
             // buffer index is range-checked again when it is used.
             unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), 0, false) };
             self.core.set_head(self.core.next(i));
-            self.core.publish_moved();
             return Ok(());
         }
         let run = frame.run();
@@ -631,6 +635,8 @@ impl<'a> TxRing<'a> {
 impl Drop for TxRing<'_> {
     #[inline]
     fn drop(&mut self) {
+        // Forwarded slots not yet published go to the next sync of the port.
+        self.core.publish();
         self.port.release_ring(SyncDir::Tx, self.index);
     }
 }
