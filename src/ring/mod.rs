@@ -330,15 +330,52 @@ impl RingCore {
         self.buf_below(idx, self.fast_nbufs)
     }
 
+    /// The receive fast path's test of slot `s`: where its packet lies, if
+    /// it is a one-slot packet (no `NS_MOREFRAG`) no longer than its buffer,
+    /// in a ring without offsets, in a buffer inside the mapping. `None`
+    /// sends the slot to the general path, which reads it again.
+    ///
+    /// # Safety
+    /// `s` must be a slot of this ring that the user owns.
+    #[inline]
+    pub(crate) unsafe fn fast_packet(&self, s: *const netmap_slot) -> Option<(*mut u8, usize)> {
+        // SAFETY: the caller owns the slot.
+        let idx = unsafe { ptr::addr_of!((*s).buf_idx).read() };
+        // One compare for the flag and the length: with `NS_MOREFRAG` kept
+        // above the length, `len_flag <= slot_cap` holds exactly when the
+        // flag is clear and `len <= slot_cap`.
+        // SAFETY: as above.
+        let len_flag = unsafe { read_len_flags(s) } & (u32::from(u16::MAX) | u32::from(NS_MOREFRAG) << 16);
+        if len_flag > self.slot_cap() as u32 {
+            return None;
+        }
+        // The buffer holds `slot_cap` bytes from its start (no offsets on
+        // this path) and `len_flag`, the flag being clear, is the length.
+        Some((self.fast_buf(idx)?, len_flag as usize))
+    }
+
+    /// One past the last slot.
+    #[inline]
+    pub(crate) fn slots_end(&self) -> *mut netmap_slot {
+        self.slot(0).wrapping_add(self.num_slots as usize)
+    }
+
+    /// The index of slot `s` of this ring.
+    #[inline]
+    pub(crate) fn slot_index(&self, s: *const netmap_slot) -> u32 {
+        ((s.addr() - self.slots.as_ptr().addr()) / std::mem::size_of::<netmap_slot>()) as u32
+    }
+
     /// Buffer `idx`, if `idx - RESERVED_BUFS < bound`, with `bound <= nbufs`.
     #[inline]
     fn buf_below(&self, idx: u32, bound: u32) -> Option<*mut u8> {
         debug_assert!(bound <= self.nbufs);
-        let k = idx.wrapping_sub(RESERVED_BUFS);
-        if k < bound {
+        // In `usize`, so that the index needs no widening after the compare.
+        let k = (idx as usize).wrapping_sub(RESERVED_BUFS as usize);
+        if k < bound as usize {
             // SAFETY: `k < bound <= nbufs` puts the whole buffer inside the
             // mapping.
-            Some(unsafe { self.bufs.as_ptr().add(k as usize * self.buf_size as usize) })
+            Some(unsafe { self.bufs.as_ptr().add(k * self.buf_size as usize) })
         } else {
             None
         }
@@ -464,6 +501,23 @@ pub(crate) unsafe fn read_slot(s: *const netmap_slot) -> (u32, u16, u16) {
             ptr::addr_of!((*s).len).read(),
             ptr::addr_of!((*s).flags).read(),
         )
+    }
+}
+
+/// Reads a slot's `len` and `flags` in one load, as `len | flags << 16`.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+pub(crate) unsafe fn read_len_flags(s: *const netmap_slot) -> u32 {
+    // SAFETY: the caller owns the slot; `len` and `flags` are adjacent u16s
+    // at offset 4 of a slot aligned for its u64 field, so they form one
+    // aligned u32.
+    let v = unsafe { ptr::addr_of!((*s).len).cast::<u32>().read() };
+    if cfg!(target_endian = "big") {
+        v.rotate_left(16)
+    } else {
+        v
     }
 }
 

@@ -7,7 +7,7 @@ use std::ptr;
 use super::{read_slot, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
-use crate::ffi::{NETMAP_MAX_FRAGS, NS_MOREFRAG};
+use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_MOREFRAG};
 use crate::frame::Frame;
 use crate::port::{FrameKey, Netmap};
 
@@ -111,6 +111,8 @@ impl<'a> RxRing<'a> {
         self.core.publish();
         RxIter {
             local: self.core.clone(),
+            cur: self.core.slot(self.core.head()),
+            end: self.core.slot(self.core.tail()),
             core: &mut self.core,
             scratch: &mut self.scratch,
             key: self.key,
@@ -240,9 +242,14 @@ impl Drop for RxRing<'_> {
 /// `RxIter` is neither `Send` nor `Sync`: it borrows its [`RxRing`] mutably,
 /// and the frames it yields borrow the ring's buffers.
 pub struct RxIter<'r> {
-    /// A copy the loop works on (so its fields live in registers); its
-    /// `head` goes back to `core` when the iterator drops.
+    /// A copy of the ring's state the loop works on (so that its fields
+    /// live in registers).
     local: RingCore,
+    /// The next slot, and the tail's: the loop walks slot pointers, with no
+    /// index arithmetic per packet; the head goes back to `core` as an index
+    /// when the iterator drops.
+    cur: *mut netmap_slot,
+    end: *mut netmap_slot,
     core: &'r mut RingCore,
     scratch: &'r mut Scratch,
     key: FrameKey,
@@ -252,8 +259,19 @@ pub struct RxIter<'r> {
 impl fmt::Debug for RxIter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RxIter")
-            .field("pending", &self.core.space())
+            .field("pending", &self.pending())
             .finish()
+    }
+}
+
+impl RxIter<'_> {
+    /// Slots from the next one to the tail.
+    fn pending(&self) -> u32 {
+        ffi::nm_space(
+            self.local.slot_index(self.cur),
+            self.local.tail(),
+            self.local.num_slots(),
+        )
     }
 }
 
@@ -262,23 +280,59 @@ impl<'r> Iterator for RxIter<'r> {
 
     #[inline]
     fn next(&mut self) -> Option<Frame<'r>> {
-        // SAFETY: frames of one batch cover disjoint slots (head only moves
+        let s = self.cur;
+        if s == self.end {
+            return None;
+        }
+        // Frames of one batch cover disjoint slots (the cursor only moves
         // forward, and the shared head is not published until the ring is
         // borrowed mutably again, after every frame of 'r is gone), and
         // multi-slot frames are assembled into disjoint parts of the scratch.
-        unsafe { next_frame(&mut self.local, self.scratch, self.key) }
+        // SAFETY: `s` is in [head, tail), owned by the user.
+        if let Some((buf, len)) = unsafe { self.local.fast_packet(s) } {
+            let next = s.wrapping_add(1);
+            self.cur = if next == self.local.slots_end() {
+                self.local.slot(0)
+            } else {
+                next
+            };
+            // SAFETY: `fast_packet` found `len` bytes at `buf` inside the
+            // mapping, in a slot that stays the user's for 'r (see above).
+            let data = unsafe { std::slice::from_raw_parts(buf, len) };
+            return Some(Frame::new(
+                data,
+                &self.local,
+                self.local.slot_index(s),
+                1,
+                self.key,
+            ));
+        }
+        // The cold path, as in `next_frame`, on a copy.
+        let mut core = self.local.clone();
+        core.set_head(self.local.slot_index(s));
+        // SAFETY: as above; the cold path's frames follow the same rules.
+        let (packet, head) = unsafe { next_slow(core, self.scratch) };
+        self.cur = self.local.slot(head);
+        let packet = packet?;
+        Some(Frame::new(
+            packet.data,
+            &self.local,
+            packet.first,
+            packet.nslots,
+            self.key,
+        ))
     }
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.local.space() as usize))
+        (0, Some(self.pending() as usize))
     }
 }
 
 impl Drop for RxIter<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.core.set_head(self.local.head());
+        self.core.set_head(self.local.slot_index(self.cur));
     }
 }
 
@@ -359,57 +413,52 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, key: FrameK
     if i == core.tail() {
         return None;
     }
-    let s = core.slot(i);
     // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-    let slot = unsafe { read_slot(s) };
-    let (idx, len, flags) = slot;
-    if flags & NS_MOREFRAG == 0 {
-        if let Some(buf) = core.fast_buf(idx) {
-            // The packet may fill `slot_cap = min(buf_size, u16::MAX)` bytes;
-            // `len` is a `u16`, so clamping it to `buf_size` is enough.
-            let len = (len as usize).min(core.buf_size());
-            core.set_head(core.next(i));
-            // SAFETY: the buffer lies in the mapping; the slot is user-owned
-            // and stays so until the shared head is published, which needs
-            // `&mut` on the ring, after the frame ('f) is gone.
-            let data = unsafe { std::slice::from_raw_parts(buf, len) };
-            return Some(Frame::new(data, core, i, 1, key));
-        }
+    if let Some((buf, len)) = unsafe { core.fast_packet(core.slot(i)) } {
+        core.set_head(core.next(i));
+        // SAFETY: `fast_packet` found `len` bytes at `buf` inside the
+        // mapping; the slot is user-owned and stays so until the shared
+        // head is published, which needs `&mut` on the ring, after the frame
+        // ('f) is gone.
+        let data = unsafe { std::slice::from_raw_parts(buf, len) };
+        return Some(Frame::new(data, core, i, 1, key));
     }
-    // Multi-slot packets, corrupt slots and rings with offsets take the cold
-    // path. It works on a copy, so that `core` never escapes this function
-    // and its fields can stay in registers in the receive loop; it returns
-    // the packet's pieces, so that the frame is built here, in registers.
+    // Multi-slot packets, corrupt slots (a buffer outside the region, a
+    // length past the buffer, which the cold path clamps) and rings with
+    // offsets take the cold path, which reads the slot again and checks
+    // what it reads. It works on a copy, so that `core` never escapes this
+    // function and its fields can stay in registers in the receive loop; it
+    // returns the packet's pieces, so that the frame is built here, in
+    // registers.
+    // The scratch goes over by value too: a pointer into the caller's ring
+    // handle passed out of line would let the compiler assume that slot
+    // stores may change the handle, and reload its fields per packet.
+    let mut lent = std::mem::take(scratch);
     // SAFETY: forwarded contract.
-    let (packet, head) = unsafe { next_slow(core.clone(), slot, scratch) };
+    let (packet, head) = unsafe { next_slow(core.clone(), &mut lent) };
+    *scratch = lent;
     core.set_head(head);
     let packet = packet?;
     Some(Frame::new(packet.data, core, packet.first, packet.nslots, key))
 }
 
-/// [`next_frame`] for a multi-slot packet or a corrupt slot at the head,
-/// whose fields `first` the caller read: returns the packet, if any, and
-/// the new head; counts the corrupt packets it skips in `scratch`.
+/// [`next_frame`] for a multi-slot packet or a corrupt slot at the head:
+/// returns the packet, if any, and the new head; counts the corrupt packets
+/// it skips in `scratch`.
 ///
 /// # Safety
 /// As for [`next_frame`].
 #[cold]
 #[inline(never)]
-unsafe fn next_slow<'f>(
-    mut core: RingCore,
-    first: (u32, u16, u16),
-    scratch: &mut Scratch,
-) -> (Option<Packet<'f>>, u32) {
-    let mut slot = Some(first);
+unsafe fn next_slow<'f>(mut core: RingCore, scratch: &mut Scratch) -> (Option<Packet<'f>>, u32) {
     loop {
         let i = core.head();
         if i == core.tail() {
             return (None, i);
         }
         let s = core.slot(i);
-        // SAFETY: slot `i` = head is in [head, tail), owned by the user;
-        // the head slot's fields are the caller's, read once.
-        let (idx, len, flags) = slot.take().unwrap_or_else(|| unsafe { read_slot(s) });
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (idx, len, flags) = unsafe { read_slot(s) };
         if flags & NS_MOREFRAG == 0 {
             // SAFETY: slot `i` is user-owned.
             let Some((buf, cap)) = (unsafe { core.data(s, idx) }) else {

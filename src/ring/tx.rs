@@ -518,7 +518,21 @@ impl<'a> TxRing<'a> {
             return Ok(());
         }
         let run = frame.run();
-        self.forward_general(frame.key(), run.slots, run.first, run.num_slots, frame.nslots())
+        // The general path works on a copy: a pointer to this handle passed
+        // out of line would let the compiler assume that slot stores may
+        // change it, and reload its fields per packet in the caller's loop.
+        let mut core = self.core.clone();
+        let r = forward_general(
+            &mut core,
+            self.region,
+            frame.key(),
+            run.slots,
+            run.first,
+            run.num_slots,
+            frame.nslots(),
+        );
+        self.core = core;
+        r
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,
@@ -565,62 +579,6 @@ impl<'a> TxRing<'a> {
         Ok(moved)
     }
 
-    #[cold]
-    fn mismatch(&self, frame: RegionKey) -> Error {
-        Error::MemoryMismatch {
-            a: frame.to_string(),
-            b: self.region.to_string(),
-        }
-    }
-
-    #[cold]
-    fn full(&self) -> Error {
-        Error::RingFull { ring: self.core.id() }
-    }
-
-    /// [`forward`](TxRing::forward) for what its fast path does not take:
-    /// a frame of another region, a multi-slot packet (of `n` slots from
-    /// `first` in the ring whose slot array `slots` has `num_slots`
-    /// entries), a ring with offsets, a full ring. It takes the frame's
-    /// pieces in registers, not the frame, which the fast path would then
-    /// spill to memory; the caller holds the frame, so its slots stay the
-    /// user's.
-    #[cold]
-    #[inline(never)]
-    fn forward_general(
-        &mut self,
-        key: FrameKey,
-        slots: *mut netmap_slot,
-        first: u32,
-        num_slots: u32,
-        n: usize,
-    ) -> Result<()> {
-        if key.region() != self.region {
-            return Err(self.mismatch(key.region()));
-        }
-        if (self.core.space() as usize) < n {
-            return Err(self.full());
-        }
-        let offsets = key.offsets() || self.core.has_offsets();
-        let run = SlotRun {
-            slots,
-            first,
-            num_slots,
-        };
-        let mut i = self.core.head();
-        for k in 0..n {
-            // SAFETY: as in `forward`, for each slot of the packet.
-            unsafe {
-                let rs = run.slot(k);
-                swap_slots(rs, self.core.slot(i), more_flag(rs), offsets);
-            }
-            i = self.core.next(i);
-        }
-        self.core.set_head(i);
-        self.core.publish();
-        Ok(())
-    }
-
     /// Hands staged packets to the kernel (`NIOCTXSYNC` on the port) and
     /// learns which slots it has freed.
     #[inline]
@@ -630,6 +588,52 @@ impl<'a> TxRing<'a> {
         self.port.sync(SyncDir::Tx)?;
         self.core.reload_tail()
     }
+}
+
+/// [`TxRing::forward`] for what its fast path does not take: a frame of
+/// another region than `region` (the ring's), a multi-slot packet (of `n`
+/// slots from `first` in the ring whose slot array `slots` has `num_slots`
+/// entries), a ring with offsets, a full ring. It takes the frame's pieces
+/// in registers, not the frame, which the fast path would then spill to
+/// memory; the caller holds the frame, so its slots stay the user's.
+#[cold]
+#[inline(never)]
+fn forward_general(
+    core: &mut RingCore,
+    region: RegionKey,
+    key: FrameKey,
+    slots: *mut netmap_slot,
+    first: u32,
+    num_slots: u32,
+    n: usize,
+) -> Result<()> {
+    if key.region() != region {
+        return Err(Error::MemoryMismatch {
+            a: key.region().to_string(),
+            b: region.to_string(),
+        });
+    }
+    if (core.space() as usize) < n {
+        return Err(Error::RingFull { ring: core.id() });
+    }
+    let offsets = key.offsets() || core.has_offsets();
+    let run = SlotRun {
+        slots,
+        first,
+        num_slots,
+    };
+    let mut i = core.head();
+    for k in 0..n {
+        // SAFETY: as in `forward`, for each slot of the packet.
+        unsafe {
+            let rs = run.slot(k);
+            swap_slots(rs, core.slot(i), more_flag(rs), offsets);
+        }
+        i = core.next(i);
+    }
+    core.set_head(i);
+    core.publish();
+    Ok(())
 }
 
 impl Drop for TxRing<'_> {
