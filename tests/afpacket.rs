@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder};
@@ -20,7 +20,7 @@ use netmap_test_support::packets::{check_frame, ipv4_checksum, make_frame};
 #[path = "common/veth.rs"]
 mod veth;
 use netmap_test_support::{fork, signals};
-use veth::{drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
+use veth::{assert_stamped_since, drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
 
 /// An Ethernet header's length.
 const HDR: usize = 14;
@@ -392,7 +392,9 @@ fn forward_on_one_port_copies_and_across_ports_refuses() {
         let t0 = Instant::now();
         while forwarded < N {
             assert!(t0.elapsed() < PATIENCE);
+            let since = SystemTime::now();
             brx.sync().unwrap();
+            assert_stamped_since(&brx, since);
             if forwarded == 0 {
                 let f = brx.recv().expect("a frame arrived");
                 match ctx.forward(f) {

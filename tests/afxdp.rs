@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use netmap_rs::prelude::*;
 use netmap_rs::{Fallback, NetmapBuilder as Builder, XdpMode};
@@ -20,7 +20,7 @@ use netmap_test_support::{examples, signals};
 
 #[path = "common/veth.rs"]
 mod veth;
-use veth::{drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
+use veth::{assert_stamped_since, drop_effective_caps, send_wait, sized_frame, CAP_NET_RAW, PATIENCE};
 
 /// capability.h's numbers of the capabilities an XDP program needs.
 const CAP_NET_ADMIN: u32 = 12;
@@ -194,7 +194,9 @@ fn ring_operations_on_one_port() {
     let len = buf.len();
     atx.send_fragments(&buf, 100).unwrap();
     atx.sync().unwrap();
+    let since = SystemTime::now();
     recv_until(&b, &mut brx, |p| check_frame(p) == Ok(1) && p.len() == len);
+    assert_stamped_since(&brx, since);
 
     // `inject` sends one packet without a ring handle's help.
     make_frame(&mut buf, 2);

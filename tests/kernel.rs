@@ -222,3 +222,29 @@ fn port_and_pools_info_match_a_registered_port() {
     let d = report.port.unwrap().driver.expect("lo exists");
     assert!(d.admode.is_some(), "the module is loaded: {d:?}");
 }
+
+#[test]
+fn rx_syncs_stamp_the_ring_and_a_ring_can_ask_for_stamps() {
+    if skip("rx_syncs_stamp_the_ring_and_a_ring_can_ask_for_stamps") {
+        return;
+    }
+    let a = open("netmap:stamp{1").unwrap();
+    let b = open("netmap:stamp}1").unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    // The module stamps unless its `no_timestamp` sysctl is set; a ring
+    // that asks is stamped either way.
+    rx.request_timestamps(true);
+    assert!(rx.timestamps_requested());
+    let mut tx = a.tx_ring(0).unwrap();
+    tx.send(b"stamped").unwrap();
+    tx.sync().unwrap();
+    // The module's clock is the time of day, to the microsecond.
+    let since = std::time::SystemTime::now() - Duration::from_micros(1);
+    rx.sync().unwrap();
+    let stamp = rx.timestamp().expect("the sync stamped the ring");
+    assert!(
+        stamp >= since && stamp <= std::time::SystemTime::now(),
+        "{stamp:?} / {since:?}"
+    );
+    assert_eq!(rx.recv().unwrap().payload(), b"stamped");
+}

@@ -20,7 +20,8 @@
 
 use std::fmt;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::ffi::{self, netmap_if, netmap_ring, netmap_slot, nm_next, NETMAP_MAX_FRAGS, NS_MOREFRAG};
@@ -218,6 +219,44 @@ impl RingCore {
         // `ring_field` yields an aligned u32 inside it, shared with the
         // kernel, which is accessed only atomically here.
         unsafe { &*ring_field(self.ring.as_ptr(), field) }
+    }
+
+    /// Sets or clears `flag` (an `NR_*` ring flag) in the ring's `flags`,
+    /// which the kernel reads at each sync.
+    pub(crate) fn set_ring_flag(&self, flag: u32, on: bool) {
+        let flags = self.shared(RingField::Flags);
+        if on {
+            flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            flags.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `flag` is set in the ring's `flags`.
+    pub(crate) fn ring_flag(&self, flag: u32) -> bool {
+        self.shared(RingField::Flags).load(Ordering::Relaxed) & flag != 0
+    }
+
+    /// The ring's `ts`, as a time: `None` while it is zero (never stamped)
+    /// or when it holds no valid time of day (negative, or microseconds
+    /// past a second: written by no kernel).
+    pub(crate) fn timestamp(&self) -> Option<SystemTime> {
+        // SAFETY: `ring` points at a live ring header (constructor
+        // contract), 8-aligned (checked at open); its `ts` is a `timeval` of
+        // two i64s at an 8-aligned offset, so each word has the layout and
+        // alignment of an `AtomicI64`. The kernel (or a peer) writes it, so
+        // it is only read atomically.
+        let (sec, usec) = unsafe {
+            let ts = ptr::addr_of_mut!((*self.ring.as_ptr()).ts);
+            (
+                AtomicI64::from_ptr(ptr::addr_of_mut!((*ts).tv_sec)).load(Ordering::Relaxed),
+                AtomicI64::from_ptr(ptr::addr_of_mut!((*ts).tv_usec)).load(Ordering::Relaxed),
+            )
+        };
+        if (sec, usec) == (0, 0) || sec < 0 || !(0..1_000_000).contains(&usec) {
+            return None;
+        }
+        SystemTime::UNIX_EPOCH.checked_add(Duration::new(sec as u64, usec as u32 * 1000))
     }
 
     /// Stores the user's `head` (and `cur`) into the shared ring, handing the
@@ -468,6 +507,7 @@ enum RingField {
     Head,
     Cur,
     Tail,
+    Flags,
 }
 
 /// Raw pointer to `head`, `cur` or `tail` of `r`, as an atomic.
@@ -483,6 +523,7 @@ unsafe fn ring_field(r: *mut netmap_ring, f: RingField) -> *const AtomicU32 {
             RingField::Head => ptr::addr_of_mut!((*r).head),
             RingField::Cur => ptr::addr_of_mut!((*r).cur),
             RingField::Tail => ptr::addr_of_mut!((*r).tail),
+            RingField::Flags => ptr::addr_of_mut!((*r).flags),
         }
         .cast::<AtomicU32>()
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr;
+use std::time::SystemTime;
 
 use super::{read_slot, RingCore};
 use crate::backend::SyncDir;
@@ -118,6 +119,44 @@ impl<'a> RxRing<'a> {
             key: self.key,
             _frames: PhantomData,
         }
+    }
+
+    /// When the kernel last synced this ring: netmap stamps an RX ring's
+    /// `ts` with the time of day at every sync (`NIOCRXSYNC` or a poll), as
+    /// every backend here does. `None` before the first stamp, or if the
+    /// ring holds no valid time (a corrupt ring). Stamps have microsecond
+    /// resolution and tell when a batch was taken in, not when each packet
+    /// arrived.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:stamp{1").build()?, NetmapBuilder::new("emu:stamp}1").build()?);
+    /// let mut rx = b.rx_ring(0)?;
+    /// let before = std::time::SystemTime::now();
+    /// rx.sync()?;
+    /// assert!(rx.timestamp().is_some_and(|t| t + std::time::Duration::from_millis(1) >= before));
+    /// # drop(a);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn timestamp(&self) -> Option<SystemTime> {
+        self.core.timestamp()
+    }
+
+    /// Asks the kernel to stamp this ring at every sync (`NR_TIMESTAMP` in
+    /// the ring's flags) or stops asking. netmap stamps RX rings by default;
+    /// a host whose `dev.netmap.no_timestamp` sysctl is set stamps only the
+    /// rings that ask. The embedded kernel, AF_PACKET and AF_XDP always
+    /// stamp. The flag stays on the ring after the handle drops.
+    pub fn request_timestamps(&mut self, on: bool) {
+        self.core.set_ring_flag(ffi::NR_TIMESTAMP, on);
+    }
+
+    /// Whether this ring asks for stamps ([`request_timestamps`](RxRing::request_timestamps)).
+    pub fn timestamps_requested(&self) -> bool {
+        self.core.ring_flag(ffi::NR_TIMESTAMP)
     }
 
     /// Drops up to `max` of the packets received as of the last sync

@@ -570,3 +570,53 @@ fn slots_naming_reserved_buffers_are_corrupt() {
     assert_eq!(got, [b"one".to_vec()]);
     assert!(matches!(rx.sync(), Err(Error::RingCorrupt { .. })));
 }
+
+#[test]
+fn timestamps_are_read_checked_and_requested_in_the_ring_flags() {
+    use std::time::{Duration, SystemTime};
+    let port = heap_port();
+    let mut rx = port.rx_ring(0).unwrap();
+    let ts = RX_OFS + std::mem::offset_of!(netmap_ring, ts);
+    assert_eq!(rx.timestamp(), None, "never stamped");
+    // The kernel's stamp.
+    put(
+        region(&port),
+        ts,
+        ffi::timeval {
+            tv_sec: 1_700_000_000,
+            tv_usec: 250_000,
+        },
+    );
+    assert_eq!(
+        rx.timestamp(),
+        Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 250_000_000))
+    );
+    // What a hostile peer may store instead: never a panic, never a time.
+    for (tv_sec, tv_usec) in [(-1, 0), (5, -1), (5, 1_000_000), (i64::MIN, i64::MIN)] {
+        put(region(&port), ts, ffi::timeval { tv_sec, tv_usec });
+        assert_eq!(rx.timestamp(), None, "{tv_sec}.{tv_usec}");
+    }
+    put(
+        region(&port),
+        ts,
+        ffi::timeval {
+            tv_sec: i64::MAX,
+            tv_usec: 999_999,
+        },
+    );
+    let _ = rx.timestamp();
+    // The request is the ring's NR_TIMESTAMP flag, next to the flags the
+    // ring had.
+    let flags = RX_OFS + std::mem::offset_of!(netmap_ring, flags);
+    put(region(&port), flags, ffi::NR_FORWARD);
+    assert!(!rx.timestamps_requested());
+    rx.request_timestamps(true);
+    assert!(rx.timestamps_requested());
+    // SAFETY: the test plays the kernel, reading a field the user wrote.
+    let seen = unsafe { region(&port).add(flags).cast::<u32>().read() };
+    assert_eq!(seen, ffi::NR_FORWARD | ffi::NR_TIMESTAMP);
+    rx.request_timestamps(false);
+    // SAFETY: as above.
+    let seen = unsafe { region(&port).add(flags).cast::<u32>().read() };
+    assert_eq!(seen, ffi::NR_FORWARD);
+}

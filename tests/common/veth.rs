@@ -1,13 +1,23 @@
 //! What the AF_PACKET and AF_XDP tests share: waiting sends, sized frames,
-//! dropping a capability, and a mio ping-pong over a veth pair.
+//! ring stamps, dropping a capability, and a mio ping-pong over a veth pair.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use netmap_rs::prelude::*;
 use netmap_test_support::packets::ETHERTYPE;
 
 /// How long any one wait may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Checks that `rx`, synced at or after `since`, carries that sync's stamp
+/// (netmap's `ts`, to the microsecond).
+pub fn assert_stamped_since(rx: &RxRing<'_>, since: SystemTime) {
+    let t = rx.timestamp().expect("an RX sync stamps the ring");
+    assert!(
+        t + Duration::from_micros(1) >= since && t <= SystemTime::now(),
+        "stamp {t:?}, sync at or after {since:?}"
+    );
+}
 
 /// Sends `data` on `tx`, syncing (and waiting) while the ring is full.
 pub fn send_wait(port: &Netmap, tx: &mut TxRing<'_>, data: &[u8]) {

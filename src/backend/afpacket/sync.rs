@@ -56,6 +56,8 @@ impl Port {
             t = next(t, v.n);
         }
         rx.hwtail.set(t);
+        // netmap stamps every RX sync.
+        v.shared().stamp();
         v.shared().set_tail(t);
         Ok(cur != t)
     }

@@ -82,6 +82,8 @@ impl Port {
         }
         rx.rx.release(i);
         rx.hwtail.set(t);
+        // netmap stamps every RX sync.
+        v.shared().stamp();
         v.shared().set_tail(t);
         Ok(cur != t)
     }
