@@ -650,9 +650,11 @@ mod tests {
 
     #[test]
     fn live_lo_and_unknown_ifindex() {
-        let lo = xdp_features(1)
-            .unwrap()
-            .expect("Linux 6.3 or later has the netdev family");
+        let Some(lo) = xdp_features(1).unwrap() else {
+            // The netdev family came in Linux 6.3.
+            eprintln!("live_lo_and_unknown_ifindex: skipped: this kernel has no netdev netlink family");
+            return;
+        };
         eprintln!("lo: xdp-features {:#x} {:?}", lo.bits, lo.names());
         assert_eq!(xdp_attached(1).unwrap(), []);
         let (e1, e2) = (
