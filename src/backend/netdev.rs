@@ -651,8 +651,10 @@ mod tests {
     #[test]
     fn live_lo_and_unknown_ifindex() {
         let Some(lo) = xdp_features(1).unwrap() else {
-            // The netdev family came in Linux 6.3.
-            eprintln!("live_lo_and_unknown_ifindex: skipped: this kernel has no netdev netlink family");
+            netmap_test_support::skip::skip(
+                "live_lo_and_unknown_ifindex",
+                "this kernel has no netdev netlink family (Linux 6.3 brought it)",
+            );
             return;
         };
         eprintln!("lo: xdp-features {:#x} {:?}", lo.bits, lo.names());
