@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-use crate::ffi::{netmap_slot, nm_next};
+use crate::ffi::{netmap_slot, nm_next, NS_FORWARD};
 use crate::port::FrameKey;
 use crate::ring::RingCore;
 
@@ -81,6 +82,50 @@ impl<'a> Frame<'a> {
     #[inline]
     pub fn slots(&self) -> usize {
         self.nslots as usize
+    }
+
+    /// Marks the packet for netmap's transparent forwarding (`NS_FORWARD`):
+    /// when its slot goes back to the kernel, on an RX ring that asks for it
+    /// ([`RxRing::request_forward`](crate::RxRing::request_forward)), the
+    /// module passes the packet on instead of dropping it: from a NIC's RX
+    /// ring to the host stack at the next RX sync or poll, from the host RX
+    /// ring (`^`) to the NIC at the next poll. Unmarked packets are
+    /// consumed as usual, so a filter forwards what it lets through and
+    /// keeps or drops the rest.
+    ///
+    /// Returns `false`, marking nothing, for a packet of more than one
+    /// slot: netmap passes each slot as a packet of its own, so such a
+    /// packet would arrive cut; send it through the host TX ring instead.
+    /// On a ring that does not ask for forwarding the mark does nothing.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:mark{1").build()?, NetmapBuilder::new("emu:mark}1").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send(&[0u8; 60])?;
+    /// tx.sync()?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// rx.sync()?;
+    /// let frame = rx.recv().unwrap();
+    /// assert!(frame.mark_forward());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use = "false means the packet was not marked"]
+    pub fn mark_forward(&self) -> bool {
+        if self.nslots != 1 {
+            return false;
+        }
+        let s = self.run.slot(0);
+        // SAFETY: the frame's slot is the user's while the frame lives, and
+        // slot flags are a `u16` at a 2-aligned offset of an 8-aligned slot;
+        // the kernel reads them only once the slot is handed back, after the
+        // frame is gone. The update is atomic because `&Frame` could be
+        // shared, though it never crosses threads (`Frame` is not `Sync`).
+        let flags = unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*s).flags)) };
+        flags.fetch_or(NS_FORWARD, Ordering::Relaxed);
+        true
     }
 
     #[inline]

@@ -248,3 +248,122 @@ fn rx_syncs_stamp_the_ring_and_a_ring_can_ask_for_stamps() {
     );
     assert_eq!(rx.recv().unwrap().payload(), b"stamped");
 }
+
+/// The UDP port of the forwarding test's frames.
+const FWD_PORT: u16 = 4790;
+
+/// An Ethernet/IPv4/UDP frame from 10.77.0.2 to 10.77.0.1:[`FWD_PORT`]
+/// (MAC `dst`), carrying `seq`.
+fn udp_to(dst: [u8; 6], seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0x0a, 0x02, 0x08, 0x00]);
+    let total: u16 = 20 + 8 + 4;
+    let t = total.to_be_bytes();
+    f.extend_from_slice(&[
+        0x45, 0, t[0], t[1], 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
+    ]);
+    let sum = netmap_test_support::packets::ipv4_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&FWD_PORT.to_be_bytes());
+    f.extend_from_slice(&(8u16 + 4).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.resize(60, 0);
+    f
+}
+
+/// The sequence number of a frame [`udp_to`] built.
+fn udp_seq(p: &[u8]) -> Option<u32> {
+    let ours =
+        p.len() >= 46 && p[12..14] == [0x08, 0x00] && p[23] == 17 && p[36..38] == FWD_PORT.to_be_bytes();
+    ours.then(|| u32::from_le_bytes(p[42..46].try_into().unwrap()))
+}
+
+/// Transparent forwarding: of the frames a NIC's RX ring receives, those
+/// marked `NS_FORWARD` on a ring with `NR_FORWARD` reach the host stack
+/// (a UDP socket on the interface's address gets them), the others do not.
+#[test]
+fn marked_frames_reach_the_host_stack_and_the_others_do_not() {
+    const T: &str = "marked_frames_reach_the_host_stack_and_the_others_do_not";
+    if skip(T) {
+        return;
+    }
+    use netmap_test_support::netns::{Netns, A, B};
+    let Some(ns) = Netns::new(T) else {
+        return;
+    };
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
+    ns.ip(&["link", "set", A, "address", "02:00:00:00:0a:01"])
+        .unwrap();
+    ns.ip(&["addr", "add", "10.77.0.1/24", "dev", A]).unwrap();
+    let _inside = ns.enter();
+    let sock = std::net::UdpSocket::bind(("10.77.0.1", FWD_PORT)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+
+    let port = open(&format!("netmap:{A}")).unwrap();
+    let mut rx = port.rx_ring(0).unwrap();
+    rx.request_forward(true).unwrap();
+    assert!(rx.forward_requested());
+    let sender = NetmapBuilder::new(&format!("afpacket:{B}")).build().unwrap();
+    let mut tx = sender.tx_ring(0).unwrap();
+
+    const N: u32 = 200;
+    let (mut sent, mut seen) = (0u32, 0u32);
+    let start = Instant::now();
+    while seen < N {
+        assert!(start.elapsed() < PATIENCE, "{seen} of {N} frames arrived");
+        while sent < N && tx.space() > 0 {
+            tx.send(&udp_to(MAC, sent)).unwrap();
+            sent += 1;
+        }
+        tx.sync().unwrap();
+        rx.sync().unwrap();
+        while let Some(f) = rx.recv() {
+            if let Some(seq) = udp_seq(f.payload()) {
+                seen += 1;
+                if seq % 2 == 0 {
+                    assert!(f.mark_forward());
+                }
+            }
+        }
+        port.poll(Some(Duration::from_millis(10))).unwrap();
+    }
+    // The next RX sync hands the slots back: the module passes the marked
+    // packets up then.
+    rx.sync().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = sock.recv(&mut buf) {
+        assert_eq!(n, 4);
+        got.push(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..N).step_by(2).collect::<Vec<_>>(),
+        "the host stack got the marked ones only"
+    );
+
+    // Without NR_FORWARD, marks do nothing: frames stay netmap's.
+    rx.request_forward(false).unwrap();
+    assert!(!rx.forward_requested());
+    tx.send(&udp_to(MAC, 0)).unwrap();
+    tx.sync().unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < PATIENCE, "the last frame did not arrive");
+        rx.sync().unwrap();
+        if let Some(f) = rx.recv() {
+            assert!(f.mark_forward());
+            break;
+        }
+        port.poll(Some(Duration::from_millis(10))).unwrap();
+    }
+    rx.sync().unwrap();
+    assert!(
+        sock.recv(&mut buf).is_err(),
+        "an unforwarding ring passed a packet up"
+    );
+}

@@ -620,3 +620,38 @@ fn push_reuse_sees_the_buffers_a_receiver_swapped_away_as_fresh() {
     assert_eq!(reuse_round(&mut tx, &mut rx, 1), expected);
     assert_eq!(reuse_round(&mut tx, &mut rx, 1), [false; 15]);
 }
+
+/// Transparent forwarding needs the module's host rings: the embedded
+/// kernel refuses the ring flag and its frames take marks harmlessly; a
+/// multi-slot frame is never marked.
+#[test]
+fn forwarding_marks_without_host_rings() {
+    let (a, b) = pair("fwdmark", 64);
+    let mut rx = b.rx_ring(0).unwrap();
+    match rx.request_forward(true) {
+        Err(Error::Unsupported { backend, what, .. }) => {
+            assert_eq!(backend, BackendKind::Emulated);
+            assert!(what.contains("NR_FORWARD"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!rx.forward_requested());
+    let mut tx = a.tx_ring(0).unwrap();
+    tx.send(&[1u8; 60]).unwrap();
+    tx.send_fragments(&[2u8; 300], 100).unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let frames: Vec<_> = rx.iter().map(|f| (f.slots(), f.mark_forward())).collect();
+    assert_eq!(frames, [(1, true), (3, false)]);
+    // The marked slot goes back and comes round again as free room.
+    rx.sync().unwrap();
+    let mut moved = 0;
+    for _ in 0..3 * rx.num_slots() {
+        if tx.send(&[3u8; 60]).is_err() {
+            tx.sync().unwrap();
+            rx.sync().unwrap();
+            moved += rx.discard(usize::MAX).0;
+        }
+    }
+    assert!(moved >= 2 * rx.num_slots() - 2, "{moved}");
+}

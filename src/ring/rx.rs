@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::{read_slot, RingCore};
 use crate::backend::SyncDir;
-use crate::error::{Error, Result};
+use crate::error::{BackendKind, Error, Result};
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_MOREFRAG};
 use crate::frame::Frame;
 use crate::port::{FrameKey, Netmap};
@@ -157,6 +157,38 @@ impl<'a> RxRing<'a> {
     /// Whether this ring asks for stamps ([`request_timestamps`](RxRing::request_timestamps)).
     pub fn timestamps_requested(&self) -> bool {
         self.core.ring_flag(ffi::NR_TIMESTAMP)
+    }
+
+    /// Turns netmap's transparent forwarding on or off for this ring
+    /// (`NR_FORWARD` in the ring's flags): with it on, the packets marked
+    /// with [`Frame::mark_forward`] go on when their slots go back to the
+    /// kernel, from a NIC's RX ring to the host stack, from the host RX
+    /// ring (`^`) to the NIC. The flag stays on the ring after the handle
+    /// drops, as in netmap.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] where there is no host stack to forward to or
+    /// from: the embedded kernel, AF_PACKET and AF_XDP.
+    pub fn request_forward(&mut self, on: bool) -> Result<()> {
+        match self.port.backend() {
+            BackendKind::Kernel | BackendKind::Libnetmap => {
+                self.core.set_ring_flag(ffi::NR_FORWARD, on);
+                Ok(())
+            }
+            backend => Err(Error::Unsupported {
+                backend,
+                what: "transparent forwarding (NR_FORWARD)".into(),
+                hint: "it needs the netmap module's host rings; forward between ports with \
+                       TxRing::forward or send instead"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Whether this ring has transparent forwarding on
+    /// ([`request_forward`](RxRing::request_forward)).
+    pub fn forward_requested(&self) -> bool {
+        self.core.ring_flag(ffi::NR_FORWARD)
     }
 
     /// Drops up to `max` of the packets received as of the last sync

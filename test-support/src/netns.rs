@@ -157,7 +157,11 @@ impl Netns {
     /// Moves the calling thread into the namespace until the guard drops.
     pub fn enter(&self) -> Entered {
         let home = File::open("/proc/thread-self/ns/net").expect("open this thread's network namespace");
-        let target = File::open(format!("/var/run/netns/{}", self.name)).expect("open the test namespace");
+        // iproute2 keeps named namespaces in /run/netns (/var/run/netns
+        // where /var/run is not a link to /run).
+        let target = File::open(format!("/run/netns/{}", self.name))
+            .or_else(|_| File::open(format!("/var/run/netns/{}", self.name)))
+            .expect("open the test namespace");
         // SAFETY: both are namespace file descriptors that live across the
         // call; setns affects only the calling thread.
         let r = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
