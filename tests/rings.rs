@@ -655,3 +655,47 @@ fn forwarding_marks_without_host_rings() {
     }
     assert!(moved >= 2 * rx.num_slots() - 2, "{moved}");
 }
+
+/// A zero-copy forward between two pipes of one parent leaves buffers of
+/// each in the other's rings: once one pipe closes, its buffers must not go
+/// to a new pipe, or two live rings would share a buffer and a send on one
+/// would change a frame read on the other.
+#[test]
+fn buffers_forwarded_out_of_a_closed_pipe_are_never_handed_out_again() {
+    let open = |n: &str| NetmapBuilder::new(n).num_slots(8).build().unwrap();
+    let (a1, b1) = (open("emu:cross{1"), open("emu:cross}1"));
+    {
+        let (a2, _b2) = (open("emu:cross{2"), open("emu:cross}2"));
+        let mut t1 = a1.tx_ring(0).unwrap();
+        for _ in 0..7 {
+            t1.send(b"AAAA").unwrap();
+        }
+        t1.sync().unwrap();
+        let mut r1 = b1.rx_ring(0).unwrap();
+        r1.sync().unwrap();
+        let mut t2 = a2.tx_ring(0).unwrap();
+        assert_eq!(t2.forward_from(&mut r1).unwrap(), 7);
+        t2.sync().unwrap();
+    }
+    // Pipe 2 is gone; pipe 1's rings hold its buffers.
+    let (a3, b3) = (open("emu:cross{3"), open("emu:cross}3"));
+    let mut r1 = b1.rx_ring(0).unwrap();
+    r1.sync().unwrap();
+    drop(r1);
+    let mut t1 = a1.tx_ring(0).unwrap();
+    t1.sync().unwrap();
+    let mut t3 = a3.tx_ring(0).unwrap();
+    for _ in 0..7 {
+        t3.send(b"CCCC").unwrap();
+    }
+    t3.sync().unwrap();
+    let mut r3 = b3.rx_ring(0).unwrap();
+    r3.sync().unwrap();
+    let frames: Vec<_> = r3.iter().collect();
+    assert_eq!(frames.len(), 7);
+    // Pipe 1 fills every buffer its TX ring holds.
+    while t1.send(b"BBBB").is_ok() {}
+    for f in &frames {
+        assert_eq!(f.payload(), b"CCCC", "a frame changed under its reader");
+    }
+}

@@ -201,6 +201,17 @@ impl Pipe {
         (2 * self.ends - 1 - q) * self.nrings as usize + k % self.nrings as usize
     }
 
+    /// This pipe's buffers: `ends * nrings * nslots` from `bufs_first`
+    /// (each shared by the slot of a TX ring and the same slot of its peer).
+    fn nbufs(&self) -> usize {
+        self.ends * self.nrings as usize * self.nslots as usize
+    }
+
+    /// Whether buffer `idx` is one of this pipe's.
+    fn owns(&self, idx: u32) -> bool {
+        (idx as usize).wrapping_sub(self.bufs_first) < self.nbufs()
+    }
+
     fn nkrings(&self) -> usize {
         2 * self.ends * self.nrings as usize
     }
@@ -313,6 +324,10 @@ impl Pipe {
         let mut i = from;
         while i != to {
             let s = ring.load(i);
+            if !self.owns(s.buf_idx) {
+                // Forwarded from another pipe of the region (or forged).
+                self.region.mark_mixed();
+            }
             peer.store(i, s);
             if s.flags & NS_BUF_CHANGED != 0 {
                 ring.set_flags(i, s.flags & !NS_BUF_CHANGED);
@@ -412,12 +427,19 @@ impl Pipe {
 
 impl Drop for Pipe {
     fn drop(&mut self) {
-        let nbufs = self.ends * self.nrings as usize * self.nslots as usize;
+        // A slot naming another pipe's buffer means one of this pipe's may
+        // be in another pipe's rings now (forwarding swaps them): then its
+        // buffers must not be handed out again while the region lives.
+        let stray = (0..self.nkrings()).any(|k| {
+            let ring = self.ring(k);
+            (0..self.nslots).any(|i| !self.owns(ring.load(i).buf_idx))
+        });
         self.region.free_pipe(
             self.rings_off,
             self.nkrings() * self.ring_stride,
             self.bufs_first,
-            nbufs,
+            self.nbufs(),
+            stray,
         );
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::BUF_SIZE;
@@ -83,6 +84,12 @@ pub(super) struct Region {
     /// Offset of buffer 0.
     pub(super) bufs_off: usize,
     pools: Mutex<Pools>,
+    /// Whether a buffer has been seen in another pipe's rings than the one
+    /// it was allocated to (a zero-copy forward between pipes of this
+    /// region): from then on a closed pipe's buffers may still sit in the
+    /// rings of live ones, so none is handed out again, or discarded, until
+    /// the region itself goes.
+    mixed: AtomicBool,
     /// The mapping, unmapped when the region drops: no pipe and no
     /// `Mapping` refer to it any more then (both hold an `Arc<Region>`).
     _map: OwnedMap,
@@ -135,6 +142,7 @@ impl Region {
                     rings: Extents::new(rings_off, bufs_off - rings_off),
                     bufs: Extents::new(RESERVED_BUFS, nbufs - RESERVED_BUFS),
                 }),
+                mixed: AtomicBool::new(false),
                 _map: map,
             });
         }
@@ -198,12 +206,30 @@ impl Region {
         }
     }
 
-    pub(super) fn free_pipe(&self, rings: usize, ring_bytes: usize, bufs: usize, nbufs: usize) {
+    /// Notes that buffers have crossed between pipes (see `mixed`).
+    pub(super) fn mark_mixed(&self) {
+        self.mixed.store(true, Ordering::Relaxed);
+    }
+
+    /// Frees a closed pipe's rings, and its buffers unless `stray` (some of
+    /// them may be elsewhere: a slot of its rings named a buffer of another
+    /// pipe) or buffers have crossed between pipes of this region before.
+    /// Buffers kept back stay allocated, untouched, until the region drops:
+    /// handing them out again could put one buffer in two live rings.
+    pub(super) fn free_pipe(&self, rings: usize, ring_bytes: usize, bufs: usize, nbufs: usize, stray: bool) {
+        if stray {
+            self.mark_mixed();
+        }
+        let bufs_too = !self.mixed.load(Ordering::Relaxed);
         self.discard(rings, ring_bytes);
-        self.discard(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE);
+        if bufs_too {
+            self.discard(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE);
+        }
         let mut pools = lock(&self.pools);
         pools.rings.release(rings, ring_bytes);
-        pools.bufs.release(bufs, nbufs);
+        if bufs_too {
+            pools.bufs.release(bufs, nbufs);
+        }
     }
 
     /// Gives the whole pages of `[off, off + len)` back to the OS; they read

@@ -244,3 +244,35 @@ fn the_largest_shape_fits() {
     let q = open("huge{2");
     assert_eq!(q.req.nr_mem_id, p.req.nr_mem_id);
 }
+
+/// The buffer indices in every slot of `p`'s first TX ring.
+fn tx_bufs(p: &Port) -> Vec<u32> {
+    let tx = p.tx(0);
+    (0..tx.n()).map(|i| tx.get(i).buf_idx).collect()
+}
+
+#[test]
+fn a_closed_pipe_gives_its_buffers_back_unless_they_crossed_pipes() {
+    let keep = open_slots("reuse{1", 8);
+    let _keep_slave = open("reuse}1");
+    // Closed with its buffers at home: the next pipe gets the same ones.
+    let first = {
+        let (m, _s) = (open_slots("reuse{2", 8), open("reuse}2"));
+        tx_bufs(&m)
+    };
+    let (m, s) = (open_slots("reuse{3", 8), open("reuse}3"));
+    assert_eq!(tx_bufs(&m), first, "reused");
+    // One buffer of pipe 3 swapped into pipe 1's TX ring, pipe 1's in its
+    // place, as a zero-copy forward does.
+    let (a, b) = (m.tx(0), keep.tx(0));
+    let (mut sa, mut sb) = (a.get(0), b.get(0));
+    std::mem::swap(&mut sa.buf_idx, &mut sb.buf_idx);
+    a.put(0, sa);
+    b.put(0, sb);
+    drop((m, s));
+    // Pipe 3's buffers may sit in pipe 1: none is handed out again.
+    let (m, _s) = (open_slots("reuse{4", 8), open("reuse}4"));
+    let fresh = tx_bufs(&m);
+    assert!(fresh.iter().all(|i| !first.contains(i)), "{fresh:?} / {first:?}");
+    assert!(!fresh.contains(&sb.buf_idx));
+}
