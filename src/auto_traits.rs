@@ -65,6 +65,10 @@ assert_send_sync!(
     ExtmemOpt,
 );
 
+// A kept packet is owned: it moves between threads and is shared by them.
+const _: () = send::<crate::KeptFrame>();
+const _: () = sync::<crate::KeptFrame>();
+
 // A port moves between threads, and is driven from one at a time.
 const _: () = send::<Netmap>();
 assert_not!(Sync, Netmap);

@@ -341,6 +341,19 @@ pub enum Error {
         mode: String,
     },
 
+    /// No extra buffer is free to keep a packet in.
+    #[error(
+        "no free extra buffer on {port}: all {granted} it was granted hold kept packets; drop or \
+         send some (TxRing::send_kept), or open the port with NetmapBuilder::extra_buffers(more)"
+    )]
+    NoExtraBuffer {
+        /// The port.
+        port: String,
+        /// How many extra buffers the port has (0 if it asked for none, or
+        /// its backend has none).
+        granted: usize,
+    },
+
     /// The backend cannot do what was asked.
     #[error("{what} is not supported by the {backend} backend; {hint}")]
     Unsupported {
@@ -570,6 +583,7 @@ impl Error {
             | Error::RingIndexOutOfRange { .. }
             | Error::MemoryMismatch { .. } => K::InvalidInput,
             Error::RingFull { .. } => K::WouldBlock,
+            Error::NoExtraBuffer { .. } => K::OutOfMemory,
             Error::RingCorrupt { .. } => K::InvalidData,
             Error::Io { source, .. } => source.kind(),
         }

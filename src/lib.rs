@@ -90,6 +90,7 @@ pub use netmap_ffi_decls as ffi;
 mod auto_traits;
 mod backend;
 pub mod error;
+mod extra;
 mod frame;
 pub mod info;
 #[cfg(feature = "mio")]
@@ -104,6 +105,7 @@ pub mod vale;
 pub use crate::mio::LocalPort;
 pub use backend::select::{Fallback, XdpMode};
 pub use error::{BackendKind, Error, Refusal, Refusals, Result};
+pub use extra::KeptFrame;
 pub use frame::Frame;
 pub use port::{Netmap, NetmapBuilder};
 pub use probe::{probe, Probe};
@@ -117,6 +119,7 @@ pub struct ReadmeDoctests;
 /// The names most programs need: `use netmap_rs::prelude::*;`.
 pub mod prelude {
     pub use crate::error::{BackendKind, Error, Result};
+    pub use crate::extra::KeptFrame;
     pub use crate::frame::Frame;
     #[cfg(feature = "mio")]
     pub use crate::mio::LocalPort;

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::fork::{Owner, Privatize};
@@ -15,6 +16,7 @@ use crate::backend::select::{self, Fallback, How, XdpMode};
 use crate::backend::sys::Deadline;
 use crate::backend::{MemDomain, SyncDir};
 use crate::error::{BackendKind, Error, Name, Refusal, Result};
+use crate::extra::ExtraPool;
 use crate::ffi::{self, NETMAP_MAX_FRAGS};
 use crate::info::{PoolsInfo, PortInfo};
 use crate::ring::{RingCore, RingTable, RxRing, Scratch, TxRing};
@@ -266,6 +268,16 @@ impl NetmapBuilder {
     /// unless it is opened with [`share_rings`](NetmapBuilder::share_rings).
     pub fn flags(mut self, flags: u64) -> Self {
         self.extras.flags |= flags;
+        self
+    }
+
+    /// Asks for `n` extra buffers (`nr_extra_bufs`): buffers the port owns
+    /// beside its rings' slots, in which [`RxRing::keep`] keeps packets
+    /// past a sync, as [`KeptFrame`](crate::KeptFrame)s. The kernel may
+    /// grant fewer, and AF_PACKET and AF_XDP none:
+    /// [`Netmap::extra_buffers`] says how many the port got.
+    pub fn extra_buffers(mut self, n: u32) -> Self {
+        self.extras.extra_bufs = n;
         self
     }
 
@@ -523,6 +535,8 @@ pub struct Netmap {
     owner: Owner,
     /// Keeps a shared region out of forked children.
     private: Option<Privatize>,
+    /// The extra buffers, if the port was granted any.
+    extra: Option<Arc<ExtraPool>>,
     /// Not `Sync`: two threads syncing one descriptor would race on its rings.
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -553,6 +567,10 @@ impl Drop for Netmap {
             // the parent's other threads held at the fork; they close when
             // the child exits or execs.
             return;
+        }
+        if let Some(extra) = &self.extra {
+            // SAFETY: the port's `netmap_if`, still mapped.
+            unsafe { extra.write_back(self.port.nifp) };
         }
         // Out of the fork list before the region is unmapped.
         self.private.take();
@@ -592,6 +610,15 @@ impl Netmap {
             .map_or(0, |r| r.slot_cap() * NETMAP_MAX_FRAGS as usize);
         let max_packet = by_buffers.min(port.fd.max_packet().unwrap_or(usize::MAX));
         let xdp_mode = port.fd.xdp_mode();
+        let area = rings.tx.first().or(rings.rx.first()).map(|r| r.buffers());
+        let extra = match (port.reg.nr_extra_bufs, area) {
+            (0, _) | (_, None) => None,
+            // SAFETY: `nifp` is the port's `netmap_if` in its mapping, and
+            // the ring's buffer area was checked inside the mapping at open.
+            (n, Some(area)) => Some(Arc::new(unsafe {
+                ExtraPool::read(Arc::clone(&port.map), port.nifp, area, region, n)?
+            })),
+        };
         Ok(Netmap {
             max_packet,
             xdp_mode,
@@ -600,6 +627,7 @@ impl Netmap {
             scratch: (0..rings.rx.len()).map(|_| Cell::default()).collect(),
             owner: Owner::current(),
             // The embedded kernel's regions are private mappings already.
+            extra,
             private: (domain != MemDomain::Emulated)
                 .then(|| Privatize::new(port.map.base().as_ptr(), port.map.len())),
             rings,
@@ -611,6 +639,23 @@ impl Netmap {
             refused,
             _not_sync: PhantomData,
         })
+    }
+
+    /// How many extra buffers the port has
+    /// ([`NetmapBuilder::extra_buffers`]), kept packets included.
+    pub fn extra_buffers(&self) -> usize {
+        self.extra.as_ref().map_or(0, |p| p.granted())
+    }
+
+    /// How many of its extra buffers are free, not holding a
+    /// [`KeptFrame`](crate::KeptFrame).
+    pub fn free_extra_buffers(&self) -> usize {
+        self.extra.as_ref().map_or(0, |p| p.free())
+    }
+
+    /// The extra buffers, if any.
+    pub(crate) fn extra_pool(&self) -> Option<&Arc<ExtraPool>> {
+        self.extra.as_ref()
     }
 
     /// How many TX rings this port binds.

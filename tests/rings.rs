@@ -699,3 +699,131 @@ fn buffers_forwarded_out_of_a_closed_pipe_are_never_handed_out_again() {
         assert_eq!(f.payload(), b"CCCC", "a frame changed under its reader");
     }
 }
+
+/// Extra buffers: packets kept out of the ring survive a million packets
+/// of traffic through it intact, go out on another pipe of the region in
+/// any order, and every buffer comes back to the port.
+#[test]
+fn kept_packets_outlive_a_million_packets_and_go_out_in_any_order() {
+    const EXTRA: u32 = 64;
+    let open = |n: &str, extra: u32| {
+        NetmapBuilder::new(n)
+            .num_slots(256)
+            .extra_buffers(extra)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (open("emu:keeps{1", 0), open("emu:keeps}1", EXTRA));
+    let (c, d) = (open("emu:keeps{2", 0), open("emu:keeps}2", 0));
+    assert_eq!(
+        (b.extra_buffers(), b.free_extra_buffers()),
+        (EXTRA as usize, EXTRA as usize)
+    );
+    assert_eq!(a.extra_buffers(), 0);
+    let (mut tx, mut rx) = (a.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
+    let mut kept = Vec::new();
+    let mut buf = Vec::new();
+    let (mut sent, mut seen) = (0u64, 0u64);
+    const N: u64 = 1_000_000;
+    while seen < N {
+        while sent < N && tx.space() > 0 {
+            make_packet(&mut buf, sent, 60 + (sent % 200) as usize);
+            tx.send(&buf).unwrap();
+            sent += 1;
+        }
+        tx.sync().unwrap();
+        rx.sync().unwrap();
+        loop {
+            if seen % 15_000 == 7 && kept.len() < EXTRA as usize {
+                let Some(k) = rx.keep().unwrap() else { break };
+                assert_eq!(check_packet(k.payload()), seen);
+                kept.push(k);
+            } else {
+                let Some(f) = rx.recv() else { break };
+                assert_eq!(check_packet(f.payload()), seen);
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(kept.len(), 67.min(EXTRA as usize));
+    assert_eq!(b.free_extra_buffers(), EXTRA as usize - kept.len());
+    // Every kept packet is as it was.
+    let seqs: Vec<u64> = kept.iter().map(|k| check_packet(k.payload())).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    // Out on the other pipe, last kept first; an edit travels with it.
+    let mut out = c.tx_ring(0).unwrap();
+    let mut last = kept.pop().unwrap();
+    last.payload_mut()[0] ^= 0xff;
+    let edited = last.payload().to_vec();
+    out.send_kept(last).unwrap();
+    while let Some(k) = kept.pop() {
+        out.send_kept(k).unwrap();
+    }
+    out.sync().unwrap();
+    assert_eq!(b.free_extra_buffers(), EXTRA as usize);
+    let mut end = d.rx_ring(0).unwrap();
+    end.sync().unwrap();
+    let got: Vec<Vec<u8>> = end.iter().map(|f| f.payload().to_vec()).collect();
+    assert_eq!(got.len(), seqs.len());
+    assert_eq!(got[0], edited);
+    for (g, s) in got[1..].iter().zip(seqs.iter().rev().skip(1)) {
+        assert_eq!(check_packet(g), *s);
+    }
+}
+
+/// What keeping and sending kept packets refuse, with the variant that
+/// says what to do.
+#[test]
+fn keeping_errors_name_what_to_do() {
+    let (a, b) = pair("keeperr", 64);
+    let mut tx = a.tx_ring(0).unwrap();
+    for _ in 0..4 {
+        tx.send(&[5u8; 60]).unwrap();
+    }
+    tx.send_fragments(&[6u8; 300], 100).unwrap();
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    // No extra buffers asked for.
+    match rx.keep() {
+        Err(e @ Error::NoExtraBuffer { granted: 0, .. }) => {
+            assert!(e.to_string().contains("extra_buffers"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(rx);
+    drop(b);
+    let b = NetmapBuilder::new("emu:keeperr}1")
+        .extra_buffers(2)
+        .build()
+        .unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    rx.sync().unwrap();
+    let (k1, k2) = (rx.keep().unwrap().unwrap(), rx.keep().unwrap().unwrap());
+    assert!(matches!(rx.keep(), Err(Error::NoExtraBuffer { granted: 2, .. })));
+    drop(k1);
+    let k3 = rx.keep().unwrap().unwrap();
+    rx.recv().unwrap();
+    // A packet of three slots is not kept; recv takes it.
+    assert!(matches!(rx.keep(), Err(Error::Unsupported { .. })));
+    assert_eq!(rx.recv().unwrap().slots(), 3);
+    assert!(rx.keep().unwrap().is_none());
+    // Another region's ring refuses it; a full ring too.
+    let other = NetmapBuilder::new("emu:keepelse{1").build().unwrap();
+    assert!(matches!(
+        other.tx_ring(0).unwrap().send_kept(k2),
+        Err(Error::MemoryMismatch { .. })
+    ));
+    let (c, _d) = (
+        NetmapBuilder::new("emu:keeperr{2").num_slots(64).build().unwrap(),
+        0,
+    );
+    let mut full = c.tx_ring(0).unwrap();
+    while full.send(&[0u8; 60]).is_ok() {}
+    assert!(matches!(full.send_kept(k3), Err(Error::RingFull { .. })));
+    assert_eq!(
+        b.free_extra_buffers(),
+        2,
+        "refused packets give their buffers back"
+    );
+}

@@ -6,6 +6,7 @@
 use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::backend::{Kernel, Mapping, MemDomain, PortFd};
 use crate::error::BackendKind;
@@ -27,6 +28,8 @@ pub(crate) struct RegisterExtras {
     /// Leave out the `NR_EXCLUSIVE` that every request has otherwise (see
     /// `NetmapBuilder::share_rings` for the caller's promise).
     pub share_rings: bool,
+    /// Extra buffers to ask for (`nr_extra_bufs`).
+    pub extra_bufs: u32,
 }
 
 impl RegisterExtras {
@@ -43,7 +46,7 @@ impl RegisterExtras {
 pub(crate) struct KernelPort {
     // Field order is drop order: unmap before the handle closes, as
     // `nmport_close` does (the region belongs to the registration).
-    pub map: Mapping,
+    pub map: Arc<Mapping>,
     pub fd: Box<dyn PortFd>,
     pub nifp: NonNull<netmap_if>,
     /// The `netmap_if`'s counts and ring offsets, read once.
@@ -69,6 +72,7 @@ pub(crate) fn register_request(spec: &PortSpec, extras: RegisterExtras) -> nmreq
         nr_host_rx_rings: c.host_rx_rings.unwrap_or(0),
         nr_tx_slots: c.tx_slots.unwrap_or(0),
         nr_rx_slots: c.rx_slots.unwrap_or(0),
+        nr_extra_bufs: extras.extra_bufs,
         ..Default::default()
     }
 }
@@ -126,7 +130,7 @@ pub(crate) fn open(kernel: &dyn Kernel, spec: &PortSpec, extras: RegisterExtras)
     let table = IfTable::read(&map, nifp, &reg)?;
     let (tx, rx) = ring_range(&table, spec)?;
     Ok(KernelPort {
-        map,
+        map: Arc::new(map),
         fd: ctl.into_port(),
         nifp,
         table,
@@ -425,6 +429,7 @@ mod tests {
         let extra = RegisterExtras {
             flags: NR_EXCLUSIVE,
             share_rings: true,
+            extra_bufs: 0,
         };
         assert_eq!(flags(extra), NR_EXCLUSIVE);
     }

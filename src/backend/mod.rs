@@ -218,6 +218,10 @@ impl fmt::Debug for Mapping {
 // ring code's atomics and slot ownership rules, never through references
 // that assume exclusivity, so moving the range to another thread is sound.
 unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only gives the range's address and length (immutable
+// after construction); the owner behind it is only ever dropped, with the
+// last `Arc` of the mapping (extra buffers share it across threads).
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// The whole of `map`, which the result owns (and unmaps on drop).

@@ -378,6 +378,17 @@ impl RingCore {
     /// `s` must be a slot of this ring that the user owns.
     #[inline]
     pub(crate) unsafe fn fast_packet(&self, s: *const netmap_slot) -> Option<(*mut u8, usize)> {
+        // SAFETY: forwarded contract.
+        unsafe { self.fast_packet_idx(s) }.map(|(_, buf, len)| (buf, len))
+    }
+
+    /// [`fast_packet`](RingCore::fast_packet), with the buffer index it
+    /// read and checked.
+    ///
+    /// # Safety
+    /// As for `fast_packet`.
+    #[inline]
+    pub(crate) unsafe fn fast_packet_idx(&self, s: *const netmap_slot) -> Option<(u32, *mut u8, usize)> {
         // SAFETY: the caller owns the slot.
         let idx = unsafe { ptr::addr_of!((*s).buf_idx).read() };
         // One compare for the flag and the length: with `NS_MOREFRAG` kept
@@ -390,7 +401,14 @@ impl RingCore {
         }
         // The buffer holds `slot_cap` bytes from its start (no offsets on
         // this path) and `len_flag`, the flag being clear, is the length.
-        Some((self.fast_buf(idx)?, len_flag as usize))
+        Some((idx, self.fast_buf(idx)?, len_flag as usize))
+    }
+
+    /// The region's buffer area as this ring sees it: buffer
+    /// `RESERVED_BUFS`, how many follow it inside the mapping, and their
+    /// size.
+    pub(crate) fn buffers(&self) -> (NonNull<u8>, u32, u32) {
+        (self.bufs, self.nbufs, self.buf_size)
     }
 
     /// One past the last slot.

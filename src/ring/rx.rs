@@ -3,12 +3,14 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{read_slot, RingCore};
+use super::{read_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{BackendKind, Error, Result};
-use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_MOREFRAG};
+use crate::extra::{KeptFrame, Trade};
+use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
 use crate::frame::Frame;
 use crate::port::{FrameKey, Netmap};
 
@@ -189,6 +191,77 @@ impl<'a> RxRing<'a> {
     /// ([`request_forward`](RxRing::request_forward)).
     pub fn forward_requested(&self) -> bool {
         self.core.ring_flag(ffi::NR_FORWARD)
+    }
+
+    /// Takes the next packet out of the ring as a [`KeptFrame`]: its slot
+    /// goes back to the kernel with a free extra buffer of the port in its
+    /// place (`NS_BUF_CHANGED`), and the packet's buffer becomes the kept
+    /// frame's until it is dropped or sent
+    /// ([`TxRing::send_kept`](crate::TxRing::send_kept)). `Ok(None)` when
+    /// no packet is waiting. See [`KeptFrame`] for an example.
+    ///
+    /// # Errors
+    /// * [`Error::NoExtraBuffer`] when every extra buffer holds a kept
+    ///   packet, or the port has none
+    ///   ([`NetmapBuilder::extra_buffers`](crate::NetmapBuilder::extra_buffers));
+    ///   the packet stays in the ring.
+    /// * [`Error::Unsupported`] for a packet of more than one slot, or on a
+    ///   ring with offsets; the packet stays in the ring for
+    ///   [`recv`](RxRing::recv), which also skips a corrupt slot.
+    /// * [`Error::RingCorrupt`] for a slot that names a buffer the port
+    ///   holds as an extra buffer; the slot is skipped.
+    pub fn keep(&mut self) -> Result<Option<KeptFrame>> {
+        if self.core.is_empty() {
+            self.core.publish();
+            return Ok(None);
+        }
+        let Some(pool) = self.port.extra_pool() else {
+            return Err(Error::NoExtraBuffer {
+                port: self.port.name().to_string(),
+                granted: 0,
+            });
+        };
+        let i = self.core.head();
+        let s = self.core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user; no
+        // frame is alive (`&mut self`).
+        let Some((idx, _, len)) = (unsafe { self.core.fast_packet_idx(s) }) else {
+            return Err(Error::Unsupported {
+                backend: self.port.backend(),
+                what: "keeping a packet of more than one slot, or on a ring with offsets".into(),
+                hint: "take it with recv() and copy what you need".into(),
+            });
+        };
+        match pool.trade_in(idx) {
+            Trade::Taken(spare) => {
+                // SAFETY: the slot is user-owned; `spare` is a buffer of the
+                // region that no slot and no kept packet holds.
+                unsafe {
+                    write_slot_buf(s, spare);
+                    write_slot(s, len as u16, NS_BUF_CHANGED);
+                }
+                self.core.set_head(self.core.next(i));
+                Ok(Some(KeptFrame::new(Arc::clone(pool), idx, len as u16)))
+            }
+            Trade::Exhausted => Err(pool.exhausted(self.port.name())),
+            Trade::Owned => {
+                // The slot goes back naming reserved buffer 0 instead, so
+                // that nothing writes the pool's buffer through it.
+                // SAFETY: the slot is user-owned.
+                unsafe {
+                    write_slot_buf(s, 0);
+                    write_slot(s, 0, NS_BUF_CHANGED);
+                }
+                self.core.set_head(self.core.next(i));
+                Err(Error::RingCorrupt {
+                    ring: self.core.id(),
+                    what: format!(
+                        "slot {i} names buffer {idx}, which this port holds as an extra buffer; \
+                         it was handed back naming no buffer"
+                    ),
+                })
+            }
+        }
     }
 
     /// Drops up to `max` of the packets received as of the last sync

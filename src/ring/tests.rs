@@ -32,8 +32,12 @@ const TX_OFS: usize = 128;
 const RING_BYTES: usize = RING_HDR + SLOTS as usize * 16;
 const RX_OFS: usize = TX_OFS + RING_BYTES;
 const BUFS_OFS: usize = RX_OFS + RING_BYTES;
-/// Buffers 0 and 1 are reserved, as in netmap; TX has 2..10, RX 10..18.
-const NBUFS: usize = 2 + 2 * SLOTS as usize;
+/// Buffers 0 and 1 are reserved, as in netmap; TX has 2..10, RX 10..18,
+/// and a port opened with [`heap_port_extra`] has 18..22 as extra buffers.
+const NBUFS: usize = 2 + 2 * SLOTS as usize + EXTRA as usize;
+/// The extra buffers of [`heap_port_extra`].
+const EXTRA: u32 = 4;
+const FIRST_EXTRA: u32 = 2 + 2 * SLOTS;
 const LEN: usize = BUFS_OFS + NBUFS * BUF;
 /// The table entry of the RX ring: after the TX ring's and the placeholder
 /// host TX ring's.
@@ -172,11 +176,34 @@ const FLAGS: usize = std::mem::offset_of!(netmap_slot, flags);
 /// RX ring, with `forge` run over it before the port opens (to play a
 /// hostile peer), and the port opened on it.
 fn heap_port_with(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
-    heap_port_sized(BUF, forge)
+    heap_port_sized(BUF, 0, forge)
+}
+
+/// [`heap_port_with`], granted [`EXTRA`] extra buffers, listed as the
+/// kernel lists them before `forge` runs: from `ni_bufs_head`, each naming
+/// the next in its first word.
+fn heap_port_extra(forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
+    heap_port_sized(BUF, EXTRA, |b| {
+        put(
+            b,
+            IF_OFS + std::mem::offset_of!(netmap_if, ni_bufs_head),
+            FIRST_EXTRA,
+        );
+        for k in 0..EXTRA {
+            let next = if k + 1 < EXTRA { FIRST_EXTRA + k + 1 } else { 0 };
+            put(b, buf_at(FIRST_EXTRA + k), next);
+        }
+        forge(b)
+    })
+}
+
+/// Offset of buffer `idx` in the heap region.
+fn buf_at(idx: u32) -> usize {
+    BUFS_OFS + idx as usize * BUF
 }
 
 /// [`heap_port_with`], with buffers of `buf` bytes.
-fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
+fn heap_port_sized(buf: usize, extra: u32, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     let len = BUFS_OFS + NBUFS * buf;
     let layout = Layout::from_size_align(len, 128).expect("a heap layout");
     // SAFETY: `layout` has a non-zero size.
@@ -224,6 +251,7 @@ fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
         nr_tx_rings: 1,
         nr_rx_rings: 1,
         nr_mem_id: 1,
+        nr_extra_bufs: extra,
         ..Default::default()
     };
     let owner: Arc<dyn Send + Sync> = heap;
@@ -232,7 +260,7 @@ fn heap_port_sized(buf: usize, forge: impl FnOnce(*mut u8)) -> Result<Netmap> {
     let table = IfTable::read(&map, NonNull::new(b.cast()).unwrap(), &reg)?;
     let port = KernelPort {
         table,
-        map,
+        map: Arc::new(map),
         fd: Box::new(HeapFd {
             base,
             state: Arc::default(),
@@ -535,7 +563,7 @@ fn scratch_memory_is_lent_by_the_port_and_reused() {
 #[test]
 fn slots_never_carry_a_truncated_length() {
     // Buffers larger than a slot's `u16` length can say.
-    let port = heap_port_sized(70_000, |_| {}).unwrap();
+    let port = heap_port_sized(70_000, 0, |_| {}).unwrap();
     let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
     assert_eq!(tx.buf_size(), 70_000);
     assert_eq!(tx.max_packet(), u16::MAX as usize * NETMAP_MAX_FRAGS as usize);
@@ -619,4 +647,137 @@ fn timestamps_are_read_checked_and_requested_in_the_ring_flags() {
     // SAFETY: as above.
     let seen = unsafe { region(&port).add(flags).cast::<u32>().read() };
     assert_eq!(seen, ffi::NR_FORWARD);
+}
+
+#[test]
+fn extra_buffers_are_read_from_the_list_and_written_back_at_close() {
+    let port = heap_port_extra(|_| {}).unwrap();
+    assert_eq!(
+        (port.extra_buffers(), port.free_extra_buffers()),
+        (EXTRA as usize, EXTRA as usize)
+    );
+    let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
+    tx.send(&packet(1, 60)).unwrap();
+    tx.send(&packet(2, 60)).unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let kept = rx.keep().unwrap().unwrap();
+    assert_eq!(kept.payload(), &packet(1, 60)[..]);
+    // The slot now names an extra buffer, flagged changed.
+    // SAFETY: the test reads what the user wrote, playing the kernel.
+    let slot = unsafe {
+        region(&port)
+            .add(slot_at(RX_OFS, 0, 0))
+            .cast::<netmap_slot>()
+            .read()
+    };
+    assert!((FIRST_EXTRA..FIRST_EXTRA + EXTRA).contains(&slot.buf_idx));
+    assert_ne!(slot.flags & ffi::NS_BUF_CHANGED, 0);
+    // The packet goes out again in place of another slot's buffer.
+    rx.recv().unwrap();
+    tx.send_kept(kept).unwrap();
+    assert_eq!(port.free_extra_buffers(), EXTRA as usize);
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    assert_eq!(rx.recv().unwrap().payload(), &packet(1, 60)[..]);
+    drop((tx, rx));
+    let base = region(&port);
+    // A kept packet outlives its port: its buffer stays out of the list.
+    let mut rx = port.rx_ring(0).unwrap();
+    let mut tx = port.tx_ring(0).unwrap();
+    tx.send(&packet(3, 60)).unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    let late = rx.keep().unwrap().unwrap();
+    drop((tx, rx));
+    drop(port);
+    assert_eq!(late.payload(), &packet(3, 60)[..]);
+    // SAFETY: `late` keeps the heap mapped; the test reads the list the
+    // port wrote back at close, as the kernel would.
+    let listed = unsafe {
+        let mut idx = base
+            .add(IF_OFS + std::mem::offset_of!(netmap_if, ni_bufs_head))
+            .cast::<u32>()
+            .read();
+        let mut n = Vec::new();
+        while idx != 0 && n.len() <= NBUFS {
+            n.push(idx);
+            idx = base.add(buf_at(idx)).cast::<u32>().read();
+        }
+        n
+    };
+    assert_eq!(listed.len(), EXTRA as usize - 1);
+    assert!(!listed.contains(&late.buf_idx()));
+}
+
+#[test]
+fn forged_extra_buffer_lists_refuse_the_port() {
+    let head = IF_OFS + std::mem::offset_of!(netmap_if, ni_bufs_head);
+    type Forge = Box<dyn Fn(*mut u8)>;
+    let cases: [(&str, Forge); 4] = [
+        (
+            "a cycle",
+            Box::new(|b| put(b, buf_at(FIRST_EXTRA + 1), FIRST_EXTRA)),
+        ),
+        (
+            "out of range",
+            Box::new(|b| put(b, buf_at(FIRST_EXTRA), u32::MAX)),
+        ),
+        ("a reserved buffer", Box::new(move |b| put(b, head, 1u32))),
+        ("too short", Box::new(|b| put(b, buf_at(FIRST_EXTRA + 1), 0u32))),
+    ];
+    for (what, forge) in cases {
+        match heap_port_extra(forge) {
+            Err(Error::RingCorrupt { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn slots_naming_extra_buffers_are_corrupt() {
+    let port = heap_port_extra(|_| {}).unwrap();
+    let (mut tx, mut rx) = (port.tx_ring(0).unwrap(), port.rx_ring(0).unwrap());
+    tx.send(&packet(1, 60)).unwrap();
+    tx.send(&packet(2, 60)).unwrap();
+    tx.sync().unwrap();
+    rx.sync().unwrap();
+    // A peer names a free extra buffer in the first RX slot.
+    put(region(&port), slot_at(RX_OFS, 0, BUF_IDX), FIRST_EXTRA + 2);
+    assert!(matches!(rx.keep(), Err(Error::RingCorrupt { .. })));
+    // SAFETY: the test reads the slot, playing the kernel.
+    let slot = unsafe {
+        region(&port)
+            .add(slot_at(RX_OFS, 0, 0))
+            .cast::<netmap_slot>()
+            .read()
+    };
+    assert_eq!(slot.buf_idx, 0, "handed back naming no buffer");
+    let kept = rx.keep().unwrap().unwrap();
+    assert_eq!(kept.payload(), &packet(2, 60)[..]);
+    // And in the TX slot a kept packet would go to.
+    assert!(tx.space() > 0);
+    let i = port_head(&port, TX_OFS);
+    // (The keep above took the last listed buffer, FIRST_EXTRA + 3; the
+    // first is still free.)
+    put(region(&port), slot_at(TX_OFS, i, BUF_IDX), FIRST_EXTRA);
+    assert!(matches!(tx.send_kept(kept), Err(Error::RingCorrupt { .. })));
+    assert_eq!(
+        port.free_extra_buffers(),
+        EXTRA as usize,
+        "the packet's buffer came back"
+    );
+}
+
+/// The user's next slot of the ring at `ofs`, as staged (not published).
+fn port_head(port: &Netmap, ofs: usize) -> u32 {
+    // The TX ring's head is published at sync: the kernel's copy is the
+    // slot after the packets sent so far.
+    // SAFETY: the test reads a field the user wrote.
+    unsafe {
+        region(port)
+            .add(ofs + std::mem::offset_of!(netmap_ring, head))
+            .cast::<u32>()
+            .read()
+    }
 }

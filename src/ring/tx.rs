@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::ptr;
+use std::sync::Arc;
 
 use super::rx::RxRing;
 use super::{read_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
+use crate::extra::KeptFrame;
 use crate::ffi::{self, netmap_slot, NETMAP_MAX_FRAGS, NS_BUF_CHANGED, NS_MOREFRAG};
 use crate::frame::{Frame, SlotRun};
 use crate::port::{FrameKey, Netmap, RegionKey};
@@ -533,6 +535,86 @@ impl<'a> TxRing<'a> {
         );
         self.core = core;
         r
+    }
+
+    /// Sends a kept packet ([`RxRing::keep`](crate::RxRing::keep)) without
+    /// copying: its buffer goes into the slot at the head
+    /// (`NS_BUF_CHANGED`), and the buffer the slot held joins the kept
+    /// packet's port's extra buffers. Staged like [`forward`](TxRing::forward):
+    /// the next sync publishes it.
+    ///
+    /// # Errors
+    /// [`Error::RingFull`], [`Error::MemoryMismatch`] for a packet of
+    /// another region, [`Error::Unsupported`] on a ring with offsets; the
+    /// packet is dropped then (its buffer goes back to its port): check
+    /// [`space`](TxRing::space) first to keep it. [`Error::RingCorrupt`]
+    /// when the slot names no buffer of the region, or one that a port
+    /// holds as an extra buffer; the slot goes to the kernel empty.
+    ///
+    /// ```
+    /// # use netmap_rs::prelude::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let (a, b) = (NetmapBuilder::new("emu:kept{1").build()?, NetmapBuilder::new("emu:kept}1").extra_buffers(8).build()?);
+    /// let (c, d) = (NetmapBuilder::new("emu:kept{2").build()?, NetmapBuilder::new("emu:kept}2").build()?);
+    /// let mut tx = a.tx_ring(0)?;
+    /// tx.send(b"first")?;
+    /// tx.send(b"second")?;
+    /// tx.sync()?;
+    /// let mut rx = b.rx_ring(0)?;
+    /// rx.sync()?;
+    /// let (first, second) = (rx.keep()?.unwrap(), rx.keep()?.unwrap());
+    /// let mut out = c.tx_ring(0)?;
+    /// out.send_kept(second)?; // in any order
+    /// out.send_kept(first)?;
+    /// out.sync()?;
+    /// let mut end = d.rx_ring(0)?;
+    /// end.sync()?;
+    /// assert_eq!(end.recv().unwrap().payload(), b"second");
+    /// assert_eq!(b.free_extra_buffers(), 8);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_kept(&mut self, kept: KeptFrame) -> Result<()> {
+        if kept.region() != self.region {
+            return Err(Error::MemoryMismatch {
+                a: kept.region().to_string(),
+                b: self.region.to_string(),
+            });
+        }
+        if self.core.has_offsets() {
+            return Err(Error::Unsupported {
+                backend: self.port.backend(),
+                what: "sending a kept packet on a ring with offsets".into(),
+                hint: "copy it with send(kept.payload())".into(),
+            });
+        }
+        let i = self.core.head();
+        if i == self.core.tail() {
+            return Err(Error::RingFull { ring: self.core.id() });
+        }
+        let s = self.core.slot(i);
+        // SAFETY: slot `i` = head is in [head, tail), owned by the user.
+        let (old, _, _) = unsafe { read_slot(s) };
+        let held = |idx| self.port.extra_pool().is_some_and(|p| p.owns(idx));
+        let pool = Arc::clone(kept.pool());
+        if self.core.fast_buf(old).is_none() || held(old) || !pool.swap_out(kept.buf_idx(), old) {
+            // SAFETY: the slot is user-owned.
+            unsafe {
+                write_slot_buf(s, 0);
+                write_slot(s, 0, NS_BUF_CHANGED);
+            }
+            self.core.set_head(self.core.next(i));
+            return Err(self.core.corrupt_slot(i, old));
+        }
+        let (idx, len) = kept.into_parts();
+        // SAFETY: the slot is user-owned; `idx` is a buffer of the region
+        // that the pool gave up, in no other slot.
+        unsafe {
+            write_slot_buf(s, idx);
+            write_slot(s, len, NS_BUF_CHANGED);
+        }
+        self.core.set_head(self.core.next(i));
+        Ok(())
     }
 
     /// Forwards every packet waiting in `rx` that fits in this ring,

@@ -7,6 +7,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::notify::Notifier;
@@ -16,7 +17,9 @@ use super::MAX_RINGS;
 use crate::backend::kregister::{self, Selection};
 use crate::backend::sys::Deadline;
 use crate::backend::{errno, lock, Control, Mapping, PortFd, SyncDir};
-use crate::ffi::{nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL};
+use crate::ffi::{
+    netmap_if, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL,
+};
 use crate::spec::PortSpec;
 
 /// One open handle of the embedded kernel: `open("/dev/netmap")`.
@@ -50,6 +53,8 @@ struct Registration {
     txpoll: bool,
     /// Bound with `NR_EXCLUSIVE`: this handle flagged its rings exclusive.
     exclusive: bool,
+    /// Its extra buffers: the first and how many.
+    extra: (usize, usize),
 }
 
 impl Registration {
@@ -91,9 +96,24 @@ impl Drop for EmuFd {
         if let Some(reg) = self.reg.take() {
             let krings = reg.tx_krings().chain(reg.rx_krings());
             reg.pipe.unbind(krings, &self.notifier, reg.exclusive);
+            let (first, n) = reg.extra;
+            if n > 0 {
+                let head = bufs_head(&reg).load(Ordering::Acquire);
+                reg.pipe.region.free_extra(first, n, head);
+            }
             reg.pipe.region.free_if(reg.nifp_off, reg.nifp_len);
         }
     }
+}
+
+/// `ni_bufs_head` of this handle's `netmap_if`.
+fn bufs_head(reg: &Registration) -> &AtomicU32 {
+    let nif = reg.pipe.region.at(reg.nifp_off).cast::<netmap_if>();
+    // SAFETY: the handle's `netmap_if` lies in the region (allocated to it
+    // at REGISTER, 64-aligned), which `reg.pipe` keeps mapped; the field is
+    // a u32 at a 4-aligned offset that the user may write, so it is
+    // accessed atomically.
+    unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*nif).ni_bufs_head)) }
 }
 
 /// Fills this handle's `netmap_if`.
@@ -160,7 +180,7 @@ impl Control for EmuFd {
         let pipe = lock(&self.registry).pipe(&name, req)?;
         let (tx, rx) = sel.per_dir(sel.rings(pipe.nrings, libc::EINVAL)?);
         let nifp_len = kregister::if_len(pipe.nrings);
-        let reg = Registration {
+        let mut reg = Registration {
             end: name.end,
             tx,
             rx,
@@ -168,6 +188,7 @@ impl Control for EmuFd {
             nifp_len,
             txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
             exclusive: req.nr_flags & NR_EXCLUSIVE != 0,
+            extra: (0, 0),
             pipe,
         };
         let pipe = &reg.pipe;
@@ -177,10 +198,14 @@ impl Control for EmuFd {
             return Err(errno(libc::EBUSY));
         }
         write_if(&reg, &spec.nr_name);
+        reg.extra = reg.pipe.region.alloc_extra(req.nr_extra_bufs as usize);
+        if reg.extra.1 > 0 {
+            bufs_head(&reg).store(reg.extra.0 as u32, Ordering::Release);
+        }
 
         describe!(req, pipe);
         req.nr_offset = reg.nifp_off as u64;
-        req.nr_extra_bufs = 0;
+        req.nr_extra_bufs = reg.extra.1 as u32;
         self.reg = Some(reg);
         Ok(())
     }

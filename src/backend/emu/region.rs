@@ -232,6 +232,68 @@ impl Region {
         }
     }
 
+    /// Extra buffers for a port: `n` of them (fewer if the pool has not
+    /// that many in one piece, as the module grants fewer), linked into a
+    /// list through their first words as the module links them. Returns
+    /// the first buffer and the count (0 granted: no list).
+    pub(super) fn alloc_extra(&self, n: usize) -> (usize, usize) {
+        let mut n = n;
+        let first = loop {
+            if n == 0 {
+                return (0, 0);
+            }
+            if let Some(first) = lock(&self.pools).bufs.alloc(n) {
+                break first;
+            }
+            n /= 2;
+        };
+        for i in 0..n {
+            let next = if i + 1 < n { (first + i + 1) as u32 } else { 0 };
+            // SAFETY: buffer `first + i` was just allocated to the caller,
+            // inside the region, 4-aligned (buffers are `BUF_SIZE` apart
+            // from a page-aligned start); no one else knows of it yet.
+            unsafe {
+                self.at(self.bufs_off + (first + i) * BUF_SIZE)
+                    .cast::<u32>()
+                    .write(next)
+            };
+        }
+        (first, n)
+    }
+
+    /// Frees a closed port's extra buffers `[first, first + n)`, given the
+    /// list its `netmap_if` ended with at `head`: only if that list is
+    /// exactly those buffers (none of them was swapped into a ring) and
+    /// buffers have not crossed between pipes of the region (see `mixed`);
+    /// else they stay allocated until the region goes.
+    pub(super) fn free_extra(&self, first: usize, n: usize, head: u32) {
+        let mut seen = vec![false; n];
+        let mut idx = head as usize;
+        let mut count = 0;
+        while idx != 0 && count <= n {
+            let Some(k) = idx.checked_sub(first).filter(|&k| k < n && !seen[k]) else {
+                break;
+            };
+            seen[k] = true;
+            count += 1;
+            // SAFETY: buffer `idx` is one of the port's extra buffers, inside
+            // the region and 4-aligned; it is read as a word another holder
+            // of the region might write, atomically.
+            idx = unsafe {
+                std::sync::atomic::AtomicU32::from_ptr(self.at(self.bufs_off + idx * BUF_SIZE).cast())
+                    .load(Ordering::Relaxed)
+            } as usize;
+        }
+        if idx != 0 || count != n {
+            self.mark_mixed();
+        }
+        if self.mixed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.discard(self.bufs_off + first * BUF_SIZE, n * BUF_SIZE);
+        lock(&self.pools).bufs.release(first, n);
+    }
+
     /// Gives the whole pages of `[off, off + len)` back to the OS; they read
     /// as zeros when next touched.
     fn discard(&self, off: usize, len: usize) {

@@ -192,7 +192,7 @@ impl<'a> Opening<'a> {
         let table = IfTable::read(&map, nifp, &o.reg)?;
         let (tx, rx) = ring_ids(&table, o.tx, o.rx).map_err(corrupt)?;
         Ok(KernelPort {
-            map,
+            map: Arc::new(map),
             fd: Box::new(LibFd::new(desc)),
             nifp,
             table,
@@ -308,6 +308,9 @@ pub(super) fn builder_settings(
         rx_slots => nr_rx_slots
     );
     reg.nr_flags |= extras.added_flags() | (spec.flags & !named.flags);
+    if extras.extra_bufs > 0 {
+        reg.nr_extra_bufs = extras.extra_bufs;
+    }
     reg
 }
 

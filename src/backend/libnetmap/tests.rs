@@ -259,8 +259,10 @@ fn builder_settings_change_only_what_the_builder_set() {
     let extras = RegisterExtras {
         flags: NR_NO_TX_POLL,
         share_rings: true,
+        extra_bufs: 16,
     };
     let r = builder_settings(parsed, &built, &named, extras);
+    assert_eq!(r.nr_extra_bufs, 16);
     assert_eq!((r.nr_mode, r.nr_ringid), (NR_REG_ALL_NIC, 0));
     assert_eq!((r.nr_tx_slots, r.nr_rx_slots), (256, 0));
     assert_eq!((r.nr_tx_rings, r.nr_rx_rings), (2, 2));
