@@ -18,7 +18,8 @@ use crate::backend::kregister::{self, Selection};
 use crate::backend::sys::Deadline;
 use crate::backend::{errno, lock, Control, Mapping, PortFd, SyncDir};
 use crate::ffi::{
-    netmap_if, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_NO_TX_POLL,
+    netmap_if, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_MONITOR_RX,
+    NR_MONITOR_TX, NR_NO_TX_POLL, NR_ZCOPY_MON,
 };
 use crate::spec::PortSpec;
 
@@ -164,6 +165,74 @@ impl EmuFd {
         }
     }
 
+    /// REGISTER of a copy monitor (`/t`, `/r`, both with `/rt`) of pipe
+    /// end (or loopback port) `name`: a port of its own, in the monitored
+    /// port's region and shape, whose RX ring `i` gets a copy of every
+    /// packet that passes the monitored end's TX ring `i` (flagged
+    /// `NS_TXMON`) or RX ring `i`, as the module's copy monitors do.
+    /// Zero-copy monitors (`/z`) are `EOPNOTSUPP`; a port that no one has
+    /// open is `EINVAL`, as the module answers for a port not in netmap
+    /// mode.
+    fn register_monitor(
+        &mut self,
+        spec: &PortSpec,
+        req: &mut nmreq_register,
+        name: &PortName,
+        monitor: u64,
+    ) -> io::Result<()> {
+        if monitor & NR_ZCOPY_MON != 0 {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        let mut plain = *req;
+        plain.nr_flags &= !monitor;
+        let sel = Selection::check(&plain, self.reg.is_some())?;
+        let watched = lock(&self.registry)
+            .find_pipe(name)
+            .ok_or_else(|| errno(libc::EINVAL))?;
+        let rings = sel.rings(watched.nrings, libc::EINVAL)?;
+        let own = PortName {
+            parent: format!("{}/monitor", name.parent),
+            id: None,
+            end: End::Master,
+        };
+        let pipe = Arc::new(Pipe::new(
+            Arc::clone(&watched.region),
+            &own,
+            watched.nrings,
+            watched.nslots,
+        )?);
+        let nifp_len = kregister::if_len(pipe.nrings);
+        let reg = Registration {
+            end: End::Master,
+            tx: 0..0,
+            rx: rings.clone(),
+            nifp_off: pipe.region.alloc_if(nifp_len)?,
+            nifp_len,
+            txpoll: false,
+            exclusive: false,
+            extra: (0, 0),
+            pipe,
+        };
+        let krings: Vec<usize> = reg.rx_krings().collect();
+        if !reg.pipe.bind(&krings, &self.notifier, false) {
+            reg.pipe.region.free_if(reg.nifp_off, reg.nifp_len);
+            return Err(errno(libc::EBUSY));
+        }
+        for i in rings {
+            for (flag, dir) in [(NR_MONITOR_TX, Dir::Tx), (NR_MONITOR_RX, Dir::Rx)] {
+                if monitor & flag != 0 {
+                    watched.tap(watched.kidx(name.end, dir, i), &reg.pipe);
+                }
+            }
+        }
+        write_if(&reg, &spec.nr_name);
+        describe!(req, &reg.pipe);
+        req.nr_offset = reg.nifp_off as u64;
+        req.nr_extra_bufs = 0;
+        self.reg = Some(reg);
+        Ok(())
+    }
+
     fn registered(&self) -> io::Result<&Registration> {
         self.reg.as_ref().ok_or_else(|| errno(libc::ENXIO))
     }
@@ -173,6 +242,10 @@ impl Control for EmuFd {
     fn register(&mut self, spec: &PortSpec, req: &mut nmreq_register) -> io::Result<()> {
         kregister::refuse_options(spec)?;
         let name = PortName::of(spec)?;
+        let monitor = req.nr_flags & (NR_MONITOR_TX | NR_MONITOR_RX | NR_ZCOPY_MON);
+        if monitor != 0 {
+            return self.register_monitor(spec, req, &name, monitor);
+        }
         let sel = Selection::check(req, self.reg.is_some())?;
         // Check the mode before making a pipe: ring ids are checked below.
         // A pipe has no host rings: other modes are EINVAL.

@@ -4,17 +4,18 @@
 use std::fmt;
 use std::io;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use super::notify::Notifier;
 use super::region::Region;
 use super::registry::{End, PortName};
 use super::BUF_SIZE;
+use crate::backend::kring::Slot;
 use crate::backend::kring::{SharedRing, RING_HDR, SLOT_SIZE};
 use crate::backend::{lock, nm_prev as prev, within};
 use crate::ffi::nm_next as next;
-use crate::ffi::{netmap_ring, netmap_slot, NS_BUF_CHANGED, NS_MOREFRAG};
+use crate::ffi::{netmap_ring, netmap_slot, NS_BUF_CHANGED, NS_MOREFRAG, NS_TXMON};
 
 /// Allocation granularity of the ring pool (a `netmap_ring` is 128-aligned).
 pub(super) const RING_UNIT: usize = 128;
@@ -46,6 +47,9 @@ struct Kring {
     /// Bound by a handle that asked for `NR_EXCLUSIVE` (netmap's
     /// `NKR_EXCLUSIVE`): it is then the only binder, and no other may join.
     exclusive: bool,
+    /// Copy monitors of this ring: each gets a copy of every packet that
+    /// passes it, in its ring of the same id.
+    taps: Vec<Weak<Pipe>>,
 }
 
 impl Kring {
@@ -140,6 +144,7 @@ impl Pipe {
                             rcur: 0,
                             binders: Vec::new(),
                             exclusive: false,
+                            taps: Vec::new(),
                         }
                     })
                     .collect(),
@@ -265,6 +270,9 @@ impl Pipe {
         let Some(head) = self.prologue(st, k) else {
             return false;
         };
+        // Copy monitors see what the user hands over, before the peer does.
+        let from = st.krings[k].hwcur;
+        self.feed_taps(st, k, from, head, NS_TXMON);
         let ring = self.ring(k);
         let p = self.peer(k);
         let kr = &mut st.krings[k];
@@ -292,7 +300,9 @@ impl Pipe {
         let ring = self.ring(k);
         let p = self.peer(k);
         let kr = &mut st.krings[k];
-        // Packets the peer published since the last sync.
+        // Packets the peer published since the last sync, which copy
+        // monitors see before the user does.
+        let arrived = (kr.hwtail, kr.pipe_tail);
         kr.hwtail = kr.pipe_tail;
         let released = head != kr.hwcur;
         // The released slots (maybe with swapped buffers) go back to the
@@ -300,6 +310,8 @@ impl Pipe {
         self.copy_to_peer(k, kr.hwcur, head);
         kr.hwcur = head;
         ring.stamp();
+        self.feed_taps(st, k, arrived.0, arrived.1, 0);
+        let kr = &mut st.krings[k];
         ring.set_tail(kr.hwtail);
         if released {
             let pk = &mut st.krings[p];
@@ -312,6 +324,93 @@ impl Pipe {
             self.wake(st);
         }
         true
+    }
+
+    /// Adds `monitor` (a loopback port's pipe of this region, shaped as
+    /// this pipe) as a copy monitor of kring `k`.
+    pub(super) fn tap(&self, k: usize, monitor: &Arc<Pipe>) {
+        let mut st = self.lock();
+        let taps = &mut st.krings[k].taps;
+        taps.retain(|w| w.strong_count() > 0);
+        taps.push(Arc::downgrade(monitor));
+    }
+
+    /// Gives copies of the packets in slots `[from, to)` of kring `k` to
+    /// its copy monitors, with `txmon` added to their flags.
+    fn feed_taps(&self, st: &mut PipeState, k: usize, from: u32, to: u32, txmon: u16) {
+        if from == to || st.krings[k].taps.is_empty() {
+            return;
+        }
+        st.krings[k].taps.retain(|w| w.strong_count() > 0);
+        let (_, _, id) = self.decompose(k);
+        for tap in &st.krings[k].taps {
+            if let Some(monitor) = tap.upgrade() {
+                monitor.take_copies(id, self, k, from, to, txmon);
+            }
+        }
+    }
+
+    /// As a copy monitor (a loopback port): copies the packets in slots
+    /// `[from, to)` of `src`'s kring `sk` into its ring `id`, as many of the
+    /// latest as there is room for, as netmap's copy monitors do, and makes
+    /// them readable. The copies go into this port's own buffers only.
+    fn take_copies(&self, id: u32, src: &Pipe, sk: usize, from: u32, to: u32, txmon: u16) {
+        let mut st = self.lock();
+        let t = self.kidx(End::Master, Dir::Tx, id);
+        let n = self.nslots;
+        let kr = &mut st.krings[t];
+        kr.hwtail = kr.pipe_tail;
+        let room = crate::ffi::nm_space(kr.hwcur, kr.hwtail, n);
+        let new = crate::ffi::nm_space(from, to, src.nslots);
+        let mut j = from;
+        for _ in 0..new.saturating_sub(room) {
+            j = next(j, src.nslots);
+        }
+        let (ring, sring) = (self.ring(t), src.ring(sk));
+        let start = kr.hwcur;
+        let mut i = start;
+        while j != to {
+            let s = sring.load(j);
+            let d = ring.load(i);
+            j = next(j, src.nslots);
+            let (Some(dst), true) = (self.region.buf(d.buf_idx), self.owns(d.buf_idx)) else {
+                // The monitor's user moved another buffer into its ring:
+                // never write into it.
+                self.region.mark_mixed();
+                continue;
+            };
+            let len = self.region.buf(s.buf_idx).map_or(0, |b| {
+                let len = usize::from(s.len).min(BUF_SIZE);
+                // SAFETY: both buffers lie in the region. The source slot is
+                // the kernel's for the duration of this sync (handed over
+                // by TX, not yet given to RX), the destination is this
+                // monitor's free room, owned by the kernel; `copy` allows
+                // the two to be one buffer, which only a forged slot makes.
+                unsafe { ptr::copy(b, dst, len) };
+                len as u16
+            });
+            let flags = (s.flags & !(NS_TXMON | NS_BUF_CHANGED)) | txmon;
+            ring.store(
+                i,
+                Slot {
+                    buf_idx: d.buf_idx,
+                    len,
+                    flags,
+                    ptr: 0,
+                },
+            );
+            i = next(i, n);
+        }
+        let publish = self.copy_to_peer(t, start, i);
+        let kr = &mut st.krings[t];
+        kr.hwcur = i;
+        ring.set_tail(kr.hwtail);
+        if let Some(e) = publish {
+            let pk = &mut st.krings[self.peer(t)];
+            pk.pipe_tail = e;
+            pk.notify(Notifier::readable);
+            self.wake(&mut st);
+        }
     }
 
     /// Copies slots `[from, to)` of kring `k` into its peer ring at the same

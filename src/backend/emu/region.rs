@@ -173,6 +173,15 @@ impl Region {
         }
     }
 
+    /// Buffer `idx`, if the region has it (not a reserved one).
+    pub(super) fn buf(&self, idx: u32) -> Option<*mut u8> {
+        let idx = idx as usize;
+        let nbufs = (self.len - self.bufs_off) / BUF_SIZE;
+        (RESERVED_BUFS..nbufs)
+            .contains(&idx)
+            .then(|| self.at(self.bufs_off + idx * BUF_SIZE))
+    }
+
     /// The address `off` bytes into the region.
     pub(super) fn at(&self, off: usize) -> *mut u8 {
         debug_assert!(off <= self.len);
