@@ -100,6 +100,7 @@ pub mod probe;
 mod ring;
 pub mod spec;
 pub mod vale;
+pub mod vnet;
 
 #[cfg(feature = "mio")]
 pub use crate::mio::LocalPort;

@@ -415,6 +415,61 @@ pub fn polling_enable(port: &str, mode: Polling) -> Result<()> {
     Ok(())
 }
 
+/// Sets the length of the virtio-net header that starts every packet of
+/// VALE port `port` (`PORT_HDR_SET`, what pkt-gen's `-H` does): 0 (none),
+/// 10, or 12 (with `num_buffers`). A switch forwards between ports of one
+/// length as they are, and between lengths by adding or taking off the
+/// header, doing the checksum and segmentation work the header asks for
+/// when the receiving port has none. Read and write the header with
+/// [`vnet::VnetHeader`](crate::vnet::VnetHeader). The port must exist (be
+/// open, or persistent).
+///
+/// ```no_run
+/// # fn main() -> Result<(), netmap_rs::Error> {
+/// let port = netmap_rs::NetmapBuilder::new("vale0:vm1").build()?;
+/// netmap_rs::vale::set_header_len("vale0:vm1", 12)?;
+/// assert_eq!(netmap_rs::vale::header_len("vale0:vm1")?, 12);
+/// # drop(port);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`Error::Unsupported`] for another length; [`Error::InterfaceNotFound`]
+/// for a port that does not exist; what [`attach`] reports otherwise.
+pub fn set_header_len(port: &str, len: usize) -> Result<()> {
+    let spec = switch_port(port)?;
+    if ![0, crate::vnet::VNET_HDR_LEN, crate::vnet::VNET_HDR_MRG_LEN].contains(&len) {
+        return Err(Error::Unsupported {
+            backend: BackendKind::Kernel,
+            what: format!("a virtio-net header of {len} bytes"),
+            hint: "netmap takes 0 (none), 10, or 12 (with num_buffers)".into(),
+        });
+    }
+    let mut body = ffi::nmreq_port_hdr {
+        nr_hdr_len: len as u32,
+        ..Default::default()
+    };
+    control(&spec.text)?
+        .request(&spec.nr_name, ValeBody::HdrSet(&mut body))
+        .map_err(|e| failed(Op::HdrSet, &spec.text, e))?;
+    Ok(())
+}
+
+/// The length of the virtio-net header of port `port` (`PORT_HDR_GET`):
+/// what [`set_header_len`] set, 0 for a port without one.
+pub fn header_len(port: &str) -> Result<usize> {
+    let spec = spec::parse(port)?;
+    if spec.kind == PortKind::Emu {
+        return Err(no_emu_switch(port));
+    }
+    let mut body = ffi::nmreq_port_hdr::default();
+    control(&spec.text)?
+        .request(&spec.nr_name, ValeBody::HdrGet(&mut body))
+        .map_err(|e| failed(Op::HdrGet, &spec.text, e))?;
+    Ok(body.nr_hdr_len as usize)
+}
+
 /// Stops the polling that [`polling_enable`] started (`vale-ctl -P`).
 ///
 /// ```no_run
@@ -743,6 +798,8 @@ enum Op {
     DelIf,
     PollingEnable,
     PollingDisable,
+    HdrSet,
+    HdrGet,
 }
 
 impl Op {
@@ -756,6 +813,8 @@ impl Op {
             Op::DelIf => "VALE_DELIF",
             Op::PollingEnable => "VALE_POLLING_ENABLE",
             Op::PollingDisable => "VALE_POLLING_DISABLE",
+            Op::HdrSet => "PORT_HDR_SET",
+            Op::HdrGet => "PORT_HDR_GET",
         }
     }
 
@@ -772,6 +831,8 @@ impl Op {
                  or not a switch port"
             }
             Op::PollingDisable => "not a switch port",
+            Op::HdrSet => "a length other than 0, 10 or 12",
+            Op::HdrGet => "not a netmap port",
         }
     }
 }

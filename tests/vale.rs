@@ -188,3 +188,95 @@ fn a_veth_is_attached_listed_and_detached() {
     let e = vale::detach("valenmrs1:nmrsva").unwrap_err();
     assert!(matches!(e, Error::InterfaceNotFound { .. }), "{e:?}");
 }
+
+/// The virtio-net header on VALE ports: between two ports with 12-byte
+/// headers it travels as it is; to a port without one, the switch takes it
+/// off and does the checksum it asked for.
+#[test]
+fn virtio_net_headers_travel_and_checksums_are_done_for_ports_without() {
+    use netmap_rs::vnet::{VnetHeader, VNET_HDR_MRG_LEN};
+    use std::time::{Duration, Instant};
+    if skip("virtio_net_headers_travel_and_checksums_are_done_for_ports_without") {
+        return;
+    }
+    /// The one's-complement sum of `data`, unfolded.
+    fn sum(data: &[u8]) -> u32 {
+        data.chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum()
+    }
+    fn fold(mut s: u32) -> u16 {
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+    // Broadcast UDP from 10.9.0.1 to 10.9.0.2, its checksum field holding
+    // the pseudo-header's sum, as a sender that offloads the rest writes it.
+    let payload = b"offloaded checksum";
+    let udp_len = 8 + payload.len() as u16;
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total = (20 + udp_len).to_be_bytes();
+    f.extend_from_slice(&[
+        0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2,
+    ]);
+    let ip_sum = !fold(sum(&f[14..34]));
+    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    f.extend_from_slice(&[0x9c, 0x40, 0x12, 0xb5]);
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    let pseudo = sum(&f[26..34]) + 17 + u32::from(udp_len);
+    f.extend_from_slice(&fold(pseudo).to_be_bytes());
+    f.extend_from_slice(payload);
+    let hdr = VnetHeader {
+        flags: VnetHeader::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHeader::default()
+    };
+
+    let a = NetmapBuilder::new("valenmrs3:ha").build().unwrap();
+    let b = NetmapBuilder::new("valenmrs3:hb").build().unwrap();
+    for p in ["valenmrs3:ha", "valenmrs3:hb"] {
+        vale::set_header_len(p, VNET_HDR_MRG_LEN).unwrap();
+        assert_eq!(vale::header_len(p).unwrap(), VNET_HDR_MRG_LEN);
+    }
+    assert!(matches!(
+        vale::set_header_len("valenmrs3:ha", 11),
+        Err(Error::Unsupported { .. })
+    ));
+    let recv = |port: &Netmap| -> Vec<u8> {
+        let mut rx = port.rx_ring(0).unwrap();
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < Duration::from_secs(20), "nothing arrived");
+            rx.sync().unwrap();
+            if let Some(frame) = rx.recv() {
+                return frame.payload().to_vec();
+            }
+            port.poll(Some(Duration::from_millis(10))).unwrap();
+        }
+    };
+    let mut tx = a.tx_ring(0).unwrap();
+    tx.send(&hdr.prepend(VNET_HDR_MRG_LEN, &f)).unwrap();
+    tx.sync().unwrap();
+    let got = recv(&b);
+    let (seen, packet) = VnetHeader::split(&got, VNET_HDR_MRG_LEN).unwrap();
+    assert_eq!(
+        (seen.flags, seen.csum_start, seen.csum_offset),
+        (hdr.flags, 34, 6),
+        "{seen:?}"
+    );
+    assert_eq!(packet, &f[..], "passed as it was");
+
+    // A receiver without a header gets the packet alone, checksummed.
+    vale::set_header_len("valenmrs3:hb", 0).unwrap();
+    tx.send(&hdr.prepend(VNET_HDR_MRG_LEN, &f)).unwrap();
+    tx.sync().unwrap();
+    let got = recv(&b);
+    assert_eq!(got.len(), f.len());
+    assert_eq!(&got[..40], &f[..40]);
+    assert_ne!(got[40..42], f[40..42], "the switch filled the checksum in");
+    let check = fold(sum(&got[26..34]) + 17 + u32::from(udp_len) + sum(&got[34..]));
+    assert_eq!(check, 0xffff, "a valid UDP checksum");
+}

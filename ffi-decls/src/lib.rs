@@ -452,6 +452,17 @@ pub struct nmreq_vale_newif {
     pub pad1: u16,
 }
 
+/// Body of `NETMAP_REQ_PORT_HDR_SET` and `_GET`: the length of the
+/// virtio-net header that starts every packet of a VALE port (0, 10 or 12).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct nmreq_port_hdr {
+    /// The header's length in bytes.
+    pub nr_hdr_len: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+
 /// Body of `NETMAP_REQ_VALE_POLLING_ENABLE` and `_DISABLE`: kernel threads
 /// that poll the rings of a NIC attached to a switch.
 #[repr(C)]
@@ -1109,6 +1120,7 @@ mod layout {
     assert_layout!(nmreq_vale_newif, size 16;
         nr_tx_slots @ 0, nr_rx_slots @ 4, nr_tx_rings @ 8, nr_rx_rings @ 10,
         nr_mem_id @ 12, pad1 @ 14);
+    assert_layout!(nmreq_port_hdr, size 8; nr_hdr_len @ 0, pad1 @ 4);
     assert_layout!(nmreq_vale_polling, size 16;
         nr_mode @ 0, nr_first_cpu_id @ 4, nr_num_polling_cpus @ 8, pad1 @ 12);
     assert_layout!(nmreq_pools_info, size 64;

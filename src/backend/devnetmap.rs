@@ -11,11 +11,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use crate::backend::sys::{self, Deadline, OwnedMap};
 use crate::backend::{errno, kregister, Control, Kernel, Mapping, MemDomain, PortFd, SyncDir};
 use crate::ffi::{
-    self, nmreq_header, nmreq_pools_info, nmreq_port_info_get, nmreq_register, nmreq_vale_attach,
-    nmreq_vale_detach, nmreq_vale_list, nmreq_vale_newif, nmreq_vale_polling, NETMAP_API,
-    NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_POOLS_INFO_GET, NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER,
-    NETMAP_REQ_VALE_ATTACH, NETMAP_REQ_VALE_DELIF, NETMAP_REQ_VALE_DETACH, NETMAP_REQ_VALE_LIST,
-    NETMAP_REQ_VALE_NEWIF, NETMAP_REQ_VALE_POLLING_DISABLE, NETMAP_REQ_VALE_POLLING_ENABLE,
+    self, nmreq_header, nmreq_pools_info, nmreq_port_hdr, nmreq_port_info_get, nmreq_register,
+    nmreq_vale_attach, nmreq_vale_detach, nmreq_vale_list, nmreq_vale_newif, nmreq_vale_polling, NETMAP_API,
+    NETMAP_REQ_IFNAMSIZ, NETMAP_REQ_POOLS_INFO_GET, NETMAP_REQ_PORT_HDR_GET, NETMAP_REQ_PORT_HDR_SET,
+    NETMAP_REQ_PORT_INFO_GET, NETMAP_REQ_REGISTER, NETMAP_REQ_VALE_ATTACH, NETMAP_REQ_VALE_DELIF,
+    NETMAP_REQ_VALE_DETACH, NETMAP_REQ_VALE_LIST, NETMAP_REQ_VALE_NEWIF, NETMAP_REQ_VALE_POLLING_DISABLE,
+    NETMAP_REQ_VALE_POLLING_ENABLE,
 };
 use crate::spec::PortSpec;
 
@@ -232,6 +233,10 @@ pub(crate) enum ValeBody<'a> {
     PollingEnable(&'a mut nmreq_vale_polling),
     /// `NETMAP_REQ_VALE_POLLING_DISABLE`.
     PollingDisable(&'a mut nmreq_vale_polling),
+    /// `NETMAP_REQ_PORT_HDR_SET`.
+    HdrSet(&'a mut nmreq_port_hdr),
+    /// `NETMAP_REQ_PORT_HDR_GET`.
+    HdrGet(&'a mut nmreq_port_hdr),
 }
 
 impl ValeBody<'_> {
@@ -248,6 +253,8 @@ impl ValeBody<'_> {
             ValeBody::DelIf => (NETMAP_REQ_VALE_DELIF, 0),
             ValeBody::PollingEnable(b) => (NETMAP_REQ_VALE_POLLING_ENABLE, at(*b)),
             ValeBody::PollingDisable(b) => (NETMAP_REQ_VALE_POLLING_DISABLE, at(*b)),
+            ValeBody::HdrSet(b) => (NETMAP_REQ_PORT_HDR_SET, at(*b)),
+            ValeBody::HdrGet(b) => (NETMAP_REQ_PORT_HDR_GET, at(*b)),
         }
     }
 }
