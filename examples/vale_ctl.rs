@@ -13,8 +13,9 @@ use lexopt::ValueExt;
 use netmap_rs::vale::{self, Polling, PortConf};
 
 const USAGE: &str = "\
-usage: vale_ctl [-a|-h|-d|-n|-r|-l|-p|-P NAME] [-C CONFIG] [-m MEMID] [-v]
+usage: vale_ctl [-a|-h|-d|-n|-r|-l|-g|-p|-P NAME] [-C CONFIG] [-m MEMID] [-v]
   netmap's vale-ctl: control the VALE switches of the netmap kernel module.
+  -g NAME        print port NAME's memory size, rings, slots and memory id (PORT_INFO_GET)
   -a vale0:NIC   attach NIC (or a persistent port) to switch vale0, its hardware rings only
   -h vale0:NIC   attach NIC to switch vale0 with its host stack (listed as vale0:NIC^)
   -d vale0:NIC   detach NIC from its switch (its host stack too)
@@ -55,6 +56,7 @@ enum Action {
         mode: Polling,
     },
     PollOff(String),
+    Info(String),
     ListAll,
 }
 
@@ -110,6 +112,7 @@ fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
             Short('n') => flag = Some(Flag::New(name(p)?)),
             Short('r') => flag = other(Action::Delete(name(p)?)),
             Short('l') => flag = other(Action::Lookup(name(p)?)),
+            Short('g') => flag = other(Action::Info(name(p)?)),
             Short('p') => flag = Some(Flag::PollOn(name(p)?)),
             Short('P') => flag = other(Action::PollOff(name(p)?)),
             Short('C') => config = numbers(p.value()?)?,
@@ -140,7 +143,7 @@ fn parse_args(p: &mut lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
         },
         Some(Flag::Other(action)) => action,
         None if !any => Action::ListAll,
-        None => return Err("no action given: one of -a -h -d -n -r -l -p -P".into()),
+        None => return Err("no action given: one of -a -h -d -n -r -l -g -p -P".into()),
     };
     Ok(Some(Args { action, verbose }))
 }
@@ -223,6 +226,16 @@ fn run(a: &Args) -> Result<(), (String, netmap_rs::Error)> {
             vale::polling_enable(name, *mode).map_err(fail("enable polling on", name))?
         }
         Action::PollOff(name) => vale::polling_disable(name).map_err(fail("disable polling on", name))?,
+        Action::Info(name) => {
+            // vale-ctl's lines, its missing colon after rx_rings included.
+            let i = netmap_rs::info::port_info(name).map_err(fail("obtain info for", name))?;
+            println!("memsize:    {}", i.memsize);
+            println!("tx_slots:   {}", i.tx_slots);
+            println!("rx_slots:   {}", i.rx_slots);
+            println!("tx_rings:   {}", i.tx_rings);
+            println!("rx_rings    {}", i.rx_rings);
+            println!("mem_id:     {}", i.mem_id);
+        }
     }
     Ok(())
 }

@@ -305,6 +305,7 @@ fn vale_ctl_help_and_bad_arguments() {
         "-n NAME",
         "-r NAME",
         "-l vale0:PORT",
+        "-g NAME",
         "-p vale0:NIC",
         "-P vale0:NIC",
         "-C CONFIG",
