@@ -165,14 +165,16 @@ impl EmuFd {
         }
     }
 
-    /// REGISTER of a copy monitor (`/t`, `/r`, both with `/rt`) of pipe
-    /// end (or loopback port) `name`: a port of its own, in the monitored
-    /// port's region and shape, whose RX ring `i` gets a copy of every
-    /// packet that passes the monitored end's TX ring `i` (flagged
-    /// `NS_TXMON`) or RX ring `i`, as the module's copy monitors do.
-    /// Zero-copy monitors (`/z`) are `EOPNOTSUPP`; a port that no one has
-    /// open is `EINVAL`, as the module answers for a port not in netmap
-    /// mode.
+    /// REGISTER of a monitor of pipe end (or loopback port) `name`: a
+    /// port of its own, in the monitored port's region and shape. A copy
+    /// monitor (`/t`, `/r`, both with `/rt`) gets in its RX ring `i` a copy
+    /// of every packet that passes the monitored end's TX ring `i`
+    /// (flagged `NS_TXMON`) or RX ring `i`; a zero-copy monitor (`/z`, both
+    /// directions) gets the buffers of the packets once the monitored end
+    /// is done with them (its TX slots freed, its RX slots released),
+    /// giving free buffers of its own in exchange, as the module's do. A
+    /// port that no one has open is `EINVAL`, as the module answers for a
+    /// port not in netmap mode.
     fn register_monitor(
         &mut self,
         spec: &PortSpec,
@@ -180,9 +182,6 @@ impl EmuFd {
         name: &PortName,
         monitor: u64,
     ) -> io::Result<()> {
-        if monitor & NR_ZCOPY_MON != 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
         let mut plain = *req;
         plain.nr_flags &= !monitor;
         let sel = Selection::check(&plain, self.reg.is_some())?;
@@ -220,8 +219,13 @@ impl EmuFd {
         }
         for i in rings {
             for (flag, dir) in [(NR_MONITOR_TX, Dir::Tx), (NR_MONITOR_RX, Dir::Rx)] {
-                if monitor & flag != 0 {
-                    watched.tap(watched.kidx(name.end, dir, i), &reg.pipe);
+                let k = watched.kidx(name.end, dir, i);
+                if monitor & NR_ZCOPY_MON != 0 {
+                    // A zero-copy monitor watches both directions, as in
+                    // the module.
+                    watched.ztap(k, &reg.pipe);
+                } else if monitor & flag != 0 {
+                    watched.tap(k, &reg.pipe);
                 }
             }
         }

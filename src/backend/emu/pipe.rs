@@ -50,6 +50,9 @@ struct Kring {
     /// Copy monitors of this ring: each gets a copy of every packet that
     /// passes it, in its ring of the same id.
     taps: Vec<Weak<Pipe>>,
+    /// Zero-copy monitors of this ring: each gets the buffers of the
+    /// packets this ring is done with, in exchange for free ones of its own.
+    ztaps: Vec<Weak<Pipe>>,
 }
 
 impl Kring {
@@ -145,6 +148,7 @@ impl Pipe {
                             binders: Vec::new(),
                             exclusive: false,
                             taps: Vec::new(),
+                            ztaps: Vec::new(),
                         }
                     })
                     .collect(),
@@ -273,10 +277,13 @@ impl Pipe {
         // Copy monitors see what the user hands over, before the peer does.
         let from = st.krings[k].hwcur;
         self.feed_taps(st, k, from, head, NS_TXMON);
+        // Room the peer released since the last sync: its packets are
+        // done with, and zero-copy monitors get their buffers.
+        let (freed, now) = (st.krings[k].hwtail, st.krings[k].pipe_tail);
+        self.feed_ztaps(st, k, next(freed, self.nslots), next(now, self.nslots), NS_TXMON);
         let ring = self.ring(k);
         let p = self.peer(k);
         let kr = &mut st.krings[k];
-        // Room the peer released since the last sync.
         kr.hwtail = kr.pipe_tail;
         // Only whole packets reach the peer.
         let publish = self.copy_to_peer(k, kr.hwcur, head);
@@ -305,6 +312,11 @@ impl Pipe {
         let arrived = (kr.hwtail, kr.pipe_tail);
         kr.hwtail = kr.pipe_tail;
         let released = head != kr.hwcur;
+        // The packets the user is done with go to zero-copy monitors before
+        // their slots go back to the sender.
+        let from = kr.hwcur;
+        self.feed_ztaps(st, k, from, head, 0);
+        let kr = &mut st.krings[k];
         // The released slots (maybe with swapped buffers) go back to the
         // sender's ring as free room.
         self.copy_to_peer(k, kr.hwcur, head);
@@ -333,6 +345,94 @@ impl Pipe {
         let taps = &mut st.krings[k].taps;
         taps.retain(|w| w.strong_count() > 0);
         taps.push(Arc::downgrade(monitor));
+    }
+
+    /// Adds `monitor` as a zero-copy monitor of kring `k`.
+    pub(super) fn ztap(&self, k: usize, monitor: &Arc<Pipe>) {
+        let mut st = self.lock();
+        let taps = &mut st.krings[k].ztaps;
+        taps.retain(|w| w.strong_count() > 0);
+        taps.push(Arc::downgrade(monitor));
+    }
+
+    /// Hands the packets in slots `[from, to)` of kring `k` to its
+    /// zero-copy monitors, by buffer swap.
+    fn feed_ztaps(&self, st: &mut PipeState, k: usize, from: u32, to: u32, txmon: u16) {
+        if from == to || st.krings[k].ztaps.is_empty() {
+            return;
+        }
+        st.krings[k].ztaps.retain(|w| w.strong_count() > 0);
+        let (_, _, id) = self.decompose(k);
+        for tap in &st.krings[k].ztaps {
+            if let Some(monitor) = tap.upgrade() {
+                monitor.take_buffers(id, self, k, from, to, txmon);
+            }
+        }
+    }
+
+    /// As a zero-copy monitor (a loopback port): takes the buffers of the
+    /// packets in slots `[from, to)` of `src`'s kring `sk` (slots the
+    /// kernel holds there) into its ring `id`, giving each slot a free
+    /// buffer of its own in exchange (`NS_BUF_CHANGED`), as many of the
+    /// latest as there is room for, and makes them readable.
+    fn take_buffers(&self, id: u32, src: &Pipe, sk: usize, from: u32, to: u32, txmon: u16) {
+        let mut st = self.lock();
+        let t = self.kidx(End::Master, Dir::Tx, id);
+        let n = self.nslots;
+        let kr = &mut st.krings[t];
+        kr.hwtail = kr.pipe_tail;
+        let room = crate::ffi::nm_space(kr.hwcur, kr.hwtail, n);
+        let new = crate::ffi::nm_space(from, to, src.nslots);
+        let mut j = from;
+        for _ in 0..new.saturating_sub(room) {
+            j = next(j, src.nslots);
+        }
+        let (ring, sring) = (self.ring(t), src.ring(sk));
+        let start = kr.hwcur;
+        let mut i = start;
+        while j != to {
+            let (s, d) = (sring.load(j), ring.load(i));
+            let at = j;
+            j = next(j, src.nslots);
+            if self.region.buf(s.buf_idx).is_none() || self.region.buf(d.buf_idx).is_none() {
+                // A slot naming no buffer of the region: no swap. (The
+                // monitor's free slots hold what its reader gave back,
+                // buffers of the monitored pipe after the first swaps; no
+                // byte is written here, buffers only change hands.)
+                continue;
+            }
+            // From here on buffers of the two pipes cross (see `mixed`).
+            self.region.mark_mixed();
+            let flags = (s.flags & !(NS_TXMON | NS_BUF_CHANGED)) | txmon;
+            ring.store(
+                i,
+                Slot {
+                    buf_idx: s.buf_idx,
+                    len: s.len.min(BUF_SIZE as u16),
+                    flags,
+                    ptr: 0,
+                },
+            );
+            sring.store(
+                at,
+                Slot {
+                    buf_idx: d.buf_idx,
+                    flags: s.flags | NS_BUF_CHANGED,
+                    ..s
+                },
+            );
+            i = next(i, n);
+        }
+        let publish = self.copy_to_peer(t, start, i);
+        let kr = &mut st.krings[t];
+        kr.hwcur = i;
+        ring.set_tail(kr.hwtail);
+        if let Some(e) = publish {
+            let pk = &mut st.krings[self.peer(t)];
+            pk.pipe_tail = e;
+            pk.notify(Notifier::readable);
+            self.wake(&mut st);
+        }
     }
 
     /// Gives copies of the packets in slots `[from, to)` of kring `k` to
