@@ -376,6 +376,27 @@ fn kept_packets_survive_a_million_packets_on_the_module() {
     if skip("kept_packets_survive_a_million_packets_on_the_module") {
         return;
     }
+    kept_packets_through(BackendKind::Kernel, "keep");
+}
+
+/// [`kept_packets_survive_a_million_packets_on_the_module`] through
+/// libnetmap (`NETMAP_LIBRARY` or the usual sonames), where one loads.
+#[test]
+fn kept_packets_survive_a_million_packets_through_libnetmap() {
+    const T: &str = "kept_packets_survive_a_million_packets_through_libnetmap";
+    if skip(T) {
+        return;
+    }
+    match NetmapBuilder::new("netmap:keepprobe{1")
+        .backend(BackendKind::Libnetmap)
+        .build()
+    {
+        Ok(_) => kept_packets_through(BackendKind::Libnetmap, "keepl"),
+        Err(e) => netmap_test_support::skip::skip(T, &format!("no libnetmap loads here ({e})")),
+    }
+}
+
+fn kept_packets_through(backend: BackendKind, parent: &str) {
     use netmap_test_support::packets::{fnv1a, Rng};
     fn make(buf: &mut Vec<u8>, seq: u64) {
         buf.clear();
@@ -395,13 +416,11 @@ fn kept_packets_survive_a_million_packets_on_the_module() {
         seq
     }
     const EXTRA: usize = 64;
-    let kernel = |n: &str| NetmapBuilder::new(n).backend(BackendKind::Kernel);
-    let a = kernel("netmap:keep{1").build().unwrap();
-    let b = kernel("netmap:keep}1")
-        .extra_buffers(EXTRA as u32)
-        .build()
-        .unwrap();
-    let (c, d) = (open("netmap:keep{2").unwrap(), open("netmap:keep}2").unwrap());
+    let port = |n: &str| NetmapBuilder::new(&format!("netmap:{parent}{n}")).backend(backend);
+    let a = port("{1").build().unwrap();
+    let b = port("}1").extra_buffers(EXTRA as u32).build().unwrap();
+    let (c, d) = (port("{2").build().unwrap(), port("}2").build().unwrap());
+    assert_eq!(b.backend(), backend);
     assert_eq!(b.extra_buffers(), EXTRA, "the module granted them all");
     let (mut tx, mut rx) = (a.tx_ring(0).unwrap(), b.rx_ring(0).unwrap());
     let (mut kept, mut buf) = (Vec::new(), Vec::new());
