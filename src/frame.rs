@@ -37,6 +37,9 @@ pub struct Frame<'a> {
     /// Where its slots lie in the ring.
     run: SlotRun,
     nslots: u16,
+    /// A one-slot frame's buffer, as read and checked when it was
+    /// received (0 for more slots).
+    buf_idx: u32,
     /// Its region, whether its ring has offsets, whether it spans more
     /// than one slot.
     key: FrameKey,
@@ -44,9 +47,17 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     /// The frame of `nslots` slots from `first` in `core`'s ring, whose
-    /// one-slot frames have key `key`.
+    /// one-slot frames have key `key`; a one-slot frame's buffer is
+    /// `buf_idx`.
     #[inline]
-    pub(crate) fn new(data: &'a [u8], core: &RingCore, first: u32, nslots: u16, key: FrameKey) -> Self {
+    pub(crate) fn new(
+        data: &'a [u8],
+        core: &RingCore,
+        first: u32,
+        nslots: u16,
+        key: FrameKey,
+        buf_idx: u32,
+    ) -> Self {
         Frame {
             data,
             run: SlotRun {
@@ -55,6 +66,7 @@ impl<'a> Frame<'a> {
                 num_slots: core.num_slots(),
             },
             nslots,
+            buf_idx,
             key: key.spanning(nslots),
         }
     }
@@ -131,6 +143,12 @@ impl<'a> Frame<'a> {
     #[inline]
     pub(crate) fn nslots(&self) -> usize {
         self.nslots as usize
+    }
+
+    /// A one-slot frame's buffer, as received.
+    #[inline]
+    pub(crate) fn buf_idx(&self) -> u32 {
+        self.buf_idx
     }
 
     #[inline]

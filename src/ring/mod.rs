@@ -369,7 +369,7 @@ impl RingCore {
         self.buf_below(idx, self.fast_nbufs)
     }
 
-    /// The receive fast path's test of slot `s`: where its packet lies, if
+    /// The receive fast path's test of slot `s`: its buffer and where its packet lies, if
     /// it is a one-slot packet (no `NS_MOREFRAG`) no longer than its buffer,
     /// in a ring without offsets, in a buffer inside the mapping. `None`
     /// sends the slot to the general path, which reads it again.
@@ -377,18 +377,7 @@ impl RingCore {
     /// # Safety
     /// `s` must be a slot of this ring that the user owns.
     #[inline]
-    pub(crate) unsafe fn fast_packet(&self, s: *const netmap_slot) -> Option<(*mut u8, usize)> {
-        // SAFETY: forwarded contract.
-        unsafe { self.fast_packet_idx(s) }.map(|(_, buf, len)| (buf, len))
-    }
-
-    /// [`fast_packet`](RingCore::fast_packet), with the buffer index it
-    /// read and checked.
-    ///
-    /// # Safety
-    /// As for `fast_packet`.
-    #[inline]
-    pub(crate) unsafe fn fast_packet_idx(&self, s: *const netmap_slot) -> Option<(u32, *mut u8, usize)> {
+    pub(crate) unsafe fn fast_packet(&self, s: *const netmap_slot) -> Option<(u32, *mut u8, usize)> {
         // SAFETY: the caller owns the slot.
         let idx = unsafe { ptr::addr_of!((*s).buf_idx).read() };
         // One compare for the flag and the length: with `NS_MOREFRAG` kept

@@ -225,7 +225,7 @@ impl<'a> RxRing<'a> {
         let s = self.core.slot(i);
         // SAFETY: slot `i` = head is in [head, tail), owned by the user; no
         // frame is alive (`&mut self`).
-        let Some((idx, _, len)) = (unsafe { self.core.fast_packet_idx(s) }) else {
+        let Some((idx, _, len)) = (unsafe { self.core.fast_packet(s) }) else {
             return Err(Error::Unsupported {
                 backend: self.port.backend(),
                 what: "keeping a packet of more than one slot, or on a ring with offsets".into(),
@@ -433,7 +433,7 @@ impl<'r> Iterator for RxIter<'r> {
         // borrowed mutably again, after every frame of 'r is gone), and
         // multi-slot frames are assembled into disjoint parts of the scratch.
         // SAFETY: `s` is in [head, tail), owned by the user.
-        if let Some((buf, len)) = unsafe { self.local.fast_packet(s) } {
+        if let Some((idx, buf, len)) = unsafe { self.local.fast_packet(s) } {
             let next = s.wrapping_add(1);
             self.cur = if next == self.local.slots_end() {
                 self.local.slot(0)
@@ -449,6 +449,7 @@ impl<'r> Iterator for RxIter<'r> {
                 self.local.slot_index(s),
                 1,
                 self.key,
+                idx,
             ));
         }
         // The cold path, as in `next_frame`, on a copy.
@@ -464,6 +465,7 @@ impl<'r> Iterator for RxIter<'r> {
             packet.first,
             packet.nslots,
             self.key,
+            packet.buf_idx,
         ))
     }
 
@@ -531,6 +533,8 @@ struct Packet<'f> {
     data: &'f [u8],
     first: u32,
     nslots: u16,
+    /// The one slot's buffer (0 for a multi-slot packet).
+    buf_idx: u32,
 }
 
 /// What [`next_multi`] found at the head of the ring.
@@ -558,14 +562,14 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, key: FrameK
         return None;
     }
     // SAFETY: slot `i` = head is in [head, tail), owned by the user.
-    if let Some((buf, len)) = unsafe { core.fast_packet(core.slot(i)) } {
+    if let Some((idx, buf, len)) = unsafe { core.fast_packet(core.slot(i)) } {
         core.set_head(core.next(i));
         // SAFETY: `fast_packet` found `len` bytes at `buf` inside the
         // mapping; the slot is user-owned and stays so until the shared
         // head is published, which needs `&mut` on the ring, after the frame
         // ('f) is gone.
         let data = unsafe { std::slice::from_raw_parts(buf, len) };
-        return Some(Frame::new(data, core, i, 1, key));
+        return Some(Frame::new(data, core, i, 1, key, idx));
     }
     // Multi-slot packets, corrupt slots (a buffer outside the region, a
     // length past the buffer, which the cold path clamps) and rings with
@@ -583,7 +587,14 @@ unsafe fn next_frame<'f>(core: &mut RingCore, scratch: &mut Scratch, key: FrameK
     *scratch = lent;
     core.set_head(head);
     let packet = packet?;
-    Some(Frame::new(packet.data, core, packet.first, packet.nslots, key))
+    Some(Frame::new(
+        packet.data,
+        core,
+        packet.first,
+        packet.nslots,
+        key,
+        packet.buf_idx,
+    ))
 }
 
 /// [`next_frame`] for a multi-slot packet or a corrupt slot at the head:
@@ -616,6 +627,7 @@ unsafe fn next_slow<'f>(mut core: RingCore, scratch: &mut Scratch) -> (Option<Pa
                 data,
                 first: i,
                 nslots: 1,
+                buf_idx: idx,
             };
             return (Some(packet), core.next(i));
         }
@@ -695,6 +707,7 @@ unsafe fn next_multi<'f>(core: RingCore, scratch: &mut Scratch) -> Multi<'f> {
         data,
         first,
         nslots: n as u16,
+        buf_idx: 0,
     };
     Multi::Frame(packet, i)
 }

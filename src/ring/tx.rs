@@ -36,6 +36,24 @@ unsafe fn swap_slots(rs: *mut netmap_slot, ts: *mut netmap_slot, more: u16, offs
     }
 }
 
+/// [`swap_slots`] for a one-slot frame without offsets whose buffer
+/// `ridx` and length `rlen` were read and checked when it was received:
+/// RX slot `rs` is not read again.
+///
+/// # Safety
+/// Both slots must be owned by the user.
+#[inline]
+unsafe fn swap_received(rs: *mut netmap_slot, ridx: u32, rlen: u16, ts: *mut netmap_slot) {
+    // SAFETY: the caller owns both slots; they are distinct (one RX, one TX).
+    unsafe {
+        let (tidx, _, _) = read_slot(ts);
+        write_slot_buf(ts, ridx);
+        write_slot(ts, rlen, NS_BUF_CHANGED);
+        write_slot_buf(rs, tidx);
+        write_slot(rs, 0, NS_BUF_CHANGED);
+    }
+}
+
 /// The `NS_MOREFRAG` flag of user-owned slot `s`.
 ///
 /// # Safety
@@ -515,7 +533,14 @@ impl<'a> TxRing<'a> {
             // tail). Both buffers belong to one region, the frame is one
             // slot and neither ring has offsets (the key says so), and every
             // buffer index is range-checked again when it is used.
-            unsafe { swap_slots(frame.run().slot(0), self.core.slot(i), 0, false) };
+            unsafe {
+                swap_received(
+                    frame.run().slot(0),
+                    frame.buf_idx(),
+                    frame.len() as u16,
+                    self.core.slot(i),
+                )
+            };
             self.core.set_head(self.core.next(i));
             return Ok(());
         }
