@@ -220,12 +220,11 @@ impl EmuFd {
         for i in rings {
             for (flag, dir) in [(NR_MONITOR_TX, Dir::Tx), (NR_MONITOR_RX, Dir::Rx)] {
                 let k = watched.kidx(name.end, dir, i);
-                if monitor & NR_ZCOPY_MON != 0 {
-                    // A zero-copy monitor watches both directions, as in
-                    // the module.
-                    watched.ztap(k, &reg.pipe);
-                } else if monitor & flag != 0 {
-                    watched.tap(k, &reg.pipe);
+                // A zero-copy monitor watches both directions, as in the
+                // module.
+                let zero = monitor & NR_ZCOPY_MON != 0;
+                if zero || monitor & flag != 0 {
+                    watched.tap(k, &reg.pipe, zero);
                 }
             }
         }

@@ -47,12 +47,17 @@ struct Kring {
     /// Bound by a handle that asked for `NR_EXCLUSIVE` (netmap's
     /// `NKR_EXCLUSIVE`): it is then the only binder, and no other may join.
     exclusive: bool,
-    /// Copy monitors of this ring: each gets a copy of every packet that
-    /// passes it, in its ring of the same id.
-    taps: Vec<Weak<Pipe>>,
-    /// Zero-copy monitors of this ring: each gets the buffers of the
-    /// packets this ring is done with, in exchange for free ones of its own.
-    ztaps: Vec<Weak<Pipe>>,
+    /// Monitors of this ring, each fed in its ring of the same id.
+    taps: Vec<Tap>,
+}
+
+/// A monitor of a ring: a copy monitor gets a copy of every packet that
+/// passes the ring; a zero-copy monitor (`zero`) gets the buffers of the
+/// packets the ring is done with, in exchange for free ones of its own.
+#[derive(Debug, Clone)]
+struct Tap {
+    monitor: Weak<Pipe>,
+    zero: bool,
 }
 
 impl Kring {
@@ -148,7 +153,6 @@ impl Pipe {
                             binders: Vec::new(),
                             exclusive: false,
                             taps: Vec::new(),
-                            ztaps: Vec::new(),
                         }
                     })
                     .collect(),
@@ -276,11 +280,12 @@ impl Pipe {
         };
         // Copy monitors see what the user hands over, before the peer does.
         let from = st.krings[k].hwcur;
-        self.feed_taps(st, k, from, head, NS_TXMON);
+        self.feed_taps(st, k, (from, head), NS_TXMON, false);
         // Room the peer released since the last sync: its packets are
         // done with, and zero-copy monitors get their buffers.
         let (freed, now) = (st.krings[k].hwtail, st.krings[k].pipe_tail);
-        self.feed_ztaps(st, k, next(freed, self.nslots), next(now, self.nslots), NS_TXMON);
+        let freed = (next(freed, self.nslots), next(now, self.nslots));
+        self.feed_taps(st, k, freed, NS_TXMON, true);
         let ring = self.ring(k);
         let p = self.peer(k);
         let kr = &mut st.krings[k];
@@ -315,14 +320,14 @@ impl Pipe {
         // The packets the user is done with go to zero-copy monitors before
         // their slots go back to the sender.
         let from = kr.hwcur;
-        self.feed_ztaps(st, k, from, head, 0);
+        self.feed_taps(st, k, (from, head), 0, true);
         let kr = &mut st.krings[k];
         // The released slots (maybe with swapped buffers) go back to the
         // sender's ring as free room.
         self.copy_to_peer(k, kr.hwcur, head);
         kr.hwcur = head;
         ring.stamp();
-        self.feed_taps(st, k, arrived.0, arrived.1, 0);
+        self.feed_taps(st, k, arrived, 0, false);
         let kr = &mut st.krings[k];
         ring.set_tail(kr.hwtail);
         if released {
@@ -339,43 +344,41 @@ impl Pipe {
     }
 
     /// Adds `monitor` (a loopback port's pipe of this region, shaped as
-    /// this pipe) as a copy monitor of kring `k`.
-    pub(super) fn tap(&self, k: usize, monitor: &Arc<Pipe>) {
+    /// this pipe) as a monitor of kring `k`: a copy monitor, or a
+    /// zero-copy one if `zero`.
+    pub(super) fn tap(&self, k: usize, monitor: &Arc<Pipe>, zero: bool) {
         let mut st = self.lock();
         let taps = &mut st.krings[k].taps;
-        taps.retain(|w| w.strong_count() > 0);
-        taps.push(Arc::downgrade(monitor));
+        taps.retain(|t| t.monitor.strong_count() > 0);
+        taps.push(Tap {
+            monitor: Arc::downgrade(monitor),
+            zero,
+        });
     }
 
-    /// Adds `monitor` as a zero-copy monitor of kring `k`.
-    pub(super) fn ztap(&self, k: usize, monitor: &Arc<Pipe>) {
-        let mut st = self.lock();
-        let taps = &mut st.krings[k].ztaps;
-        taps.retain(|w| w.strong_count() > 0);
-        taps.push(Arc::downgrade(monitor));
-    }
-
-    /// Hands the packets in slots `[from, to)` of kring `k` to its
-    /// zero-copy monitors, by buffer swap.
-    fn feed_ztaps(&self, st: &mut PipeState, k: usize, from: u32, to: u32, txmon: u16) {
-        if from == to || st.krings[k].ztaps.is_empty() {
+    /// Hands the packets in slots `[from, to)` of kring `k` to its monitors
+    /// of one kind (`zero`), with `txmon` added to their flags.
+    fn feed_taps(&self, st: &mut PipeState, k: usize, (from, to): (u32, u32), txmon: u16, zero: bool) {
+        if from == to || st.krings[k].taps.is_empty() {
             return;
         }
-        st.krings[k].ztaps.retain(|w| w.strong_count() > 0);
+        st.krings[k].taps.retain(|t| t.monitor.strong_count() > 0);
         let (_, _, id) = self.decompose(k);
-        for tap in &st.krings[k].ztaps {
-            if let Some(monitor) = tap.upgrade() {
-                monitor.take_buffers(id, self, k, from, to, txmon);
+        for tap in st.krings[k].taps.iter().filter(|t| t.zero == zero) {
+            if let Some(monitor) = tap.monitor.upgrade() {
+                monitor.take(id, self, k, (from, to), txmon, zero);
             }
         }
     }
 
-    /// As a zero-copy monitor (a loopback port): takes the buffers of the
-    /// packets in slots `[from, to)` of `src`'s kring `sk` (slots the
-    /// kernel holds there) into its ring `id`, giving each slot a free
-    /// buffer of its own in exchange (`NS_BUF_CHANGED`), as many of the
-    /// latest as there is room for, and makes them readable.
-    fn take_buffers(&self, id: u32, src: &Pipe, sk: usize, from: u32, to: u32, txmon: u16) {
+    /// As a monitor (a loopback port): takes the packets in slots `[from,
+    /// to)` of `src`'s kring `sk` (slots the kernel holds there) into its
+    /// ring `id`, as many of the latest as there is room for, as netmap's
+    /// monitors do, and makes them readable. A copy monitor copies them
+    /// into its own buffers only; a zero-copy one (`zero`) takes their
+    /// buffers, giving each slot a free buffer of its own in exchange
+    /// (`NS_BUF_CHANGED`).
+    fn take(&self, id: u32, src: &Pipe, sk: usize, (from, to): (u32, u32), txmon: u16, zero: bool) {
         let mut st = self.lock();
         let t = self.kidx(End::Master, Dir::Tx, id);
         let n = self.nslots;
@@ -394,112 +397,23 @@ impl Pipe {
             let (s, d) = (sring.load(j), ring.load(i));
             let at = j;
             j = next(j, src.nslots);
-            if self.region.buf(s.buf_idx).is_none() || self.region.buf(d.buf_idx).is_none() {
-                // A slot naming no buffer of the region: no swap. (The
-                // monitor's free slots hold what its reader gave back,
-                // buffers of the monitored pipe after the first swaps; no
-                // byte is written here, buffers only change hands.)
-                continue;
-            }
-            // From here on buffers of the two pipes cross (see `mixed`).
-            self.region.mark_mixed();
             let flags = (s.flags & !(NS_TXMON | NS_BUF_CHANGED)) | txmon;
-            ring.store(
-                i,
-                Slot {
-                    buf_idx: s.buf_idx,
-                    len: s.len.min(BUF_SIZE as u16),
-                    flags,
-                    ptr: 0,
-                },
-            );
-            sring.store(
-                at,
-                Slot {
-                    buf_idx: d.buf_idx,
-                    flags: s.flags | NS_BUF_CHANGED,
-                    ..s
-                },
-            );
-            i = next(i, n);
-        }
-        let publish = self.copy_to_peer(t, start, i);
-        let kr = &mut st.krings[t];
-        kr.hwcur = i;
-        ring.set_tail(kr.hwtail);
-        if let Some(e) = publish {
-            let pk = &mut st.krings[self.peer(t)];
-            pk.pipe_tail = e;
-            pk.notify(Notifier::readable);
-            self.wake(&mut st);
-        }
-    }
-
-    /// Gives copies of the packets in slots `[from, to)` of kring `k` to
-    /// its copy monitors, with `txmon` added to their flags.
-    fn feed_taps(&self, st: &mut PipeState, k: usize, from: u32, to: u32, txmon: u16) {
-        if from == to || st.krings[k].taps.is_empty() {
-            return;
-        }
-        st.krings[k].taps.retain(|w| w.strong_count() > 0);
-        let (_, _, id) = self.decompose(k);
-        for tap in &st.krings[k].taps {
-            if let Some(monitor) = tap.upgrade() {
-                monitor.take_copies(id, self, k, from, to, txmon);
-            }
-        }
-    }
-
-    /// As a copy monitor (a loopback port): copies the packets in slots
-    /// `[from, to)` of `src`'s kring `sk` into its ring `id`, as many of the
-    /// latest as there is room for, as netmap's copy monitors do, and makes
-    /// them readable. The copies go into this port's own buffers only.
-    fn take_copies(&self, id: u32, src: &Pipe, sk: usize, from: u32, to: u32, txmon: u16) {
-        let mut st = self.lock();
-        let t = self.kidx(End::Master, Dir::Tx, id);
-        let n = self.nslots;
-        let kr = &mut st.krings[t];
-        kr.hwtail = kr.pipe_tail;
-        let room = crate::ffi::nm_space(kr.hwcur, kr.hwtail, n);
-        let new = crate::ffi::nm_space(from, to, src.nslots);
-        let mut j = from;
-        for _ in 0..new.saturating_sub(room) {
-            j = next(j, src.nslots);
-        }
-        let (ring, sring) = (self.ring(t), src.ring(sk));
-        let start = kr.hwcur;
-        let mut i = start;
-        while j != to {
-            let s = sring.load(j);
-            let d = ring.load(i);
-            j = next(j, src.nslots);
-            let (Some(dst), true) = (self.region.buf(d.buf_idx), self.owns(d.buf_idx)) else {
-                // The monitor's user moved another buffer into its ring:
-                // never write into it.
-                self.region.mark_mixed();
-                continue;
+            let taken = if zero {
+                self.swap_in(s, d).map(|mine| {
+                    sring.store(at, mine);
+                    Slot {
+                        flags,
+                        len: s.len.min(BUF_SIZE as u16),
+                        ..s
+                    }
+                })
+            } else {
+                self.copy_in(s, d).map(|len| Slot { len, flags, ..d })
             };
-            let len = self.region.buf(s.buf_idx).map_or(0, |b| {
-                let len = usize::from(s.len).min(BUF_SIZE);
-                // SAFETY: both buffers lie in the region. The source slot is
-                // the kernel's for the duration of this sync (handed over
-                // by TX, not yet given to RX), the destination is this
-                // monitor's free room, owned by the kernel; `copy` allows
-                // the two to be one buffer, which only a forged slot makes.
-                unsafe { ptr::copy(b, dst, len) };
-                len as u16
-            });
-            let flags = (s.flags & !(NS_TXMON | NS_BUF_CHANGED)) | txmon;
-            ring.store(
-                i,
-                Slot {
-                    buf_idx: d.buf_idx,
-                    len,
-                    flags,
-                    ptr: 0,
-                },
-            );
-            i = next(i, n);
+            if let Some(slot) = taken {
+                ring.store(i, Slot { ptr: 0, ..slot });
+                i = next(i, n);
+            }
         }
         let publish = self.copy_to_peer(t, start, i);
         let kr = &mut st.krings[t];
@@ -511,6 +425,45 @@ impl Pipe {
             pk.notify(Notifier::readable);
             self.wake(&mut st);
         }
+    }
+
+    /// A zero-copy monitor's swap of source slot `s` with its free slot
+    /// `d`: what `s` becomes (`d`'s buffer, flagged changed), or `None`
+    /// if either names no buffer of the region. The monitor's free slots
+    /// hold what its reader gave back, the monitored pipe's buffers after
+    /// the first swaps; no byte is written, buffers only change hands.
+    fn swap_in(&self, s: Slot, d: Slot) -> Option<Slot> {
+        self.region.buf(s.buf_idx)?;
+        self.region.buf(d.buf_idx)?;
+        // From here on buffers of the two pipes cross (see `mixed`).
+        self.region.mark_mixed();
+        Some(Slot {
+            buf_idx: d.buf_idx,
+            flags: s.flags | NS_BUF_CHANGED,
+            ..s
+        })
+    }
+
+    /// A copy monitor's copy of source slot `s`'s packet into its free
+    /// slot `d`'s buffer: the length copied, or `None` if `d`'s buffer is
+    /// not the monitor's own (its user moved another one into the ring):
+    /// never written into.
+    fn copy_in(&self, s: Slot, d: Slot) -> Option<u16> {
+        let dst = self.region.buf(d.buf_idx).filter(|_| self.owns(d.buf_idx));
+        let Some(dst) = dst else {
+            self.region.mark_mixed();
+            return None;
+        };
+        Some(self.region.buf(s.buf_idx).map_or(0, |b| {
+            let len = usize::from(s.len).min(BUF_SIZE);
+            // SAFETY: both buffers lie in the region. The source slot is
+            // the kernel's for the duration of this sync (handed over by
+            // TX, not yet given to RX), the destination is this monitor's
+            // free room, owned by the kernel; `copy` allows the two to be
+            // one buffer, which only a forged slot makes.
+            unsafe { ptr::copy(b, dst, len) };
+            len as u16
+        }))
     }
 
     /// Copies slots `[from, to)` of kring `k` into its peer ring at the same
