@@ -828,6 +828,12 @@ fn keeping_errors_name_what_to_do() {
     );
 }
 
+/// Syncs `rx` and copies out every packet waiting.
+fn drain(rx: &mut RxRing<'_>) -> Vec<Vec<u8>> {
+    rx.sync().unwrap();
+    rx.iter().map(|f| f.payload().to_vec()).collect()
+}
+
 /// Copy monitors on the embedded kernel, as on the module: `/t` on a pipe
 /// end sees what it sends, `/r` on the other end what it receives, both
 /// before the reader; the pipe delivers as before; a monitor that falls
@@ -835,10 +841,6 @@ fn keeping_errors_name_what_to_do() {
 /// what finds it full.
 #[test]
 fn copy_monitors_see_a_pipes_traffic() {
-    fn drain(rx: &mut RxRing<'_>) -> Vec<Vec<u8>> {
-        rx.sync().unwrap();
-        rx.iter().map(|f| f.payload().to_vec()).collect()
-    }
     let (a, b) = pair("watched", 64);
     let tmon = NetmapBuilder::new("emu:watched{1/t").build().unwrap();
     let rmon = NetmapBuilder::new("emu:watched}1/r").build().unwrap();
@@ -898,10 +900,6 @@ fn copy_monitors_see_a_pipes_traffic() {
 /// the pipe up.
 #[test]
 fn a_zero_copy_monitor_takes_the_buffers_of_consumed_packets() {
-    fn drain(rx: &mut RxRing<'_>) -> Vec<Vec<u8>> {
-        rx.sync().unwrap();
-        rx.iter().map(|f| f.payload().to_vec()).collect()
-    }
     let (a, b) = pair("zwatched", 64);
     let zmon = NetmapBuilder::new("emu:zwatched}1/z").build().unwrap();
     let packets: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 60 + i as usize]).collect();
