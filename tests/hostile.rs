@@ -62,7 +62,11 @@ const NETNS: &str = "NETMAP_RS_HOSTILE_NETNS";
 fn afxdp_pair(_name: &str) -> (Netmap, Netmap) {
     use std::os::fd::AsRawFd;
     let ns = std::env::var(NETNS).expect("the scenario's network namespace");
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open the namespace");
+    // iproute2 keeps named namespaces in /run/netns (/var/run/netns where
+    // /var/run is not a link to /run).
+    let f = std::fs::File::open(format!("/run/netns/{ns}"))
+        .or_else(|_| std::fs::File::open(format!("/var/run/netns/{ns}")))
+        .expect("open the namespace");
     // SAFETY: a namespace descriptor live across the call; setns moves only
     // this thread, which opens the ports.
     assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
@@ -73,6 +77,31 @@ fn afxdp_pair(_name: &str) -> (Netmap, Netmap) {
             .unwrap()
     };
     (open(netns::A), open(netns::B))
+}
+
+/// A pipe of the embedded kernel whose slave end has 8 extra buffers.
+fn emu_pair_extra(name: &str) -> (Netmap, Netmap) {
+    let open = |end: char, extra| {
+        NetmapBuilder::new(&format!("emu:{name}{end}1"))
+            .num_slots(64)
+            .extra_buffers(extra)
+            .build()
+            .unwrap()
+    };
+    (open('{', 0), open('}', 8))
+}
+
+/// [`kernel_pair`], its slave end with 8 extra buffers.
+fn kernel_pair_extra(name: &str) -> (Netmap, Netmap) {
+    let open = |end: char, extra| {
+        NetmapBuilder::new(&format!("netmap:{name}{}{end}1", std::process::id()))
+            .backend(BackendKind::Kernel)
+            .num_slots(64)
+            .extra_buffers(extra)
+            .build()
+            .unwrap()
+    };
+    (open('{', 0), open('}', 8))
 }
 
 /// Whether the netmap module is absent (then says so).
@@ -161,6 +190,26 @@ scenarios!(
     a_forked_child_gets_errors_and_the_parent_keeps_its_rings,
     a_forged_buf_changed_flag_changes_only_what_push_reuse_says,
 );
+
+/// The extra-buffer scenarios, on ports that have some.
+mod extra {
+    #[test]
+    fn emu() {
+        super::isolated("extra::emu", || {
+            super::forged_slots_never_alias_kept_packets(super::emu_pair_extra)
+        });
+    }
+
+    #[test]
+    fn kernel() {
+        if super::no_kernel("forged_slots_never_alias_kept_packets") {
+            return;
+        }
+        super::isolated("extra::kernel", || {
+            super::forged_slots_never_alias_kept_packets(super::kernel_pair_extra)
+        });
+    }
+}
 
 /// Runs `body` in a child process as test `name`; fails if the child fails,
 /// dies of a signal or outlives [`PATIENCE`].
@@ -525,4 +574,55 @@ fn arrived(port: &Netmap, rx: &mut RxRing<'_>, n: usize) -> usize {
 fn published_head(r: *mut netmap_ring) -> u32 {
     // SAFETY: the head word of a live ring.
     unsafe { ptr::read_volatile(ptr::addr_of!((*r).head)) }
+}
+
+/// A peer that names the port's extra buffers in its slots (learnt from the
+/// list the kernel left at `ni_bufs_head`) gets those slots refused and
+/// emptied, so a kept packet's buffer is never also in a live slot; the
+/// rings go on.
+fn forged_slots_never_alias_kept_packets(pair: Pair) {
+    let (a, b) = pair("hkeep");
+    assert_eq!(b.extra_buffers(), 8);
+    let (nif, rx_ring, tx_ring) = (b.raw_if().as_ptr(), ring_of(&b, 1, 0), ring_of(&b, 0, 0));
+    // SAFETY: the port's netmap_if and one of its extra buffers, whose
+    // first word links the list, as a peer reads them.
+    let (first, second) = unsafe {
+        let first = ptr::read_volatile(ptr::addr_of!((*nif).ni_bufs_head));
+        (
+            first,
+            ptr::read_volatile(ffi::NETMAP_BUF(rx_ring, first).cast::<u32>()),
+        )
+    };
+    let mut tx = a.tx_ring(0).unwrap();
+    for p in ["first", "second", "third"] {
+        tx.send(&pkt(p)).unwrap();
+    }
+    tx.sync().unwrap();
+    let mut rx = b.rx_ring(0).unwrap();
+    arrived(&b, &mut rx, 3);
+    // The first packet's slot names a free extra buffer.
+    // SAFETY: slot 0 of b's RX ring, which holds the first packet.
+    unsafe { poke(ptr::addr_of_mut!((*slot(rx_ring, 0)).buf_idx), first) };
+    assert!(matches!(rx.keep(), Err(Error::RingCorrupt { .. })));
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { ptr::read_volatile(ptr::addr_of!((*slot(rx_ring, 0)).buf_idx)) },
+        0
+    );
+    let kept = rx.keep().unwrap().expect("the second packet");
+    assert_eq!(kept.payload(), &pkt("second")[..]);
+    // The TX slot the kept packet would go to names another free one.
+    let mut btx = b.tx_ring(0).unwrap();
+    let head = published_head(tx_ring);
+    // SAFETY: the head slot of b's TX ring, free room.
+    unsafe { poke(ptr::addr_of_mut!((*slot(tx_ring, head)).buf_idx), second) };
+    assert!(matches!(btx.send_kept(kept), Err(Error::RingCorrupt { .. })));
+    assert_eq!(b.free_extra_buffers(), 8, "the refused packet's buffer came back");
+    // The rings go on: the third packet is kept and sent for real.
+    let third = rx.keep().unwrap().expect("the third packet");
+    btx.send_kept(third).unwrap();
+    btx.sync().unwrap();
+    let mut arx = a.rx_ring(0).unwrap();
+    arrived(&a, &mut arx, 1);
+    assert_eq!(arx.recv().unwrap().payload(), &pkt("third")[..]);
 }

@@ -63,7 +63,7 @@ fn skip(test: &str, why: &str) -> Option<Netns> {
 
 /// Deletes namespaces of earlier runs whose process no longer exists.
 fn sweep() {
-    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
+    let Ok(dir) = std::fs::read_dir("/run/netns").or_else(|_| std::fs::read_dir("/var/run/netns")) else {
         return;
     };
     for e in dir.flatten() {
