@@ -21,16 +21,13 @@ use crate::backend::{lock, Mapping};
 use crate::error::{Error, Result};
 use crate::ffi::netmap_if;
 use crate::port::RegionKey;
-
-/// The first buffer index a slot may name; 0 and 1 are reserved.
-const RESERVED_BUFS: u32 = 2;
+use crate::ring::{RingCore, RESERVED_BUFS};
 
 /// A port's extra buffers.
 pub(crate) struct ExtraPool {
-    /// Buffer [`RESERVED_BUFS`], and how many follow it in the mapping.
-    bufs: NonNull<u8>,
-    nbufs: u32,
-    buf_size: u32,
+    /// A ring of the port, for where its region's buffers lie
+    /// ([`RingCore::buf`]); nothing else of it is used.
+    area: RingCore,
     region: RegionKey,
     /// How many the kernel granted.
     granted: usize,
@@ -47,8 +44,9 @@ struct PoolState {
     owned: HashSet<u32>,
 }
 
-// SAFETY: `bufs` names buffers inside `_map`, which the pool keeps alive;
-// the pool only computes addresses from it and its state is behind a mutex.
+// SAFETY: `area` names buffers inside `_map`, which the pool keeps alive;
+// the pool only computes buffer addresses from it, and its state is behind
+// a mutex.
 unsafe impl Send for ExtraPool {}
 // SAFETY: as above: shared access reads only immutable fields and the
 // mutex-protected state.
@@ -64,28 +62,28 @@ impl fmt::Debug for ExtraPool {
 
 impl ExtraPool {
     /// Reads the list of `granted` buffers the kernel left at `nifp`'s
-    /// `ni_bufs_head`, buffer `RESERVED_BUFS` being at `bufs` and `nbufs`
-    /// following it, each `buf_size` bytes.
+    /// `ni_bufs_head`, in the region whose buffers `area` (a ring of the
+    /// port) finds.
     ///
     /// # Safety
     /// `nifp` must point at the port's live `netmap_if` inside `map`, and
-    /// `[bufs, bufs + nbufs * buf_size)` must lie inside `map`.
+    /// `area` must be a ring of that mapping.
     pub(crate) unsafe fn read(
         map: Arc<Mapping>,
         nifp: NonNull<netmap_if>,
-        (bufs, nbufs, buf_size): (NonNull<u8>, u32, u32),
+        area: RingCore,
         region: RegionKey,
         granted: u32,
     ) -> Result<ExtraPool> {
-        if bufs.as_ptr().addr() % 4 != 0 || buf_size % 4 != 0 {
+        let buf_size = area.buf_size();
+        let first = area.buf(RESERVED_BUFS);
+        if first.is_some_and(|b| !b.addr().is_multiple_of(4)) || !buf_size.is_multiple_of(4) {
             return Err(corrupt(format!(
                 "buffers of {buf_size} bytes from a misaligned start cannot hold a list"
             )));
         }
         let pool = ExtraPool {
-            bufs,
-            nbufs,
-            buf_size,
+            area,
             region,
             granted: granted as usize,
             state: Mutex::new(PoolState {
@@ -121,20 +119,12 @@ impl ExtraPool {
 
     /// Buffer `idx`'s first word, if `idx` names a buffer of the region.
     fn word(&self, idx: u32) -> Option<&AtomicU32> {
-        let k = idx.checked_sub(RESERVED_BUFS).filter(|&k| k < self.nbufs)?;
-        // SAFETY: `k < nbufs`: the buffer lies inside the mapping (`read`'s
-        // contract), which the pool keeps alive; a buffer starts at a
-        // multiple of its size from an aligned start, so its first word is
-        // 4-aligned; other processes may write it, hence the atomic.
-        Some(unsafe { AtomicU32::from_ptr(self.buf(k).cast()) })
-    }
-
-    /// The start of buffer `RESERVED_BUFS + k`, `k < nbufs`.
-    fn buf(&self, k: u32) -> *mut u8 {
-        debug_assert!(k < self.nbufs);
-        self.bufs
-            .as_ptr()
-            .wrapping_add(k as usize * self.buf_size as usize)
+        let buf = self.area.buf(idx)?;
+        // SAFETY: the buffer lies inside the mapping (`RingCore::buf`),
+        // which the pool keeps alive; buffers start at multiples of a size
+        // that is a multiple of 4 from a 4-aligned start (checked in
+        // `read`); other processes may write it, hence the atomic.
+        Some(unsafe { AtomicU32::from_ptr(buf.cast()) })
     }
 
     /// How many extra buffers the port has.
@@ -155,12 +145,13 @@ impl ExtraPool {
         }
     }
 
-    /// Trades `incoming` (a buffer an RX slot held, inside the region) for
-    /// a free buffer, which leaves the pool for the slot.
+    /// Trades `incoming` (a buffer an RX slot held) for a free buffer,
+    /// which leaves the pool for the slot. Every buffer the pool owns lies
+    /// in its region.
     pub(crate) fn trade_in(&self, incoming: u32) -> Trade {
         let mut st = lock(&self.state);
-        if st.owned.contains(&incoming) {
-            return Trade::Owned;
+        if self.area.buf(incoming).is_none() || st.owned.contains(&incoming) {
+            return Trade::Corrupt;
         }
         let Some(out) = st.free.pop() else {
             return Trade::Exhausted;
@@ -176,12 +167,12 @@ impl ExtraPool {
     }
 
     /// Takes `outgoing` (a kept packet's buffer) out of the pool and puts
-    /// `incoming` (the buffer a TX slot held, inside the region) in as
-    /// free; `false`, changing nothing, if the pool holds `incoming`
+    /// `incoming` (the buffer a TX slot held) in as free; `false`, changing
+    /// nothing, if `incoming` is not in the region or the pool holds it
     /// already (a corrupt slot).
     pub(crate) fn swap_out(&self, outgoing: u32, incoming: u32) -> bool {
         let mut st = lock(&self.state);
-        if st.owned.contains(&incoming) {
+        if self.area.buf(incoming).is_none() || st.owned.contains(&incoming) {
             return false;
         }
         st.owned.remove(&outgoing);
@@ -222,8 +213,9 @@ pub(crate) enum Trade {
     Taken(u32),
     /// No buffer is free.
     Exhausted,
-    /// The slot named a buffer the pool holds: a corrupt slot.
-    Owned,
+    /// The slot named a buffer the pool holds, or none of its region: a
+    /// corrupt slot.
+    Corrupt,
 }
 
 /// `ni_bufs_head` of `nifp`, as an atomic.
@@ -328,14 +320,18 @@ impl KeptFrame {
     }
 
     fn span(&self, len: usize) -> (*mut u8, usize) {
-        let k = self.idx - RESERVED_BUFS;
-        (self.pool.buf(k), len.min(self.pool.buf_size as usize))
+        let area = &self.pool.area;
+        // Every buffer the pool owns, a kept one included, was checked in
+        // its region when it joined the pool (`read`, `trade_in`,
+        // `swap_out`).
+        let buf = area.buf(self.idx).expect("a kept buffer lies in the region");
+        (buf, len.min(area.buf_size()))
     }
 
     fn bytes(&self, len: usize) -> &[u8] {
         let (ptr, len) = self.span(len);
-        // SAFETY: the buffer was checked inside the region when it was kept
-        // (`idx - RESERVED_BUFS < nbufs`), the pool keeps it mapped, and it
+        // SAFETY: the buffer lies inside the region (`RingCore::buf`), the
+        // pool keeps it mapped, and it
         // is in no slot and no other kept packet (the pool owns it), so
         // nothing in this process writes it while `self` is borrowed.
         unsafe { std::slice::from_raw_parts(ptr, len) }

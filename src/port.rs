@@ -610,11 +610,11 @@ impl Netmap {
             .map_or(0, |r| r.slot_cap() * NETMAP_MAX_FRAGS as usize);
         let max_packet = by_buffers.min(port.fd.max_packet().unwrap_or(usize::MAX));
         let xdp_mode = port.fd.xdp_mode();
-        let area = rings.tx.first().or(rings.rx.first()).map(|r| r.buffers());
+        let area = rings.tx.first().or(rings.rx.first()).cloned();
         let extra = match (port.reg.nr_extra_bufs, area) {
             (0, _) | (_, None) => None,
             // SAFETY: `nifp` is the port's `netmap_if` in its mapping, and
-            // the ring's buffer area was checked inside the mapping at open.
+            // `area` one of the port's rings.
             (n, Some(area)) => Some(Arc::new(unsafe {
                 ExtraPool::read(Arc::clone(&port.map), port.nifp, area, region, n)?
             })),

@@ -393,13 +393,6 @@ impl RingCore {
         Some((idx, self.fast_buf(idx)?, len_flag as usize))
     }
 
-    /// The region's buffer area as this ring sees it: buffer
-    /// `RESERVED_BUFS`, how many follow it inside the mapping, and their
-    /// size.
-    pub(crate) fn buffers(&self) -> (NonNull<u8>, u32, u32) {
-        (self.bufs, self.nbufs, self.buf_size)
-    }
-
     /// One past the last slot.
     #[inline]
     pub(crate) fn slots_end(&self) -> *mut netmap_slot {
@@ -549,6 +542,21 @@ pub(crate) unsafe fn read_slot(s: *const netmap_slot) -> (u32, u16, u16) {
             ptr::addr_of!((*s).len).read(),
             ptr::addr_of!((*s).flags).read(),
         )
+    }
+}
+
+/// Empties a corrupt slot that named a buffer the user must not hand on: it
+/// names reserved buffer 0 instead, so that nothing reaches the buffer it
+/// named through it, with no length, flagged changed.
+///
+/// # Safety
+/// `s` must point at a slot the user owns.
+#[inline]
+pub(crate) unsafe fn void_slot(s: *mut netmap_slot) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        write_slot_buf(s, 0);
+        write_slot(s, 0, ffi::NS_BUF_CHANGED);
     }
 }
 

@@ -6,7 +6,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{read_slot, write_slot, write_slot_buf, RingCore};
+use super::{read_slot, void_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{BackendKind, Error, Result};
 use crate::extra::{KeptFrame, Trade};
@@ -244,20 +244,15 @@ impl<'a> RxRing<'a> {
                 Ok(Some(KeptFrame::new(Arc::clone(pool), idx, len as u16)))
             }
             Trade::Exhausted => Err(pool.exhausted(self.port.name())),
-            Trade::Owned => {
-                // The slot goes back naming reserved buffer 0 instead, so
-                // that nothing writes the pool's buffer through it.
+            Trade::Corrupt => {
                 // SAFETY: the slot is user-owned.
-                unsafe {
-                    write_slot_buf(s, 0);
-                    write_slot(s, 0, NS_BUF_CHANGED);
-                }
+                unsafe { void_slot(s) };
                 self.core.set_head(self.core.next(i));
                 Err(Error::RingCorrupt {
                     ring: self.core.id(),
                     what: format!(
-                        "slot {i} names buffer {idx}, which this port holds as an extra buffer; \
-                         it was handed back naming no buffer"
+                        "slot {i} names buffer {idx}, which this port holds as an extra buffer \
+                         (or which lies outside its region); it was handed back naming no buffer"
                     ),
                 })
             }

@@ -5,7 +5,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::rx::RxRing;
-use super::{read_slot, write_slot, write_slot_buf, RingCore};
+use super::{read_slot, void_slot, write_slot, write_slot_buf, RingCore};
 use crate::backend::SyncDir;
 use crate::error::{Error, Result};
 use crate::extra::KeptFrame;
@@ -620,14 +620,17 @@ impl<'a> TxRing<'a> {
         let s = self.core.slot(i);
         // SAFETY: slot `i` = head is in [head, tail), owned by the user.
         let (old, _, _) = unsafe { read_slot(s) };
-        let held = |idx| self.port.extra_pool().is_some_and(|p| p.owns(idx));
         let pool = Arc::clone(kept.pool());
+        // This port's extra buffers are no slot's either (the kept packet's
+        // pool checks its own in `swap_out`).
+        let held = |idx| {
+            self.port
+                .extra_pool()
+                .is_some_and(|p| !Arc::ptr_eq(p, &pool) && p.owns(idx))
+        };
         if self.core.fast_buf(old).is_none() || held(old) || !pool.swap_out(kept.buf_idx(), old) {
             // SAFETY: the slot is user-owned.
-            unsafe {
-                write_slot_buf(s, 0);
-                write_slot(s, 0, NS_BUF_CHANGED);
-            }
+            unsafe { void_slot(s) };
             self.core.set_head(self.core.next(i));
             return Err(self.core.corrupt_slot(i, old));
         }
