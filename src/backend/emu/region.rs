@@ -177,9 +177,12 @@ impl Region {
     pub(super) fn buf(&self, idx: u32) -> Option<*mut u8> {
         let idx = idx as usize;
         let nbufs = (self.len - self.bufs_off) / BUF_SIZE;
-        (RESERVED_BUFS..nbufs)
-            .contains(&idx)
-            .then(|| self.at(self.bufs_off + idx * BUF_SIZE))
+        (RESERVED_BUFS..nbufs).contains(&idx).then(|| self.buf_at(idx))
+    }
+
+    /// The address of buffer `idx`, which the caller knows the region has.
+    fn buf_at(&self, idx: usize) -> *mut u8 {
+        self.at(self.bufs_off + idx * BUF_SIZE)
     }
 
     /// The address `off` bytes into the region.
@@ -229,16 +232,21 @@ impl Region {
         if stray {
             self.mark_mixed();
         }
-        let bufs_too = !self.mixed.load(Ordering::Relaxed);
         self.discard(rings, ring_bytes);
-        if bufs_too {
-            self.discard(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE);
+        lock(&self.pools).rings.release(rings, ring_bytes);
+        self.release_bufs(bufs, nbufs);
+    }
+
+    /// Gives buffers `[first, first + n)` of a closed pipe or port back to
+    /// the pool, emptied, unless buffers have crossed between pipes of this
+    /// region (see `mixed`): then they stay allocated, untouched, until the
+    /// region drops.
+    fn release_bufs(&self, first: usize, n: usize) {
+        if self.mixed.load(Ordering::Relaxed) {
+            return;
         }
-        let mut pools = lock(&self.pools);
-        pools.rings.release(rings, ring_bytes);
-        if bufs_too {
-            pools.bufs.release(bufs, nbufs);
-        }
+        self.discard(self.bufs_off + first * BUF_SIZE, n * BUF_SIZE);
+        lock(&self.pools).bufs.release(first, n);
     }
 
     /// Extra buffers for a port: `n` of them (fewer if the pool has not
@@ -261,11 +269,7 @@ impl Region {
             // SAFETY: buffer `first + i` was just allocated to the caller,
             // inside the region, 4-aligned (buffers are `BUF_SIZE` apart
             // from a page-aligned start); no one else knows of it yet.
-            unsafe {
-                self.at(self.bufs_off + (first + i) * BUF_SIZE)
-                    .cast::<u32>()
-                    .write(next)
-            };
+            unsafe { self.buf_at(first + i).cast::<u32>().write(next) };
         }
         (first, n)
     }
@@ -289,18 +293,13 @@ impl Region {
             // the region and 4-aligned; it is read as a word another holder
             // of the region might write, atomically.
             idx = unsafe {
-                std::sync::atomic::AtomicU32::from_ptr(self.at(self.bufs_off + idx * BUF_SIZE).cast())
-                    .load(Ordering::Relaxed)
+                std::sync::atomic::AtomicU32::from_ptr(self.buf_at(idx).cast()).load(Ordering::Relaxed)
             } as usize;
         }
         if idx != 0 || count != n {
             self.mark_mixed();
         }
-        if self.mixed.load(Ordering::Relaxed) {
-            return;
-        }
-        self.discard(self.bufs_off + first * BUF_SIZE, n * BUF_SIZE);
-        lock(&self.pools).bufs.release(first, n);
+        self.release_bufs(first, n);
     }
 
     /// Gives the whole pages of `[off, off + len)` back to the OS; they read
