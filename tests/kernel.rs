@@ -397,24 +397,8 @@ fn kept_packets_survive_a_million_packets_through_libnetmap() {
 }
 
 fn kept_packets_through(backend: BackendKind, parent: &str) {
-    use netmap_test_support::packets::{fnv1a, Rng};
-    fn make(buf: &mut Vec<u8>, seq: u64) {
-        buf.clear();
-        buf.extend_from_slice(&seq.to_le_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend(Rng::new(seq).bytes(48 + (seq % 200) as usize));
-        let sum = fnv1a(&buf[12..]);
-        buf[8..12].copy_from_slice(&sum.to_le_bytes());
-    }
-    fn check(p: &[u8]) -> u64 {
-        let seq = u64::from_le_bytes(p[..8].try_into().unwrap());
-        assert_eq!(
-            u32::from_le_bytes(p[8..12].try_into().unwrap()),
-            fnv1a(&p[12..]),
-            "packet {seq} corrupted"
-        );
-        seq
-    }
+    use netmap_test_support::packets::{check_frame, make_frame};
+    let check = |p: &[u8]| check_frame(p).unwrap_or_else(|e| panic!("{e}"));
     const EXTRA: usize = 64;
     let port = |n: &str| NetmapBuilder::new(&format!("netmap:{parent}{n}")).backend(backend);
     let a = port("{1").build().unwrap();
@@ -430,7 +414,7 @@ fn kept_packets_through(backend: BackendKind, parent: &str) {
     while seen < N {
         assert!(start.elapsed() < 10 * PATIENCE, "{seen} of {N}");
         while sent < N && tx.space() > 0 {
-            make(&mut buf, sent);
+            make_frame(&mut buf, sent);
             tx.send(&buf).unwrap();
             sent += 1;
         }
