@@ -8,7 +8,7 @@
 //! ```
 //!
 //! With no ports named it serves the master ends of two pipes of the
-//! embedded kernel, `emu:mio_echo{1` and `emu:mio_echo{2` (two ring pairs
+//! embedded kernel, `emu:mio_echoPID{1` and `emu:mio_echoPID{2` (two ring pairs
 //! each), so it runs on any Linux host; a client thread drives the other ends
 //! (`}1`, `}2`), sending numbered packets and checking that each comes back in
 //! order. Named ports are served as they are, with no client. A line of
@@ -76,8 +76,9 @@ struct ClientCounters {
 const USAGE: &str = "\
 usage: mio_echo [--threads] [PORT...]
   PORT...      the ports to serve, in netmap's names: netmap:eth0, vale0:p1, emu:x{1, ...
-               (default: the master ends of two embedded pipes, emu:mio_echo{1 and
-               emu:mio_echo{2, with a client thread on their other ends)
+               (default: the master ends of two embedded pipes, emu:mio_echoPID{1 and
+               emu:mio_echoPID{2, PID this process's, with a client thread on their
+               other ends)
   --threads    open each port once per ring, and serve each with a thread and Poll of its own
   -h, --help   this text
 Ctrl-C (SIGINT) or SIGTERM stops it.";
@@ -130,7 +131,9 @@ fn fail(why: &str) -> ExitCode {
 fn run(names: Vec<String>, threads: bool, signals: &libc::sigset_t) -> Result<(), BoxError> {
     let emulated = names.is_empty();
     let names = if emulated {
-        vec!["emu:mio_echo{1".to_owned(), "emu:mio_echo{2".to_owned()]
+        // Named after this process, so that runs side by side do not meet.
+        let pid = std::process::id();
+        vec![format!("emu:mio_echo{pid}{{1"), format!("emu:mio_echo{pid}{{2")]
     } else {
         names
     };

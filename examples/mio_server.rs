@@ -29,14 +29,13 @@
 //! clients are served at once.
 //!
 //! With no ports named it forwards between the master ends of two pipes of
-//! the embedded kernel, `emu:mio_server{1` (A) and `emu:mio_server{2` (B),
+//! the embedded kernel, `emu:mio_serverPID{1` (A) and `emu:mio_serverPID{2` (B),
 //! so it runs on any Linux host; a generator thread drives the other ends
 //! (`}1`, `}2`), sending numbered packets into both and checking that each
 //! comes out of the other pipe in order. Named ports (`--ports A B`, or
 //! just `A B`) are served as they are, with no generator, unless
 //! `--generate` asks for one on their other ends; both must then be `emu:`
-//! pipe ends, since the embedded kernel lives in this process and only this
-//! process can open their other ends.
+//! pipe ends, whose other ends the generator opens in this process.
 //!
 //! Forwarding tries zero-copy first ([`TxRing::forward`] trades the RX
 //! slot's buffer for the TX slot's): that works when the ports share a memory
@@ -115,8 +114,8 @@ usage: mio_server [--listen ADDR] [--rate PPS] [[--generate] [--ports] PORT_A PO
   --ports PORT_A PORT_B, or PORT_A PORT_B
                    forward between these ports (netmap names: netmap:eth0, vale0:p1,
                    emu:x{1, ...; default: the master ends of two embedded pipes,
-                   emu:mio_server{1 and emu:mio_server{2, with the generator on their
-                   other ends)
+                   emu:mio_serverPID{1 and emu:mio_serverPID{2, PID this process's,
+                   with the generator on their other ends)
   --generate       run the generator on the other ends of the named ports too (two
                    emu: pipe ends)
   --rate PPS       pace the generator to PPS packets per second each way (default 0:
@@ -247,7 +246,11 @@ fn run(args: &Args, signals: libc::sigset_t) -> Result<(), BoxError> {
     let [name_a, name_b] = args
         .ports
         .clone()
-        .unwrap_or_else(|| ["emu:mio_server{1".to_owned(), "emu:mio_server{2".to_owned()]);
+        .unwrap_or_else(|| {
+            // Named after this process, so that servers side by side do not meet.
+            let pid = std::process::id();
+            [format!("emu:mio_server{pid}{{1"), format!("emu:mio_server{pid}{{2")]
+        });
     let mut poll = Poll::new()?;
     let a = NetmapBuilder::new(&name_a).build()?;
     let b = NetmapBuilder::new(&name_b).build()?;

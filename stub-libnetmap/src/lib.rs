@@ -5,7 +5,8 @@
 //! Any name given to `nmport_prepare` (`netmap:NAME{N`, `NAME}N`, a bare
 //! `NAME`, with the usual suffixes and options) is opened as the same name
 //! with the `emu:` prefix instead, in this library's own copy of the embedded
-//! kernel. `nmport_open_desc` applies what the caller wrote into the prepared
+//! kernel, in a namespace of its own (`set_emu_namespace`).
+//! `nmport_open_desc` applies what the caller wrote into the prepared
 //! descriptor's `reg` (ring selection, counts, flags), as libnetmap's callers
 //! may, and fills the descriptor as libnetmap does: `fd`, `nifp`, `mem`, the
 //! register reply and the first/last ring ids. As with the kernel, a request
@@ -189,6 +190,9 @@ fn ring_select(mode: u32, ringid: u16) -> Option<RingSelect> {
 #[no_mangle]
 pub unsafe extern "C" fn nmport_prepare(name: *const c_char) -> *mut nmport_d {
     let ctx = nmctx_get();
+    // This library's ports are its own, apart from the embedded ports of
+    // the program that loads it (a copy of netmap-rs too).
+    netmap_rs::set_emu_namespace("stub-libnetmap");
     if name.is_null() {
         fail(ctx, libc::EINVAL, "no port name");
         return ptr::null_mut();

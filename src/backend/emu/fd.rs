@@ -2,20 +2,23 @@
 //! PORT_INFO_GET and POOLS_INFO_GET requests (typed, as [`Control`] has them), and the
 //! syncs and polls on its rings.
 
+use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::notify::Notifier;
-use super::pipe::{Dir, Pipe, PipeState, RING_UNIT};
-use super::registry::{End, PortName, Registry};
+use super::notify;
+use super::pipe::{self, Dir, Kind, Pipe, RING_UNIT};
+use super::region::{h, Region, FREE, HELD, IF_UNIT, LIVE, MAX_HANDLES};
+use super::registry::{pipe_shape, End, PortName, Registry};
+use super::shm::Guard;
 use super::MAX_RINGS;
 use crate::backend::kregister::{self, Selection};
-use crate::backend::sys::Deadline;
+use crate::backend::sys::{cvt, Deadline};
 use crate::backend::{errno, lock, Control, Mapping, PortFd, SyncDir};
 use crate::ffi::{
     netmap_if, nmreq_pools_info, nmreq_port_info_get, nmreq_register, NR_EXCLUSIVE, NR_MONITOR_RX,
@@ -27,14 +30,16 @@ use crate::spec::PortSpec;
 pub(super) struct EmuFd {
     /// The registered end, once REGISTER succeeded.
     reg: Option<Registration>,
-    notifier: Arc<Notifier>,
+    /// The descriptor of a handle not registered yet: an eventfd that never
+    /// becomes ready.
+    idle: OwnedFd,
     registry: Arc<Mutex<Registry>>,
 }
 
 impl fmt::Debug for EmuFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmuFd")
-            .field("fd", &self.notifier.efd)
+            .field("fd", &self.as_fd())
             .field("reg", &self.reg)
             .finish_non_exhaustive()
     }
@@ -44,18 +49,17 @@ impl fmt::Debug for EmuFd {
 #[derive(Debug)]
 struct Registration {
     pipe: Arc<Pipe>,
+    /// The handle's record.
+    slot: u32,
     end: End,
     tx: Range<u32>,
     rx: Range<u32>,
-    /// Region offset and size of this handle's `netmap_if`.
+    /// Region offset of this handle's `netmap_if`.
     nifp_off: usize,
-    nifp_len: usize,
     /// txsync the bound TX rings on every poll (no `NR_NO_TX_POLL`).
     txpoll: bool,
-    /// Bound with `NR_EXCLUSIVE`: this handle flagged its rings exclusive.
-    exclusive: bool,
-    /// Its extra buffers: the first and how many.
-    extra: (usize, usize),
+    /// The handle's FIFO (see `notify`), read and written.
+    fifo: OwnedFd,
 }
 
 impl Registration {
@@ -67,26 +71,30 @@ impl Registration {
         self.rx.clone().map(|i| self.pipe.kidx(self.end, Dir::Rx, i))
     }
 
+    fn region(&self) -> &Arc<Region> {
+        &self.pipe.region
+    }
+
     /// txsyncs every bound TX ring: `(room in some ring, all prologues ok)`.
-    fn txsync_all(&self, st: &mut PipeState) -> (bool, bool) {
+    fn txsync_all(&self, g: &Guard<'_>) -> (bool, bool) {
         let (mut room, mut ok) = (false, true);
         for k in self.tx_krings() {
-            ok &= self.pipe.txsync(st, k);
-            room |= Pipe::cur_short_of_tail(st, k);
+            ok &= self.pipe.txsync(g, k);
+            room |= self.pipe.cur_short_of_tail(k);
         }
         (room, ok)
     }
 
     /// rxsyncs every bound RX ring: `(unseen packets, all prologues ok)`;
-    /// drains the eventfd when nothing is left unseen.
-    fn rxsync_all(&self, st: &mut PipeState, notifier: &Notifier) -> (bool, bool) {
+    /// drains the FIFO when nothing is left unseen.
+    fn rxsync_all(&self, g: &Guard<'_>) -> (bool, bool) {
         let (mut unseen, mut ok) = (false, true);
         for k in self.rx_krings() {
-            ok &= self.pipe.rxsync(st, k);
-            unseen |= Pipe::cur_short_of_tail(st, k);
+            ok &= self.pipe.rxsync(g, k);
+            unseen |= self.pipe.cur_short_of_tail(k);
         }
         if !unseen {
-            notifier.drain();
+            notify::drain(self.region(), self.slot);
         }
         (unseen, ok)
     }
@@ -95,25 +103,54 @@ impl Registration {
 impl Drop for EmuFd {
     fn drop(&mut self) {
         if let Some(reg) = self.reg.take() {
-            let krings = reg.tx_krings().chain(reg.rx_krings());
-            reg.pipe.unbind(krings, &self.notifier, reg.exclusive);
-            let (first, n) = reg.extra;
-            if n > 0 {
-                let head = bufs_head(&reg).load(Ordering::Acquire);
-                reg.pipe.region.free_extra(first, n, head);
+            let region = reg.region();
+            // Without the lock (a live holder stuck for seconds) the record
+            // stays; it goes when this process has left, as a dead one's.
+            if let Ok(g) = region.lock() {
+                close_record(region, &g, reg.slot);
+                pipe::free_if_unused(region, &g, reg.pipe.slot);
             }
-            reg.pipe.region.free_if(reg.nifp_off, reg.nifp_len);
         }
     }
 }
 
-/// `ni_bufs_head` of this handle's `netmap_if`.
-fn bufs_head(reg: &Registration) -> &AtomicU32 {
-    let nif = reg.pipe.region.at(reg.nifp_off).cast::<netmap_if>();
-    // SAFETY: the handle's `netmap_if` lies in the region (allocated to it
-    // at REGISTER, 64-aligned), which `reg.pipe` keeps mapped; the field is
-    // a u32 at a 4-aligned offset that the user may write, so it is
-    // accessed atomically.
+/// Closes handle record `hs` (of this process, or of a dead one): it stops
+/// binding its rings, its FIFO goes, and its extra buffers go back to the
+/// pool if its `netmap_if`'s list still holds exactly them; else the record
+/// stays, held, claiming them.
+pub(super) fn close_record(region: &Region, _g: &Guard<'_>, hs: u32) {
+    let r = region.handle(hs);
+    if r.get(h::STATE) != LIVE {
+        return;
+    }
+    let path = region.fifo_path(hs, r.get(h::GEN));
+    // SAFETY: `path` is a C string; a FIFO already gone is fine.
+    unsafe { libc::unlink(path.as_ptr()) };
+    let (first, n) = (r.get(h::EXTRA_FIRST) as usize, r.get(h::EXTRA_N) as usize);
+    let nifp = r.get(h::NIFP) as usize * IF_UNIT;
+    let intact = n == 0
+        || (region.in_buf_pool(first, n)
+            && region.in_if_pool(nifp, size_of::<netmap_if>())
+            && region.extra_intact(first, n, bufs_head(region, nifp).load(Ordering::Acquire)));
+    if intact {
+        if n > 0 {
+            region.free_bufs(first, n);
+        }
+        r.set(h::STATE, FREE);
+    } else {
+        r.set(h::NIFP_UNITS, 0);
+        r.set(h::STATE, HELD);
+    }
+}
+
+/// `ni_bufs_head` of the `netmap_if` at region offset `nifp`.
+fn bufs_head(region: &Region, nifp: usize) -> &AtomicU32 {
+    let nif = region.at(nifp).cast::<netmap_if>();
+    // SAFETY: the caller checked that a `netmap_if` at `nifp` lies in the
+    // region's `netmap_if` pool, 64-aligned (`IF_UNIT` multiples); the
+    // region stays mapped while it is borrowed; the field is a u32 at a
+    // 4-aligned offset that any user may write, so it is accessed
+    // atomically.
     unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*nif).ni_bufs_head)) }
 }
 
@@ -155,14 +192,112 @@ macro_rules! describe {
     }};
 }
 
+/// What a new handle record says, apart from its pipe.
+struct Binding<'a> {
+    end: End,
+    tx: Range<u32>,
+    rx: Range<u32>,
+    flags: u32,
+    /// A monitor's watched pipe and end.
+    watch: (u32, u32),
+    name: &'a str,
+}
+
+/// Makes the FIFO at `path` and opens it for reading and writing.
+fn make_fifo(path: &CString) -> io::Result<OwnedFd> {
+    let group = std::env::var_os("NETMAP_RS_EMU_GROUP").is_some_and(|g| !g.is_empty());
+    let mode = if group { 0o660 } else { 0o600 };
+    // SAFETY: `path` is a C string. A FIFO left at this path by a crashed
+    // process of the same generation is replaced.
+    unsafe { libc::unlink(path.as_ptr()) };
+    // SAFETY: as above.
+    cvt(unsafe { libc::mkfifo(path.as_ptr(), mode) })?;
+    // SAFETY: as above; O_NONBLOCK keeps the open from waiting for a writer.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` was just opened and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    notify::size_fifo(&fd);
+    Ok(fd)
+}
+
 impl EmuFd {
-    /// A fresh, unregistered handle whose fd is `notifier`'s eventfd.
-    pub(super) fn new(notifier: Arc<Notifier>, registry: Arc<Mutex<Registry>>) -> EmuFd {
-        EmuFd {
+    /// A fresh, unregistered handle.
+    pub(super) fn new(registry: Arc<Mutex<Registry>>) -> io::Result<EmuFd> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new
+        // file descriptor that nothing else owns.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        Ok(EmuFd {
             reg: None,
-            notifier,
+            // SAFETY: `fd` was just opened and is owned by no one else.
+            idle: unsafe { OwnedFd::from_raw_fd(fd) },
             registry,
+        })
+    }
+
+    fn region(&self, parent: &str) -> io::Result<Arc<Region>> {
+        lock(&self.registry).region(parent)
+    }
+
+    /// Binds `pipe`'s rings of `b` for this handle, under `g`: a record, a
+    /// `netmap_if`, a FIFO, then extra buffers; `EBUSY` if a ring is not
+    /// free for this binder. On failure nothing stays behind but `pipe`.
+    fn bind(&mut self, g: &Guard<'_>, pipe: Arc<Pipe>, b: Binding<'_>, extra: u32) -> io::Result<Registration> {
+        let region = Arc::clone(&pipe.region);
+        let slot = (0..MAX_HANDLES)
+            .find(|&i| region.handle(i).get(h::STATE) == FREE)
+            .ok_or_else(|| errno(libc::ENOMEM))?;
+        let nifp_len = kregister::if_len(pipe.nrings);
+        let nifp_off = region.alloc_if(g, nifp_len)?;
+        let r = region.handle(slot);
+        let gen = r.get(h::GEN).wrapping_add(1);
+        for (f, v) in [
+            (h::GEN, gen),
+            (h::PROC, region.me()),
+            (h::PIPE, pipe.slot),
+            (h::END, b.end as u32),
+            (h::TX_LO, b.tx.start),
+            (h::TX_HI, b.tx.end),
+            (h::RX_LO, b.rx.start),
+            (h::RX_HI, b.rx.end),
+            (h::FLAGS, b.flags),
+            (h::WATCH, b.watch.0),
+            (h::WATCH_END, b.watch.1),
+            (h::NIFP, (nifp_off / IF_UNIT) as u32),
+            (h::NIFP_UNITS, nifp_len.div_ceil(IF_UNIT) as u32),
+            (h::EXTRA_FIRST, 0),
+            (h::EXTRA_N, 0),
+            (h::ARMED, 0),
+        ] {
+            r.set(f, v);
         }
+        let fifo = make_fifo(&region.fifo_path(slot, gen))?;
+        let mut reg = Registration {
+            pipe,
+            slot,
+            end: b.end,
+            tx: b.tx,
+            rx: b.rx,
+            nifp_off,
+            txpoll: b.flags & h::TXPOLL != 0,
+            fifo,
+        };
+        let krings: Vec<usize> = reg.tx_krings().chain(reg.rx_krings()).collect();
+        if !reg.pipe.bind(g, &krings, slot, b.flags & h::EXCLUSIVE != 0) {
+            // SAFETY: the path is a C string.
+            unsafe { libc::unlink(region.fifo_path(slot, gen).as_ptr()) };
+            return Err(errno(libc::EBUSY));
+        }
+        write_if(&reg, b.name);
+        if extra > 0 {
+            let (first, n) = region.alloc_extra(g, extra as usize);
+            r.set(h::EXTRA_FIRST, first as u32);
+            r.set(h::EXTRA_N, n as u32);
+            if n > 0 {
+                bufs_head(&region, nifp_off).store(first as u32, Ordering::Release);
+            }
+        }
+        reg.txpoll = b.flags & h::TXPOLL != 0;
+        Ok(reg)
     }
 
     /// REGISTER of a monitor of pipe end (or loopback port) `name`: a
@@ -185,59 +320,58 @@ impl EmuFd {
         let mut plain = *req;
         plain.nr_flags &= !monitor;
         let sel = Selection::check(&plain, self.reg.is_some())?;
-        let watched = lock(&self.registry)
-            .find_pipe(name)
+        let region = self.region(&name.parent)?;
+        let g = region.lock()?;
+        let watched = name
+            .find(&region, &g)
+            .filter(|&s| region.live_handles().any(|i| region.handle(i).get(h::PIPE) == s))
+            .and_then(|s| Pipe::view(&region, &g, s))
             .ok_or_else(|| errno(libc::EINVAL))?;
         let rings = sel.rings(watched.nrings, libc::EINVAL)?;
-        let own = PortName {
-            parent: format!("{}/monitor", name.parent),
-            id: None,
-            end: End::Master,
-        };
-        let pipe = Arc::new(Pipe::new(
-            Arc::clone(&watched.region),
-            &own,
-            watched.nrings,
-            watched.nslots,
-        )?);
-        let nifp_len = kregister::if_len(pipe.nrings);
-        let reg = Registration {
+        let pipe = Arc::new(Pipe::create(&region, &g, "", Kind::Monitor, watched.nrings, watched.nslots)?);
+        let mut flags = 0;
+        if monitor & NR_ZCOPY_MON != 0 {
+            // A zero-copy monitor watches both directions, as in the module.
+            flags |= h::MON_ZERO;
+        }
+        if monitor & NR_MONITOR_TX != 0 {
+            flags |= h::MON_TX;
+        }
+        if monitor & NR_MONITOR_RX != 0 {
+            flags |= h::MON_RX;
+        }
+        let b = Binding {
             end: End::Master,
             tx: 0..0,
-            rx: rings.clone(),
-            nifp_off: pipe.region.alloc_if(nifp_len)?,
-            nifp_len,
-            txpoll: false,
-            exclusive: false,
-            extra: (0, 0),
-            pipe,
+            rx: rings,
+            flags,
+            watch: (watched.slot, name.end as u32),
+            name: &spec.nr_name,
         };
-        let krings: Vec<usize> = reg.rx_krings().collect();
-        if !reg.pipe.bind(&krings, &self.notifier, false) {
-            reg.pipe.region.free_if(reg.nifp_off, reg.nifp_len);
-            return Err(errno(libc::EBUSY));
-        }
-        for i in rings {
-            for (flag, dir) in [(NR_MONITOR_TX, Dir::Tx), (NR_MONITOR_RX, Dir::Rx)] {
-                let k = watched.kidx(name.end, dir, i);
-                // A zero-copy monitor watches both directions, as in the
-                // module.
-                let zero = monitor & NR_ZCOPY_MON != 0;
-                if zero || monitor & flag != 0 {
-                    watched.tap(k, &reg.pipe, zero);
-                }
-            }
-        }
-        write_if(&reg, &spec.nr_name);
+        let reg = self.bind(&g, Arc::clone(&pipe), b, 0);
+        let reg = reg.inspect_err(|_| pipe::free_if_unused(&region, &g, pipe.slot))?;
         describe!(req, &reg.pipe);
         req.nr_offset = reg.nifp_off as u64;
         req.nr_extra_bufs = 0;
+        drop(g);
         self.reg = Some(reg);
         Ok(())
     }
 
     fn registered(&self) -> io::Result<&Registration> {
         self.reg.as_ref().ok_or_else(|| errno(libc::ENXIO))
+    }
+
+    /// The live pipe `spec` names, for the info requests.
+    fn named_pipe<T>(&self, spec: &PortSpec, f: impl FnOnce(&Pipe) -> io::Result<T>) -> io::Result<T> {
+        let name = PortName::of(spec)?;
+        let region = self.region(&name.parent)?;
+        let g = region.lock()?;
+        let pipe = name
+            .find(&region, &g)
+            .and_then(|s| Pipe::view(&region, &g, s))
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        f(&pipe)
     }
 }
 
@@ -253,67 +387,71 @@ impl Control for EmuFd {
         // Check the mode before making a pipe: ring ids are checked below.
         // A pipe has no host rings: other modes are EINVAL.
         sel.rings(MAX_RINGS, libc::EINVAL)?;
-        let pipe = lock(&self.registry).pipe(&name, req)?;
-        let (tx, rx) = sel.per_dir(sel.rings(pipe.nrings, libc::EINVAL)?);
-        let nifp_len = kregister::if_len(pipe.nrings);
-        let mut reg = Registration {
+        let region = self.region(&name.parent)?;
+        let g = region.lock()?;
+        // A ring that a dead process bound is free again.
+        region.reclaim(&g);
+        let pipe = match name.find(&region, &g) {
+            Some(s) => Pipe::view(&region, &g, s).ok_or_else(|| errno(libc::EIO))?,
+            None if name.end == End::Slave => return Err(errno(libc::ENOENT)),
+            None => {
+                let (rings, slots) = pipe_shape(req);
+                Pipe::create(&region, &g, name.record(), name.kind(), rings, slots)?
+            }
+        };
+        let pipe = Arc::new(pipe);
+        let rings = sel.rings(pipe.nrings, libc::EINVAL);
+        let rings = rings.inspect_err(|_| pipe::free_if_unused(&region, &g, pipe.slot))?;
+        let (tx, rx) = sel.per_dir(rings);
+        let mut flags = 0;
+        if req.nr_flags & NR_NO_TX_POLL == 0 {
+            flags |= h::TXPOLL;
+        }
+        if req.nr_flags & NR_EXCLUSIVE != 0 {
+            flags |= h::EXCLUSIVE;
+        }
+        let b = Binding {
             end: name.end,
             tx,
             rx,
-            nifp_off: pipe.region.alloc_if(nifp_len)?,
-            nifp_len,
-            txpoll: req.nr_flags & NR_NO_TX_POLL == 0,
-            exclusive: req.nr_flags & NR_EXCLUSIVE != 0,
-            extra: (0, 0),
-            pipe,
+            flags,
+            watch: (u32::MAX, 0),
+            name: &spec.nr_name,
         };
-        let pipe = &reg.pipe;
-        let krings: Vec<usize> = reg.tx_krings().chain(reg.rx_krings()).collect();
-        if !pipe.bind(&krings, &self.notifier, reg.exclusive) {
-            pipe.region.free_if(reg.nifp_off, reg.nifp_len);
-            return Err(errno(libc::EBUSY));
-        }
-        write_if(&reg, &spec.nr_name);
-        reg.extra = reg.pipe.region.alloc_extra(req.nr_extra_bufs as usize);
-        if reg.extra.1 > 0 {
-            bufs_head(&reg).store(reg.extra.0 as u32, Ordering::Release);
-        }
-
-        describe!(req, pipe);
+        let reg = self.bind(&g, Arc::clone(&pipe), b, req.nr_extra_bufs);
+        let reg = reg.inspect_err(|_| pipe::free_if_unused(&region, &g, pipe.slot))?;
+        describe!(req, &reg.pipe);
         req.nr_offset = reg.nifp_off as u64;
-        req.nr_extra_bufs = reg.extra.1 as u32;
+        req.nr_extra_bufs = region.handle(reg.slot).get(h::EXTRA_N);
+        drop(g);
         self.reg = Some(reg);
         Ok(())
     }
 
     fn port_info(&mut self, spec: &PortSpec, version: u16, info: &mut nmreq_port_info_get) -> io::Result<()> {
         kregister::check_version(version)?;
-        let name = PortName::of(spec)?;
-        let pipe = lock(&self.registry)
-            .find_pipe(&name)
-            .ok_or_else(|| errno(libc::ENOENT))?;
-        describe!(info, pipe);
-        Ok(())
+        self.named_pipe(spec, |pipe| {
+            describe!(info, pipe);
+            Ok(())
+        })
     }
 
     /// The region of the open pipe (or loopback port) `spec` names; an
     /// `nr_mem_id` other than 0 or the region's is `EINVAL`, as a pipe's
     /// memory is its parent's and cannot be moved.
     fn pools_info(&mut self, spec: &PortSpec, info: &mut nmreq_pools_info) -> io::Result<()> {
-        let name = PortName::of(spec)?;
-        let pipe = lock(&self.registry)
-            .find_pipe(&name)
-            .ok_or_else(|| errno(libc::ENOENT))?;
-        if info.nr_mem_id != 0 && info.nr_mem_id != pipe.region.mem_id {
-            return Err(errno(libc::EINVAL));
-        }
-        *info = pipe.region.pools(RING_UNIT);
-        Ok(())
+        self.named_pipe(spec, |pipe| {
+            if info.nr_mem_id != 0 && info.nr_mem_id != pipe.region.mem_id {
+                return Err(errno(libc::EINVAL));
+            }
+            *info = pipe.region.pools(RING_UNIT);
+            Ok(())
+        })
     }
 
     fn mmap(&mut self, len: usize) -> io::Result<Mapping> {
         let reg = self.reg.as_ref().ok_or_else(|| errno(libc::EINVAL))?;
-        let region = &reg.pipe.region;
+        let region = reg.region();
         let owner: Arc<dyn Send + Sync> = Arc::clone(region) as _;
         // SAFETY: the region's mapping stays mapped and writable while
         // `owner`, an `Arc` of the region, lives.
@@ -328,10 +466,10 @@ impl Control for EmuFd {
 impl PortFd for EmuFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let reg = self.registered()?;
-        let mut st = reg.pipe.lock();
+        let g = reg.region().lock()?;
         let ok = match dir {
-            SyncDir::Tx => reg.txsync_all(&mut st).1,
-            SyncDir::Rx => reg.rxsync_all(&mut st, &self.notifier).1,
+            SyncDir::Tx => reg.txsync_all(&g).1,
+            SyncDir::Rx => reg.rxsync_all(&g).1,
         };
         if ok {
             Ok(())
@@ -347,12 +485,12 @@ impl PortFd for EmuFd {
         let want_tx = events & (libc::POLLOUT | libc::POLLWRNORM);
         let want_rx = events & (libc::POLLIN | libc::POLLRDNORM);
         let deadline = deadline.instant();
-        let pipe = &reg.pipe;
-        let mut st = pipe.lock();
+        let region = reg.region();
+        let mut g = region.lock()?;
         loop {
             let mut revents = 0;
             if reg.txpoll || want_tx != 0 {
-                let (room, ok) = reg.txsync_all(&mut st);
+                let (room, ok) = reg.txsync_all(&g);
                 if room {
                     revents |= want_tx;
                 }
@@ -361,7 +499,7 @@ impl PortFd for EmuFd {
                 }
             }
             if want_rx != 0 {
-                let (unseen, ok) = reg.rxsync_all(&mut st, &self.notifier);
+                let (unseen, ok) = reg.rxsync_all(&g);
                 if unseen {
                     revents |= want_rx;
                 }
@@ -372,15 +510,18 @@ impl PortFd for EmuFd {
             if revents != 0 {
                 return Ok(revents);
             }
-            // Sleep until the peer changes something, then check again.
-            match pipe.wait(st, deadline) {
-                Some(guard) => st = guard,
+            // Sleep until a peer changes something, then check again.
+            match pipe::wait(region, g, deadline)? {
+                Some(guard) => g = guard,
                 None => return Ok(0),
             }
         }
     }
 
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.notifier.efd.as_fd()
+        match &self.reg {
+            Some(reg) => reg.fifo.as_fd(),
+            None => self.idle.as_fd(),
+        }
     }
 }

@@ -89,7 +89,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use crate::backend::{lock, Control, Kernel, MemDomain};
 
 use fd::EmuFd;
-use notify::Notifier;
 use registry::Registry;
 
 mod fd;
@@ -97,8 +96,32 @@ mod notify;
 mod pipe;
 mod region;
 mod registry;
+mod shm;
+mod switch;
 #[cfg(test)]
 mod tests;
+
+/// Puts this process's `emu:` ports in a namespace of their own: ports of
+/// the same name in other namespaces (and in none) are other ports. Call
+/// it before opening any `emu:` port; it returns `false`, and changes
+/// nothing, if a namespace was set already. `ns` must be letters, digits,
+/// `_` or `-` (else `false`).
+///
+/// Without a namespace, every process of the user shares the `emu:` names,
+/// as processes share netmap's names on a host with the module: `emu:x{1`
+/// in one process and `emu:x}1` in another are the two ends of one pipe.
+/// A namespace suits a program, a library or a test that wants its
+/// embedded ports apart from everyone else's.
+///
+/// ```
+/// assert!(netmap_rs::set_emu_namespace("doc_example"));
+/// assert!(!netmap_rs::set_emu_namespace("another"));
+/// ```
+pub fn set_emu_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && shm::set_namespace(ns)
+}
 
 /// Size of every buffer (`nr_buf_size`).
 const BUF_SIZE: usize = 2048;
@@ -118,10 +141,8 @@ pub(crate) struct Emu {
 
 impl fmt::Debug for Emu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (regions, pipes) = lock(&self.registry).counts();
         f.debug_struct("Emu")
-            .field("regions", &regions)
-            .field("pipes", &pipes)
+            .field("regions", &lock(&self.registry).count())
             .finish()
     }
 }
@@ -136,10 +157,7 @@ pub(crate) fn emu() -> &'static Emu {
 
 impl Kernel for Emu {
     fn open(&self) -> io::Result<Box<dyn Control>> {
-        Ok(Box::new(EmuFd::new(
-            Arc::new(Notifier::new()?),
-            Arc::clone(&self.registry),
-        )))
+        Ok(Box::new(EmuFd::new(Arc::clone(&self.registry))?))
     }
 
     fn domain(&self) -> MemDomain {

@@ -1,102 +1,115 @@
-//! The readiness notifier: each handle's eventfd.
+//! Readiness across processes: each registered handle's FIFO.
+//!
+//! A handle's descriptor is a FIFO beside the region file, made at
+//! REGISTER, opened for reading and writing (so it never reports end of
+//! file, and epoll sees both `EPOLLIN` and `EPOLLOUT` on it); any process of
+//! the region signals it by writing into it or reading from it through a
+//! descriptor of its own ([`Region::with_fifo`]).
+//!
+//! netmap's own `poll` reports `POLLIN` when, after an rxsync, a bound RX
+//! ring has slots between `cur` and `tail` (packets the user has not seen),
+//! and `POLLOUT` when, after a txsync, a bound TX ring has room between `cur`
+//! and `tail`; the kernel wakes sleepers whenever a sync of the peer changes
+//! either. A FIFO is readable while it holds a byte and writable while it has
+//! room; a write wakes `EPOLLIN` waiters, and a read of a full FIFO wakes
+//! `EPOLLOUT` waiters. The rule, applied under the
+//! region's lock so that it cannot interleave with a sync, with the
+//! handle's `armed` word saying whether the FIFO holds a byte:
+//!
+//! * **readable**: the FIFO holds a byte exactly while a bound RX ring may
+//!   hold packets the user has not seen. A peer TX sync that publishes
+//!   packets into a ring of this handle writes one (a readable edge, and a
+//!   wake-up of `EPOLLIN` waiters even when it already held one, since these
+//!   are new packets). An RX sync of this handle after which no bound RX
+//!   ring has unseen packets empties it. Binding a ring that already holds
+//!   packets writes one.
+//! * **writable**: a peer RX sync that frees room in a TX ring of this handle
+//!   whose last txsync left it full (`cur` at `tail`: the user is waiting for
+//!   room, as a mio handler waits for `WRITABLE`) wakes waiters without
+//!   changing readability: the FIFO is filled and emptied (an `EPOLLOUT`
+//!   wake-up), then given back its byte if it held one. A ring
+//!   that still had room gets no edge: its user is not waiting, and every
+//!   edge opens a window for a spurious readable report.
+//!
+//! The FIFO reports `POLLOUT` at all times, so only its edges carry the TX
+//! meaning: a level-triggered caller should use
+//! [`PortFd::poll`](crate::backend::PortFd::poll), which checks the rings
+//! as netmap does. No one else may read the FIFO, or `armed` drifts from its
+//! contents until the next drain.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use crate::backend::sys::cvt;
+use super::region::{h, Region};
 
-/// A handle's eventfd, driven so that epoll/mio see netmap's readiness.
-///
-/// netmap's own `poll` reports `POLLIN` when, after an rxsync, a bound RX
-/// ring has slots between `cur` and `tail` (packets the user has not seen),
-/// and `POLLOUT` when, after a txsync, a bound TX ring has room between `cur`
-/// and `tail`; the kernel wakes sleepers whenever a sync of the peer changes
-/// either. An eventfd is readable while its counter is non-zero and (almost)
-/// always writable, and it wakes epoll with `EPOLLIN` on a write and with
-/// `EPOLLOUT` on a read that takes a non-zero counter. The rule, applied
-/// under the pipe's mutex so that it cannot interleave with a sync:
-///
-/// * **readable**: the counter is non-zero exactly while a bound RX ring may
-///   hold packets the user has not seen. A peer TX sync that publishes
-///   packets into a ring of this handle writes 1 (a readable edge, and a
-///   wake-up of `EPOLLIN` waiters even when the counter was already
-///   non-zero, since these are new packets). An RX sync of this handle
-///   after which no bound RX ring has unseen packets reads the counter back
-///   to 0. Binding a ring that already holds packets writes 1.
-/// * **writable**: a peer RX sync that frees room in a TX ring of this handle
-///   whose last txsync left it full (`cur` at `tail`: the user is waiting for
-///   room, as a mio handler waits for `WRITABLE`) produces an `EPOLLOUT` edge
-///   without changing readability. If the counter is non-zero it is read and
-///   1 written back (the write also wakes `EPOLLIN` waiters, but they are
-///   rightly readable then); if it is zero, 1 is written and read back at
-///   once, so an epoll that harvests after the read reports only `EPOLLOUT`
-///   (a readable report is possible only for a waiter that harvests between
-///   the two calls). A ring that still had room gets no edge: its user is
-///   not waiting, and every edge opens that window for a spurious readable
-///   report (in a ping-pong, where the TX ring never fills, an edge on every
-///   release made up to a few in a hundred polls find nothing).
-///
-/// The fd reports `POLLOUT` at all times, so only its edges carry the TX
-/// meaning: a level-triggered caller should use
-/// [`PortFd::poll`](crate::backend::PortFd::poll), which checks the rings
-/// as netmap does. The counter must not be read by anyone else, or its state
-/// drifts from `armed` until the next drain.
-#[derive(Debug)]
-pub(super) struct Notifier {
-    pub(super) efd: OwnedFd,
-    /// Whether the counter is non-zero; changed only under the pipe's mutex.
-    armed: AtomicBool,
+/// Writes one byte (wakes `EPOLLIN` waiters); a full FIFO stays readable.
+fn add(fd: &OwnedFd) {
+    let one = 1u8;
+    // SAFETY: the fd is a live FIFO; the buffer is one readable byte.
+    unsafe { libc::write(fd.as_raw_fd(), ptr::addr_of!(one).cast(), 1) };
 }
 
-impl Notifier {
-    pub(super) fn new() -> io::Result<Notifier> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new
-        // file descriptor that nothing else owns.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        Ok(Notifier {
-            // SAFETY: `fd` was just opened and is owned by no one else.
-            efd: unsafe { OwnedFd::from_raw_fd(fd) },
-            armed: AtomicBool::new(false),
-        })
-    }
-
-    /// Adds 1 to the counter (wakes `EPOLLIN` waiters).
-    fn add(&self) {
-        let one: u64 = 1;
-        // SAFETY: the fd is a live eventfd owned by `self`; the buffer is 8
-        // readable bytes, the size an eventfd write takes. A failure (the
-        // counter at its maximum) leaves it readable, which is all we want.
-        unsafe { libc::write(self.efd.as_raw_fd(), ptr::addr_of!(one).cast(), 8) };
-    }
-
-    /// Reads the counter back to 0 (wakes `EPOLLOUT` waiters if it was not 0).
-    fn take(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: the fd is a live eventfd owned by `self`; the buffer is 8
-        // writable bytes. EAGAIN (counter already 0) is the wanted state.
-        unsafe { libc::read(self.efd.as_raw_fd(), ptr::addr_of_mut!(v).cast(), 8) };
-    }
-
-    pub(super) fn readable(&self) {
-        self.add();
-        self.armed.store(true, Ordering::Relaxed);
-    }
-
-    pub(super) fn drain(&self) {
-        if self.armed.swap(false, Ordering::Relaxed) {
-            self.take();
+/// Empties the FIFO.
+fn take(fd: &OwnedFd) {
+    let mut buf = [0u8; 512];
+    // The loop ends at EAGAIN (empty), or after more than a default-sized
+    // FIFO holds, if a racing writer keeps adding.
+    for _ in 0..256 {
+        // SAFETY: the fd is a live, non-blocking FIFO; the buffer is
+        // writable for its length.
+        if unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } <= 0 {
+            break;
         }
     }
+}
 
-    pub(super) fn writable(&self) {
-        if self.armed.load(Ordering::Relaxed) {
-            self.take();
-            self.add();
-        } else {
-            self.add();
-            self.take();
+/// A readable edge for handle `hs`.
+pub(super) fn readable(region: &Region, hs: u32) {
+    region.with_fifo(hs, add);
+    region.handle(hs).set(h::ARMED, 1);
+}
+
+/// Empties handle `hs`'s FIFO if it holds a byte.
+pub(super) fn drain(region: &Region, hs: u32) {
+    if region.handle(hs).word(h::ARMED).swap(0, Ordering::Relaxed) != 0 {
+        region.with_fifo(hs, take);
+    }
+}
+
+/// A writable edge for handle `hs`: the FIFO is filled, then emptied (a
+/// pipe wakes `EPOLLOUT` waiters only when it stops being full), then given
+/// its byte back if it held one.
+pub(super) fn writable(region: &Region, hs: u32) {
+    let armed = region.handle(hs).get(h::ARMED) != 0;
+    region.with_fifo(hs, |fd| {
+        fill(fd);
+        take(fd);
+        if armed {
+            add(fd);
+        }
+    });
+}
+
+/// Fills the FIFO ([`FIFO_SIZE`] bytes at most).
+fn fill(fd: &OwnedFd) {
+    let page = [0u8; 4096];
+    for _ in 0..FIFO_SIZE / page.len() + 1 {
+        // SAFETY: the fd is a live, non-blocking FIFO; the buffer is
+        // readable for its length. EAGAIN (full) ends the loop.
+        if unsafe { libc::write(fd.as_raw_fd(), page.as_ptr().cast(), page.len()) } <= 0 {
+            break;
         }
     }
+}
+
+/// Bytes a handle's FIFO holds: two pages, so that the byte of a readable
+/// FIFO never fills it (a full FIFO is not writable).
+pub(super) const FIFO_SIZE: usize = 8192;
+
+/// Sizes a new FIFO.
+pub(super) fn size_fifo(fd: &OwnedFd) {
+    // SAFETY: F_SETPIPE_SZ takes an int; failing leaves the default size,
+    // which only makes `fill` write more.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, FIFO_SIZE as libc::c_int) };
 }

@@ -1,12 +1,13 @@
-//! The process-global registry of pipes and regions, and the port names
-//! that key it, taken from the typed [`PortSpec`].
+//! The regions this process has attached, and the port names of requests,
+//! taken from the typed [`PortSpec`].
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Weak};
 
-use super::pipe::Pipe;
+use super::pipe::{self, Kind};
 use super::region::Region;
+use super::shm::Guard;
 use super::{DEFAULT_SLOTS, MAX_RINGS, MAX_SLOTS, MIN_SLOTS};
 use crate::backend::errno;
 use crate::ffi::nmreq_register;
@@ -21,12 +22,17 @@ pub(super) enum End {
     Slave = 1,
 }
 
-/// The port a request names: the registry's key.
+/// The port a request names: the region (parent) it lives in, and the
+/// name and kind of its record there.
 #[derive(Debug)]
 pub(super) struct PortName {
+    /// The parent: `NAME` of `NAME{ID`, or the switch `valeX` of
+    /// `valeX:PORT`.
     pub(super) parent: String,
-    /// The pipe id, or `None` for the loopback port `parent` itself.
-    pub(super) id: Option<String>,
+    /// The record's name: a pipe's id (`PORT{ID` on a switch), a VALE
+    /// port's name, nothing for a loopback port (the parent itself).
+    record: String,
+    kind: Kind,
     pub(super) end: End,
 }
 
@@ -34,17 +40,30 @@ impl PortName {
     /// The port `spec` names: the pipe end of its `pipe`, `{` making a
     /// master end and `}` a slave end, of parent `ifname`; a name without
     /// a pipe names the parent itself, which this kernel offers as a
-    /// loopback port. An empty parent or pipe id is `EINVAL`, as the
-    /// kernel answers such a name.
+    /// loopback port, or, for `valeX:PORT`, port `PORT` of switch `valeX`.
+    /// An empty parent, port or pipe id is `EINVAL`, as the kernel answers
+    /// such a name.
     pub(super) fn of(spec: &PortSpec) -> io::Result<PortName> {
         if spec.ifname.is_empty() {
             return Err(errno(libc::EINVAL));
         }
-        let (id, end) = match &spec.pipe {
-            None => (None, End::Master),
+        let (parent, port) = match vale_parts(&spec.ifname) {
+            Some((_, "")) => return Err(errno(libc::EINVAL)),
+            Some((switch, port)) => (switch, Some(port)),
+            None => (spec.ifname.as_str(), None),
+        };
+        let (record, kind, end) = match &spec.pipe {
+            None => match port {
+                Some(port) => (port.to_owned(), Kind::Vale, End::Master),
+                None => (String::new(), Kind::Loopback, End::Master),
+            },
             Some(p) if p.id.is_empty() => return Err(errno(libc::EINVAL)),
             Some(PipeSpec { role, id }) => (
-                Some(id.clone()),
+                match port {
+                    Some(port) => format!("{port}{{{id}"),
+                    None => id.clone(),
+                },
+                Kind::Pipe,
                 match role {
                     PipeRole::Master => End::Master,
                     PipeRole::Slave => End::Slave,
@@ -52,26 +71,45 @@ impl PortName {
             ),
         };
         Ok(PortName {
-            parent: spec.ifname.clone(),
-            id,
+            parent: parent.to_owned(),
+            record,
+            kind,
             end,
         })
     }
 
-    fn key(&self) -> PortKey {
-        (self.parent.clone(), self.id.clone())
+    /// What kind of record the port is.
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
     }
+
+    /// The name of its record in the parent's region.
+    pub(super) fn record(&self) -> &str {
+        &self.record
+    }
+
+    /// The live record of the port, if there is one.
+    pub(super) fn find(&self, region: &Region, g: &Guard<'_>) -> Option<u32> {
+        pipe::find(region, g, self.record(), self.kind())
+    }
+
 }
 
-/// A pipe's key: parent name and pipe id (`None` for a loopback port).
-type PortKey = (String, Option<String>);
+/// `(switch, port)` of a VALE name `valeX:PORT` (`X` letters, digits and
+/// `_`, maybe empty, as netmap's switch names are).
+pub(super) fn vale_parts(name: &str) -> Option<(&str, &str)> {
+    let (switch, port) = name.split_once(':')?;
+    let id = switch.strip_prefix("vale")?;
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some((switch, port))
+}
 
-/// Live pipes and regions, by name. Entries are weak: a pipe lives while a
-/// handle holds it, a region while a pipe or a mapping does; dead entries are
-/// pruned when new ones are made.
+/// The regions this process has attached, by parent name. Entries are
+/// weak: a region stays attached while a handle or a mapping of this
+/// process holds it; dead entries are pruned when new ones are made.
 pub(super) struct Registry {
     regions: HashMap<String, (u16, Weak<Region>)>,
-    pipes: HashMap<PortKey, Weak<Pipe>>,
     next_mem_id: u16,
 }
 
@@ -79,46 +117,25 @@ impl Registry {
     pub(super) fn new() -> Self {
         Registry {
             regions: HashMap::new(),
-            pipes: HashMap::new(),
             next_mem_id: 1,
         }
     }
 
-    /// How many regions and pipes are listed (dead entries included).
-    pub(super) fn counts(&self) -> (usize, usize) {
-        (self.regions.len(), self.pipes.len())
+    /// How many regions are listed (dead entries included).
+    pub(super) fn count(&self) -> usize {
+        self.regions.len()
     }
 
-    pub(super) fn find_pipe(&self, name: &PortName) -> Option<Arc<Pipe>> {
-        self.pipes.get(&name.key()).and_then(Weak::upgrade)
-    }
-
-    /// The live pipe (or loopback port) `name` names; a master end or a
-    /// loopback name creates it (shaped by `req`) if there is none, a slave
-    /// end finds `ENOENT`.
-    pub(super) fn pipe(&mut self, name: &PortName, req: &nmreq_register) -> io::Result<Arc<Pipe>> {
-        if let Some(p) = self.find_pipe(name) {
-            return Ok(p);
-        }
-        if name.end == End::Slave {
-            return Err(errno(libc::ENOENT));
-        }
-        self.pipes.retain(|_, w| w.strong_count() > 0);
-        let region = self.region(&name.parent)?;
-        let (rings, slots) = pipe_shape(req);
-        let pipe = Arc::new(Pipe::new(region, name, rings, slots)?);
-        self.pipes.insert(name.key(), Arc::downgrade(&pipe));
-        Ok(pipe)
-    }
-
-    /// The region of parent `parent`, made if there is none.
-    fn region(&mut self, parent: &str) -> io::Result<Arc<Region>> {
+    /// The region of parent `parent`, attached if this process has not
+    /// yet (and made if no process has it).
+    pub(super) fn region(&mut self, parent: &str) -> io::Result<Arc<Region>> {
         if let Some(r) = self.regions.get(parent).and_then(|(_, w)| w.upgrade()) {
             return Ok(r);
         }
         self.regions.retain(|_, (_, w)| w.strong_count() > 0);
         let mem_id = self.fresh_mem_id()?;
-        let region = Arc::new(Region::new(mem_id)?);
+        let region = Arc::new(Region::attach(parent, mem_id)?);
+        region.reclaim_stale()?;
         self.regions
             .insert(parent.to_owned(), (mem_id, Arc::downgrade(&region)));
         Ok(region)
@@ -141,7 +158,7 @@ impl Registry {
 /// Ring pairs and slots per ring of a new pipe, from its first REGISTER: the
 /// larger of the TX and RX values (a pipe end has as many TX as RX rings, of
 /// equal size), 0 meaning the default, clamped into range as the kernel does.
-fn pipe_shape(req: &nmreq_register) -> (u32, u32) {
+pub(super) fn pipe_shape(req: &nmreq_register) -> (u32, u32) {
     let rings = u32::from(req.nr_tx_rings.max(req.nr_rx_rings)).clamp(1, MAX_RINGS);
     let slots = match req.nr_tx_slots.max(req.nr_rx_slots) {
         0 => DEFAULT_SLOTS,

@@ -5,3 +5,4 @@ mod binding;
 mod client;
 mod readiness;
 mod rings;
+mod switch;
