@@ -257,11 +257,12 @@ impl Region {
     }
 
     /// Reclaims, after attaching to a region that live processes use, what
-    /// dead ones left.
+    /// dead ones left, including what a dead process left under the
+    /// process slot this one now has (it has no records yet).
     pub(super) fn reclaim_stale(self: &Arc<Self>) -> io::Result<()> {
         if !self.shm.fresh {
             let g = self.lock()?;
-            self.reclaim(&g);
+            self.reclaim_where(&g, |owner| owner == self.shm.me || !self.shm.alive(owner));
         }
         Ok(())
     }
@@ -508,11 +509,17 @@ impl Region {
     /// Reclaims what dead processes left: their handles close, and pipes
     /// that no live handle uses go.
     pub(super) fn reclaim(self: &Arc<Self>, g: &Guard<'_>) {
-        let mut dead = HashMap::new();
+        self.reclaim_where(g, |owner| !self.shm.alive(owner));
+    }
+
+    /// Closes the handles whose owner `dead` says is gone, then frees the
+    /// pipes no live handle uses.
+    fn reclaim_where(self: &Arc<Self>, g: &Guard<'_>, dead: impl Fn(u32) -> bool) {
+        let mut known = HashMap::new();
         for i in self.live_handles().collect::<Vec<_>>() {
             let owner = self.handle(i).get(h::PROC);
-            let alive = *dead.entry(owner).or_insert_with(|| self.shm.alive(owner));
-            if !alive {
+            let gone = *known.entry(owner).or_insert_with(|| dead(owner));
+            if gone {
                 super::fd::close_record(self, g, i);
             }
         }
