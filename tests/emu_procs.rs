@@ -38,7 +38,11 @@ const ACK_ONLY: u64 = u64::MAX;
 /// received so far (`ack`), a checksum, and `seq`-dependent filler, 60 to
 /// 1400 bytes.
 fn frame(buf: &mut Vec<u8>, session: u32, me: u8, seq: u64, ack: u64) {
-    let len = if seq == ACK_ONLY { 60 } else { 60 + (seq as usize * 37) % 1340 };
+    let len = if seq == ACK_ONLY {
+        60
+    } else {
+        60 + (seq as usize * 37) % 1340
+    };
     buf.clear();
     buf.extend_from_slice(&[0xff; 6]);
     buf.extend_from_slice(&[2, 0, 0, 0, 0, me]);
@@ -67,7 +71,11 @@ fn parse(p: &[u8], session: u32) -> Result<Option<(u64, u64)>, String> {
     if sum != fnv1a(&p[18..34]) ^ fnv1a(&p[38..]) {
         return Err(format!("frame {seq} is corrupt"));
     }
-    let len = if seq == ACK_ONLY { 60 } else { 60 + (seq as usize * 37) % 1340 };
+    let len = if seq == ACK_ONLY {
+        60
+    } else {
+        60 + (seq as usize * 37) % 1340
+    };
     if p.len() != len {
         return Err(format!("frame {seq} is {} bytes, sent {len}", p.len()));
     }
@@ -90,7 +98,9 @@ fn exchange(port: &Netmap, session: u32, me: u8, total: u64) -> Result<(), Strin
     let start = Instant::now();
     while !(got == total && acked == total && told == total) {
         if start.elapsed() > PATIENCE {
-            return Err(format!("stalled: sent {sent}, got {got}, acked {acked}, told {told}"));
+            return Err(format!(
+                "stalled: sent {sent}, got {got}, acked {acked}, told {told}"
+            ));
         }
         let mut moved = false;
         rx.sync().map_err(err)?;
@@ -148,7 +158,9 @@ fn child_cmd(exe: &Path, role: &str, port: &str, arg: &str) -> Command {
 }
 
 fn spawn(role: &str, port: &str, arg: &str) -> Child {
-    child_cmd(&std::env::current_exe().unwrap(), role, port, arg).spawn().unwrap()
+    child_cmd(&std::env::current_exe().unwrap(), role, port, arg)
+        .spawn()
+        .unwrap()
 }
 
 /// Waits for `child` (killing it after `PATIENCE`) and fails unless it
@@ -256,7 +268,11 @@ fn a_pipe_carries_a_million_packets_each_way_between_processes() {
         let p = parent.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
-            spawn("exchange", &format!("emu:{p}{{1"), &((total << 32) | u64::from(session)).to_string())
+            spawn(
+                "exchange",
+                &format!("emu:{p}{{1"),
+                &((total << 32) | u64::from(session)).to_string(),
+            )
         })
     };
     let open = Instant::now();
@@ -332,7 +348,11 @@ fn a_peer_killed_mid_stream_leaves_a_working_port_and_nothing_behind() {
     // The dead peer's end is free again: a new peer binds it (exclusively,
     // as every port does by default) and the pipe works both ways.
     let session = 0x5eed_0004u32;
-    let child = spawn("exchange", &slave, &((10_000u64 << 32) | u64::from(session)).to_string());
+    let child = spawn(
+        "exchange",
+        &slave,
+        &((10_000u64 << 32) | u64::from(session)).to_string(),
+    );
     let done = exchange(&master, session, 1, 10_000);
     expect_success(child, "the second peer");
     done.unwrap();
@@ -420,14 +440,20 @@ fn pkt_gen_runs_in_two_processes_as_an_unprivileged_user() {
     let parent = unique("xpktgen");
     let nobody = |args: &[&str]| {
         let mut c = Command::new(&bin);
-        c.args(args).uid(NOBODY).gid(NOBODY).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c
     };
     let rx_name = format!("emu:{parent}}}1");
     let tx_name = format!("emu:{parent}{{1");
     // The receiver's end first would be a slave without a master: start
     // the sender, which waits for its peer as C pkt-gen does.
-    let tx = nobody(&["-i", &tx_name, "-f", "txseq", "-n", "200000"]).spawn().unwrap();
+    let tx = nobody(&["-i", &tx_name, "-f", "txseq", "-n", "200000"])
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     let rx = loop {
         let out = nobody(&["-i", &rx_name, "-f", "rxseq", "-n", "200000"])
@@ -442,7 +468,10 @@ fn pkt_gen_runs_in_two_processes_as_an_unprivileged_user() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let tx = tx.wait_with_output().unwrap();
-    let (rx_out, rx_err) = (String::from_utf8_lossy(&rx.stdout), String::from_utf8_lossy(&rx.stderr));
+    let (rx_out, rx_err) = (
+        String::from_utf8_lossy(&rx.stdout),
+        String::from_utf8_lossy(&rx.stderr),
+    );
     assert!(rx.status.success(), "rx: {rx_out}\n{rx_err}");
     assert!(tx.status.success(), "tx: {}", String::from_utf8_lossy(&tx.stderr));
     assert!(
@@ -459,7 +488,9 @@ fn mio_echo(port: &str, rounds: u64) {
     use mio::{Events, Interest, Poll, Token};
     let mut p = NetmapBuilder::new(port).build().unwrap();
     let mut poll = Poll::new().unwrap();
-    poll.registry().register(&mut p, Token(0), Interest::READABLE).unwrap();
+    poll.registry()
+        .register(&mut p, Token(0), Interest::READABLE)
+        .unwrap();
     let (mut tx, mut rx) = (p.tx_ring(0).unwrap(), p.rx_ring(0).unwrap());
     let mut events = Events::with_capacity(4);
     let mut done = 0;
@@ -484,7 +515,9 @@ fn mio_ping_pong_across_processes() {
     let mut a = NetmapBuilder::new(&format!("emu:{parent}{{1")).build().unwrap();
     let child = spawn("mio-echo", &format!("emu:{parent}}}1"), &rounds.to_string());
     let mut poll = Poll::new().unwrap();
-    poll.registry().register(&mut a, Token(0), Interest::READABLE).unwrap();
+    poll.registry()
+        .register(&mut a, Token(0), Interest::READABLE)
+        .unwrap();
     let (mut tx, mut rx) = (a.tx_ring(0).unwrap(), a.rx_ring(0).unwrap());
     let mut events = Events::with_capacity(4);
     let mut buf = Vec::new();
@@ -516,6 +549,9 @@ fn mio_ping_pong_across_processes() {
         secs * 1e6 / rounds as f64
     );
     // One wakeup a round trip, give or take a spurious one: no busy waiting.
-    assert!(wakeups <= rounds * 2, "{wakeups} wakeups for {rounds} round trips");
+    assert!(
+        wakeups <= rounds * 2,
+        "{wakeups} wakeups for {rounds} round trips"
+    );
     expect_success(child, "the echoing child");
 }

@@ -34,9 +34,10 @@ type Pair = fn(&str) -> (Netmap, Netmap);
 
 mod common;
 
-/// A pipe of the embedded kernel.
+/// A pipe of the embedded kernel, named uniquely for this process (the
+/// embedded kernel's names are shared by the processes of the user).
 fn emu_pair(name: &str) -> (Netmap, Netmap) {
-    common::pair(name, 64)
+    common::pair(&format!("{name}{}", std::process::id()), 64)
 }
 
 /// A pipe of the netmap module, named uniquely for this process. (A pipe
@@ -209,6 +210,95 @@ mod extra {
             super::forged_slots_never_alias_kept_packets(super::kernel_pair_extra)
         });
     }
+}
+
+/// The embedded kernel's own state, in the control part of a region's
+/// file, which every process of the user can write.
+mod emu_control {
+    #[test]
+    fn garbage_in_the_kernel_state_costs_errors_never_a_crash_or_a_hang() {
+        super::isolated(
+            "emu_control::garbage_in_the_kernel_state_costs_errors_never_a_crash_or_a_hang",
+            super::garbage_in_the_kernel_state,
+        );
+    }
+}
+
+/// Another process overwrites the embedded kernel's tables and lock (the
+/// first MiB of the region's file, which holds them), pattern after
+/// pattern, while both ends of a pipe keep syncing, polling and sending,
+/// and new ports open and close on the same parent: every call returns
+/// (an error or not), and the process neither crashes nor hangs.
+fn garbage_in_the_kernel_state() {
+    use std::os::fd::AsRawFd;
+    let name = format!("hostile_ctl{}", std::process::id());
+    let (a, b) = common::pair(&name, 64);
+    let dir = std::env::var_os("NETMAP_RS_EMU_DIR").unwrap_or_else(|| "/dev/shm".into());
+    let path = std::path::Path::new(&dir).join(format!("netmap-rs-emu.{name}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    const LEN: usize = 1 << 20;
+    // SAFETY: a fresh shared mapping of the file's first MiB (the file is
+    // far longer), at an address the kernel picks; unmapped below.
+    let map = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let words = map.cast::<u32>();
+    let mut seed = 0x9e37_79b9u32;
+    let patterns: [&dyn Fn(usize) -> u32; 6] = [
+        &|_| u32::MAX,
+        &|_| 0,
+        &|i| i as u32 % 64,
+        &|i| (i as u32).wrapping_mul(2_654_435_761),
+        &|i| if i % 2 == 0 { 1 } else { 1 << 31 },
+        &|i| (i as u32 % 7) * 1000,
+    ];
+    let mut buf = pkt("garbage");
+    for round in 0..12 {
+        for i in 0..LEN / 4 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let v = if round < patterns.len() {
+                patterns[round](i)
+            } else {
+                seed
+            };
+            // SAFETY: word `i` of the mapping; the embedded kernel reads
+            // these words atomically, and this write is what a hostile
+            // process does.
+            unsafe { AtomicU32::from_ptr(words.add(i)).store(v, Ordering::Relaxed) };
+        }
+        for p in [&a, &b] {
+            let _ = p.poll(Some(Duration::from_millis(1)));
+            if let Ok(mut tx) = p.tx_ring(0) {
+                buf[0] = round as u8;
+                let _ = tx.send(&buf);
+                let _ = tx.sync();
+            }
+            if let Ok(mut rx) = p.rx_ring(0) {
+                let _ = rx.sync();
+                let _ = rx.iter().count();
+            }
+        }
+        for other in ["{2", "}2", "", "/rt"] {
+            let _ = NetmapBuilder::new(&format!("emu:{name}{other}")).build();
+        }
+    }
+    // SAFETY: the mapping made above, used by nothing else.
+    unsafe { libc::munmap(map, LEN) };
+    drop((a, b));
 }
 
 /// Runs `body` in a child process as test `name`; fails if the child fails,

@@ -241,7 +241,13 @@ impl EmuFd {
     /// Binds `pipe`'s rings of `b` for this handle, under `g`: a record, a
     /// `netmap_if`, a FIFO, then extra buffers; `EBUSY` if a ring is not
     /// free for this binder. On failure nothing stays behind but `pipe`.
-    fn bind(&mut self, g: &Guard<'_>, pipe: Arc<Pipe>, b: Binding<'_>, extra: u32) -> io::Result<Registration> {
+    fn bind(
+        &mut self,
+        g: &Guard<'_>,
+        pipe: Arc<Pipe>,
+        b: Binding<'_>,
+        extra: u32,
+    ) -> io::Result<Registration> {
         let region = Arc::clone(&pipe.region);
         let slot = (0..MAX_HANDLES)
             .find(|&i| region.handle(i).get(h::STATE) == FREE)
@@ -328,7 +334,14 @@ impl EmuFd {
             .and_then(|s| Pipe::view(&region, &g, s))
             .ok_or_else(|| errno(libc::EINVAL))?;
         let rings = sel.rings(watched.nrings, libc::EINVAL)?;
-        let pipe = Arc::new(Pipe::create(&region, &g, "", Kind::Monitor, watched.nrings, watched.nslots)?);
+        let pipe = Arc::new(Pipe::create(
+            &region,
+            &g,
+            "",
+            Kind::Monitor,
+            watched.nrings,
+            watched.nslots,
+        )?);
         let mut flags = 0;
         if monitor & NR_ZCOPY_MON != 0 {
             // A zero-copy monitor watches both directions, as in the module.

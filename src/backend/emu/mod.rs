@@ -119,7 +119,9 @@ mod tests;
 /// ```
 pub fn set_emu_namespace(ns: &str) -> bool {
     !ns.is_empty()
-        && ns.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && shm::set_namespace(ns)
 }
 

@@ -131,7 +131,9 @@ fn stride(nslots: u32) -> usize {
 /// Whether record `r` has the name `name`.
 fn named(r: super::region::Rec<'_>, name: &str) -> bool {
     let len = r.get(p::NAME_LEN) as usize;
-    len == name.len() && len <= p::NAME_BYTES && (0..len.div_ceil(4)).all(|w| r.get(p::NAME + w) == name_word(name, w))
+    len == name.len()
+        && len <= p::NAME_BYTES
+        && (0..len.div_ceil(4)).all(|w| r.get(p::NAME + w) == name_word(name, w))
 }
 
 /// Word `w` of `name`'s bytes, zero padded.
@@ -163,7 +165,9 @@ pub(super) fn free_if_unused(region: &Arc<Region>, g: &Guard<'_>, slot: u32) {
     if r.get(p::STATE) != LIVE || r.get(p::PERSIST) != 0 {
         return;
     }
-    let used = region.live_handles().any(|i| region.handle(i).get(h::PIPE) == slot);
+    let used = region
+        .live_handles()
+        .any(|i| region.handle(i).get(h::PIPE) == slot);
     if used {
         return;
     }
@@ -247,7 +251,11 @@ impl Pipe {
             r.set(p::NAME + w, name_word(name, w));
         }
         for k in 0..nk {
-            let tail = if pipe.decompose(k).1 == Dir::Tx { nslots - 1 } else { 0 };
+            let tail = if pipe.decompose(k).1 == Dir::Tx {
+                nslots - 1
+            } else {
+                0
+            };
             pipe.set_kr(
                 k,
                 Kring {
@@ -292,7 +300,9 @@ impl Pipe {
             && rings_off.is_multiple_of(RING_UNIT)
             && region.in_ring_pool(rings_off, nk * ring_stride)
             && region.in_buf_pool(bufs_first, nbufs)
-            && (krings as usize).checked_add(nk).is_some_and(|e| e <= MAX_KRINGS as usize);
+            && (krings as usize)
+                .checked_add(nk)
+                .is_some_and(|e| e <= MAX_KRINGS as usize);
         ok.then(|| Pipe {
             region: Arc::clone(region),
             slot,
@@ -600,7 +610,16 @@ impl Pipe {
     /// only; a zero-copy one (`zero`) takes their buffers, giving each slot
     /// a free buffer of its own in exchange (`NS_BUF_CHANGED`).
     #[allow(clippy::too_many_arguments)]
-    fn take(&self, g: &Guard<'_>, id: u32, src: &Pipe, sk: usize, (from, to): (u32, u32), txmon: u16, zero: bool) {
+    fn take(
+        &self,
+        g: &Guard<'_>,
+        id: u32,
+        src: &Pipe,
+        sk: usize,
+        (from, to): (u32, u32),
+        txmon: u16,
+        zero: bool,
+    ) {
         let t = self.kidx(End::Master, Dir::Tx, id);
         let n = self.nslots;
         let Some(mut kr) = self.checked_kr(t) else {
@@ -775,7 +794,11 @@ pub(super) fn wake(region: &Region) {
 /// Sleeps until a sync in the region changes something, or until
 /// `deadline` (`None`: no deadline) has passed; `None` then. The lock is
 /// let go meanwhile and taken again.
-pub(super) fn wait<'a>(region: &'a Arc<Region>, g: Guard<'a>, deadline: Option<Instant>) -> io::Result<Option<Guard<'a>>> {
+pub(super) fn wait<'a>(
+    region: &'a Arc<Region>,
+    g: Guard<'a>,
+    deadline: Option<Instant>,
+) -> io::Result<Option<Guard<'a>>> {
     let gen = region.word(H_GEN);
     let waiters = region.word(H_WAITERS);
     let seen = gen.load(Ordering::Acquire);

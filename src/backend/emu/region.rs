@@ -350,7 +350,9 @@ impl Region {
     /// Buffer `idx`, if the region has it (not a reserved one).
     pub(super) fn buf(&self, idx: u32) -> Option<*mut u8> {
         let idx = idx as usize;
-        (RESERVED_BUFS..self.nbufs).contains(&idx).then(|| self.buf_at(idx))
+        (RESERVED_BUFS..self.nbufs)
+            .contains(&idx)
+            .then(|| self.buf_at(idx))
     }
 
     /// The address of buffer `idx`, which the caller knows the region has.
@@ -387,7 +389,10 @@ impl Region {
             .live_handles()
             .map(|i| {
                 let r = self.handle(i);
-                (r.get(h::NIFP) as usize * IF_UNIT, r.get(h::NIFP_UNITS) as usize * IF_UNIT)
+                (
+                    r.get(h::NIFP) as usize * IF_UNIT,
+                    r.get(h::NIFP_UNITS) as usize * IF_UNIT,
+                )
             })
             .collect();
         let off = first_fit(used, 0, self.rings_off, len).ok_or_else(|| errno(libc::ENOMEM))?;
@@ -397,9 +402,13 @@ impl Region {
 
     /// Buffer ranges that records claim.
     fn used_bufs(&self) -> Vec<(usize, usize)> {
-        let pipes = (0..MAX_PIPES).map(|i| self.pipe_rec(i)).filter(|r| r.get(p::STATE) != FREE);
+        let pipes = (0..MAX_PIPES)
+            .map(|i| self.pipe_rec(i))
+            .filter(|r| r.get(p::STATE) != FREE);
         let pipes = pipes.map(|r| (r.get(p::BUFS_FIRST) as usize, r.get(p::NBUFS) as usize));
-        let handles = (0..MAX_HANDLES).map(|i| self.handle(i)).filter(|r| r.get(h::STATE) != FREE);
+        let handles = (0..MAX_HANDLES)
+            .map(|i| self.handle(i))
+            .filter(|r| r.get(h::STATE) != FREE);
         let handles = handles.map(|r| (r.get(h::EXTRA_FIRST) as usize, r.get(h::EXTRA_N) as usize));
         pipes.chain(handles).filter(|&(_, n)| n > 0).collect()
     }
@@ -427,7 +436,8 @@ impl Region {
         let krings = first_fit(krings_used, 0, MAX_KRINGS as usize, nk).ok_or_else(nomem)?;
         let bufs = first_fit(self.used_bufs(), RESERVED_BUFS, self.nbufs, nbufs).ok_or_else(nomem)?;
         self.shm.reserve(rings, ring_bytes)?;
-        self.shm.reserve(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE)?;
+        self.shm
+            .reserve(self.bufs_off + bufs * BUF_SIZE, nbufs * BUF_SIZE)?;
         Ok((rings, bufs, krings as u32))
     }
 
@@ -464,7 +474,11 @@ impl Region {
                 return (0, 0);
             }
             if let Some(first) = first_fit(used.clone(), RESERVED_BUFS, self.nbufs, n) {
-                if self.shm.reserve(self.bufs_off + first * BUF_SIZE, n * BUF_SIZE).is_ok() {
+                if self
+                    .shm
+                    .reserve(self.bufs_off + first * BUF_SIZE, n * BUF_SIZE)
+                    .is_ok()
+                {
                     break first;
                 }
             }

@@ -92,7 +92,6 @@ impl PortName {
     pub(super) fn find(&self, region: &Region, g: &Guard<'_>) -> Option<u32> {
         pipe::find(region, g, self.record(), self.kind())
     }
-
 }
 
 /// `(switch, port)` of a VALE name `valeX:PORT` (`X` letters, digits and

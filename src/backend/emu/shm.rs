@@ -28,8 +28,10 @@
 //! # The lock
 //! The "kernel" work of a sync runs in the calling process under one lock
 //! per region: a futex word holding `1 + slot` of the process that holds it
-//! (and `CONTENDED` when someone sleeps on it). A waiter that finds the
-//! holder's liveness byte free takes the lock over; one that waits longer
+//! (and `CONTENDED` when someone sleeps on it), taken by a thread after a
+//! mutex of its own process, so that the word only arbitrates between
+//! processes. A waiter that finds the holder's liveness byte free (or the
+//! word naming its own process) takes the lock over; one that waits longer
 //! than [`LOCK_PATIENCE`] for a live holder (stopped, or hostile) gets
 //! `EDEADLK` instead of waiting forever. No value in the file can make a
 //! lock operation fault or hang past that bound.
@@ -42,10 +44,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::backend::errno;
 use crate::backend::sys::{cvt, OwnedMap};
+use crate::backend::{errno, lock};
 
 /// Bytes of the control part.
 pub(super) const CTL_SIZE: usize = 1 << 20;
@@ -135,7 +138,15 @@ fn share_group() -> io::Result<Option<libc::gid_t>> {
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call: the name is a C string,
     // `grp` and `out` are writable, `buf` is writable for its length.
-    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        )
+    };
     if rc != 0 || out.is_null() {
         return Err(errno(libc::EINVAL));
     }
@@ -253,6 +264,11 @@ pub(super) struct Shm {
     /// Whether this attachment made the file's contents (no live process
     /// was attached).
     pub(super) fresh: bool,
+    /// Taken by a thread of this process before the lock word: the word
+    /// only arbitrates between processes, so a word that names this
+    /// process while its thread holds `local` names no one (another
+    /// process wrote it).
+    local: Mutex<()>,
 }
 
 impl fmt::Debug for Shm {
@@ -317,7 +333,8 @@ impl Shm {
         // SAFETY: `path` is a C string and `now` is writable.
         let mut now: libc::stat = unsafe { mem::zeroed() };
         // SAFETY: as above.
-        if st.st_nlink == 0 || unsafe { libc::stat(path.as_ptr(), &mut now) } != 0 || now.st_ino != st.st_ino {
+        if st.st_nlink == 0 || unsafe { libc::stat(path.as_ptr(), &mut now) } != 0 || now.st_ino != st.st_ino
+        {
             return Ok(None);
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -375,6 +392,7 @@ impl Shm {
             region,
             me,
             fresh,
+            local: Mutex::new(()),
         }))
     }
 
@@ -401,8 +419,13 @@ impl Shm {
                 continue;
             }
             let maps = OwnedMap::new_at(CTL_SIZE, libc::MAP_SHARED, Some(fd), 0).and_then(|ctl| {
-                OwnedMap::new_at(len, libc::MAP_SHARED | libc::MAP_NORESERVE, Some(fd), CTL_SIZE as i64)
-                    .map(|r| (ctl, r))
+                OwnedMap::new_at(
+                    len,
+                    libc::MAP_SHARED | libc::MAP_NORESERVE,
+                    Some(fd),
+                    CTL_SIZE as i64,
+                )
+                .map(|r| (ctl, r))
             });
             let (ctl, region) = match maps {
                 Ok(m) => m,
@@ -464,17 +487,32 @@ impl Shm {
     /// Takes the region's lock. `Ok((guard, true))` if it was taken over
     /// from a dead holder: the tables may be half-changed then.
     pub(super) fn lock(&self) -> io::Result<(Guard<'_>, bool)> {
+        let local = lock(&self.local);
         let word = self.word(H_LOCK);
         let mine = self.me + 1;
-        if word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            return Ok((Guard { shm: self }, false));
+        let guard = |stolen| {
+            Ok((
+                Guard {
+                    shm: self,
+                    _local: local,
+                },
+                stolen,
+            ))
+        };
+        if word
+            .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return guard(false);
         }
         for _ in 0..200 {
             std::hint::spin_loop();
             if word.load(Ordering::Relaxed) == 0
-                && word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                && word
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
-                return Ok((Guard { shm: self }, false));
+                return guard(false);
             }
         }
         let start = Instant::now();
@@ -486,18 +524,19 @@ impl Shm {
                     .compare_exchange(0, mine | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok((Guard { shm: self }, false));
+                    return guard(false);
                 }
                 continue;
             }
             let holder = (v & !CONTENDED).wrapping_sub(1);
-            if holder != self.me && !self.alive(holder) {
-                // The holder died holding it (or the word is garbage).
+            // No other thread of this process holds it (we hold `local`):
+            // a word naming us is garbage, like one naming a dead holder.
+            if holder == self.me || !self.alive(holder) {
                 if word
                     .compare_exchange(v, mine | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok((Guard { shm: self }, true));
+                    return guard(true);
                 }
                 continue;
             }
@@ -538,6 +577,8 @@ impl Drop for Shm {
 /// The region's lock, held.
 pub(super) struct Guard<'a> {
     shm: &'a Shm,
+    /// Released after the word (fields drop after `drop` runs).
+    _local: MutexGuard<'a, ()>,
 }
 
 impl fmt::Debug for Guard<'_> {

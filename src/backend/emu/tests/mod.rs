@@ -3,6 +3,7 @@
 
 mod binding;
 mod client;
+mod procs;
 mod readiness;
 mod rings;
 mod switch;

@@ -124,7 +124,10 @@ fn a_delivery_makes_the_port_readable() {
     let ep = Epoll::new(b.fd.as_fd());
     send(&a, &broadcast(1, 1));
     assert!(ep.wait_for(libc::EPOLLIN as u32));
-    assert_eq!(b.fd.poll(libc::POLLIN, ms(0)).unwrap() & libc::POLLIN, libc::POLLIN);
+    assert_eq!(
+        b.fd.poll(libc::POLLIN, ms(0)).unwrap() & libc::POLLIN,
+        libc::POLLIN
+    );
     assert_eq!(tags(&b), vec![1]);
     assert_eq!(b.fd.poll(libc::POLLIN, ms(20)).unwrap(), 0);
 }
