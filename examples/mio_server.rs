@@ -243,14 +243,14 @@ struct Generator {
 }
 
 fn run(args: &Args, signals: libc::sigset_t) -> Result<(), BoxError> {
-    let [name_a, name_b] = args
-        .ports
-        .clone()
-        .unwrap_or_else(|| {
-            // Named after this process, so that servers side by side do not meet.
-            let pid = std::process::id();
-            [format!("emu:mio_server{pid}{{1"), format!("emu:mio_server{pid}{{2")]
-        });
+    let [name_a, name_b] = args.ports.clone().unwrap_or_else(|| {
+        // Named after this process, so that servers side by side do not meet.
+        let pid = std::process::id();
+        [
+            format!("emu:mio_server{pid}{{1"),
+            format!("emu:mio_server{pid}{{2"),
+        ]
+    });
     let mut poll = Poll::new()?;
     let a = NetmapBuilder::new(&name_a).build()?;
     let b = NetmapBuilder::new(&name_b).build()?;
