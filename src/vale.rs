@@ -91,6 +91,7 @@
 use std::io;
 
 use crate::backend::devnetmap::{DevNetmap, ValeBody, ValeCtl};
+use crate::backend::emu::control as emu_control;
 use crate::backend::kernel::{self, ApiVersion};
 use crate::backend::select::kernel_refusal;
 use crate::error::{BackendKind, Error, Name, Refusal, Refusals, Result};
@@ -291,6 +292,19 @@ pub fn detach(port: &str) -> Result<u32> {
 /// # }
 /// ```
 pub fn new_port(name: &str, conf: &PortConf) -> Result<PortConf> {
+    if let Some(port) = emu_port(name)? {
+        let rings = conf.tx_rings.max(conf.rx_rings);
+        let slots = conf.tx_slots.max(conf.rx_slots);
+        let (rings, slots, mem_id) =
+            emu_control::new_port(&port, rings, slots).map_err(|e| emu_error(name, e))?;
+        return Ok(PortConf {
+            tx_rings: rings,
+            rx_rings: rings,
+            tx_slots: slots,
+            rx_slots: slots,
+            mem_id,
+        });
+    }
     let spec = persistent_port(name)?;
     let mut body = newif_body(conf);
     match control(&spec.text)?.request(&spec.nr_name, ValeBody::NewIf(&mut body)) {
@@ -324,6 +338,9 @@ pub fn new_port(name: &str, conf: &PortConf) -> Result<PortConf> {
 /// # }
 /// ```
 pub fn delete_port(name: &str) -> Result<()> {
+    if let Some(port) = emu_port(name)? {
+        return emu_control::delete_port(&port).map_err(|e| emu_error(name, e));
+    }
     let spec = persistent_port(name)?;
     control(&spec.text)?
         .request(&spec.nr_name, ValeBody::DelIf)
@@ -344,6 +361,18 @@ pub fn delete_port(name: &str) -> Result<()> {
 /// # }
 /// ```
 pub fn list(switch: &str) -> Result<Vec<SwitchPort>> {
+    if let Some(sw) = switch.strip_prefix("emu:") {
+        let sw = sw.strip_suffix(':').unwrap_or(sw);
+        let ports = emu_control::list(sw).map_err(|e| emu_error(switch, e))?;
+        return Ok(ports
+            .into_iter()
+            .map(|(name, port_idx)| SwitchPort {
+                name: format!("emu:{sw}:{name}"),
+                bridge_idx: 0,
+                port_idx,
+            })
+            .collect());
+    }
     let name = switch_name(switch)?;
     let ctl = control(switch)?;
     let mut at = nmreq_vale_list::default();
@@ -384,6 +413,14 @@ pub fn list_all() -> Result<Vec<SwitchPort>> {
 /// # }
 /// ```
 pub fn lookup(port: &str) -> Result<SwitchPort> {
+    if let Some(name) = emu_port(port)? {
+        let port_idx = emu_control::lookup(&name).map_err(|e| emu_error(port, e))?;
+        return Ok(SwitchPort {
+            name: format!("emu:{name}"),
+            bridge_idx: 0,
+            port_idx,
+        });
+    }
     let spec = switch_port(port)?;
     lookup_on(&control(&spec.text)?, &spec)
 }
@@ -635,14 +672,60 @@ fn invalid(name: &str, position: usize, expected: impl Into<String>) -> Error {
     }
 }
 
-/// The refusal of an `emu:` name.
+/// The refusal of an `emu:` name for a request the embedded switches have
+/// no use for.
 fn no_emu_switch(name: &str) -> Error {
     Error::Unsupported {
         backend: BackendKind::Emulated,
-        what: format!("VALE switch control (`{}`)", Name(name)),
-        hint: "the embedded kernel has no VALE switch yet; connect embedded ports with pipes \
-               (`emu:x{1` and `emu:x}1`), or use the netmap kernel module"
+        what: format!("this VALE request on `{}`", Name(name)),
+        hint: "the embedded switches have no NICs, host stacks, kernel threads or virtio-net \
+               headers: a port joins switch `emu:valeX` when a program opens \
+               `emu:valeX:NAME`, or stays on it after `new_port(\"emu:valeX:NAME\")`; \
+               use the netmap kernel module for the rest"
             .into(),
+    }
+}
+
+/// The switch port an `emu:` name gives, `valeX:NAME`; `None` for a name
+/// of another prefix.
+fn emu_port(name: &str) -> Result<Option<String>> {
+    let spec = spec::parse(name)?;
+    if spec.kind != PortKind::Emu {
+        return Ok(None);
+    }
+    bare(name, &spec, "a switch port")?;
+    if spec
+        .nr_name
+        .split_once(':')
+        .is_none_or(|(sw, p)| !sw.starts_with(NM_BDG_NAME) || p.is_empty())
+    {
+        return Err(invalid(name, 4, "an embedded switch port, `emu:valeX:NAME`"));
+    }
+    Ok(Some(spec.nr_name))
+}
+
+/// The error of a failed request of an embedded switch on `name`.
+fn emu_error(name: &str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::InterfaceNotFound {
+            name: name.to_owned(),
+        },
+        Some(libc::EEXIST) => Error::AlreadyExists {
+            name: name.to_owned(),
+        },
+        Some(libc::EBUSY) => Error::InUse {
+            name: name.to_owned(),
+            reason: "a process has the port open".into(),
+            hint: "close it in every process first".into(),
+        },
+        Some(libc::EINVAL) => Error::io(
+            format!(
+                "{}: not a persistent port of an embedded switch (it goes when its last user closes it)",
+                Name(name)
+            ),
+            e,
+        ),
+        _ => Error::io(format!("a request of the embedded switch on {}", Name(name)), e),
     }
 }
 
@@ -1086,19 +1169,17 @@ mod tests {
     }
 
     #[test]
-    fn emu_names_are_refused() {
-        let calls: [(&str, Result<()>); 8] = [
+    fn emu_names_are_refused_where_the_embedded_switch_has_no_use_for_them() {
+        let calls: [(&str, Result<()>); 6] = [
             ("attach", attach("emu:vale0:p", false).map(drop)),
             ("detach", detach("emu:vale0:p").map(drop)),
-            ("new_port", new_port("emu:p0", &PortConf::default()).map(drop)),
-            ("delete_port", delete_port("emu:p0")),
-            ("list", list("emu:vale0").map(drop)),
-            ("lookup", lookup("emu:vale0:p").map(drop)),
             (
                 "polling_enable",
                 polling_enable("emu:vale0:p", Polling::SingleCpu { cpu: 0 }),
             ),
             ("polling_disable", polling_disable("emu:vale0:p")),
+            ("set_header_len", set_header_len("emu:vale0:p", 10)),
+            ("header_len", header_len("emu:vale0:p").map(drop)),
         ];
         for (call, r) in calls {
             let e = r.unwrap_err();
@@ -1106,8 +1187,49 @@ mod tests {
                 panic!("{call}: {e:?}")
             };
             assert_eq!(*backend, BackendKind::Emulated, "{call}");
-            assert!(hint.contains("no VALE switch yet"), "{call}: {e}");
+            assert!(hint.contains("no NICs"), "{call}: {e}");
             assert_eq!(e.io_kind(), io::ErrorKind::Unsupported);
+        }
+    }
+
+    #[test]
+    fn embedded_switches_list_look_up_make_and_delete_persistent_ports() {
+        let sw = format!("emu:valect{}", std::process::id());
+        let p = format!("{sw}:p");
+        let mut conf = PortConf::default();
+        conf.tx_rings = 2;
+        conf.tx_slots = 256;
+        let got = new_port(&p, &conf).unwrap();
+        assert_eq!(
+            (got.tx_rings, got.rx_rings, got.tx_slots, got.rx_slots),
+            (2, 2, 256, 256)
+        );
+        assert!(matches!(new_port(&p, &conf), Err(Error::AlreadyExists { .. })));
+        let listed = list(&sw).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, p);
+        assert_eq!(lookup(&p).unwrap(), listed[0]);
+        // Opened, the port has the persistent shape; it cannot go meanwhile.
+        let open = crate::NetmapBuilder::new(&p).build().unwrap();
+        assert_eq!((open.num_tx_rings(), open.num_slots()), (2, (256, 256)));
+        assert!(matches!(delete_port(&p), Err(Error::InUse { .. })));
+        let other = crate::NetmapBuilder::new(&format!("{sw}:q")).build().unwrap();
+        assert_eq!(list(&sw).unwrap().len(), 2);
+        drop((open, other));
+        // The ephemeral port went with its user; the persistent one stays.
+        assert_eq!(list(&sw).unwrap().len(), 1);
+        assert!(matches!(
+            delete_port(&format!("{sw}:q")),
+            Err(Error::InterfaceNotFound { .. })
+        ));
+        delete_port(&p).unwrap();
+        assert!(matches!(lookup(&p), Err(Error::InterfaceNotFound { .. })));
+        assert!(list(&sw).unwrap().is_empty());
+        for bad in ["emu:p0", "emu:vale0:", "emu:vale0:p{1", "emu:vale0:p^"] {
+            assert!(
+                matches!(new_port(bad, &conf), Err(Error::InvalidPortSpec { .. })),
+                "{bad}"
+            );
         }
     }
 

@@ -91,6 +91,7 @@ use crate::backend::{lock, Control, Kernel, MemDomain};
 use fd::EmuFd;
 use registry::Registry;
 
+pub(crate) mod control;
 mod fd;
 mod notify;
 mod pipe;

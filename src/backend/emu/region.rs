@@ -234,7 +234,7 @@ impl Region {
         if parent.is_empty() || parent.contains('/') || parent.len() > 200 {
             return Err(errno(libc::EINVAL));
         }
-        let shm = Shm::attach(parent, &REGION_SIZES)?;
+        let shm = Shm::attach(parent, &REGION_SIZES, has_persistent)?;
         let len = shm.region.len();
         let rings_off = len / 1024;
         let bufs_off = len / 16;
@@ -571,6 +571,22 @@ impl Region {
         }
         if let Some((_, fd)) = fifos.get(&hs) {
             f(fd);
+        }
+    }
+}
+
+/// Whether the control words `w` hold a live persistent port.
+fn has_persistent(w: &dyn Fn(usize) -> u32) -> bool {
+    (0..MAX_PIPES as usize).any(|i| {
+        let at = PIPES + i * p::WORDS;
+        w(at + p::STATE) == LIVE && w(at + p::PERSIST) != 0
+    })
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if has_persistent(&|i| self.shm.word(i).load(Ordering::Relaxed)) {
+            self.shm.keep_file();
         }
     }
 }

@@ -23,7 +23,9 @@
 //! say it owned is reclaimed (region.rs). Attaching and detaching hold the
 //! lock at `ATTACH_LOCK`, so that the last process to leave removes the file
 //! only while no one is attaching to it, and a newcomer that finds a file no
-//! live process is attached to (its last user crashed) starts it afresh.
+//! live process is attached to (its last user crashed) starts it afresh,
+//! unless it holds persistent ports: then the file stays when its last user
+//! leaves, and the newcomer reclaims what its dead users left.
 //!
 //! # The lock
 //! The "kernel" work of a sync runs in the calling process under one lock
@@ -43,7 +45,7 @@ use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -269,7 +271,13 @@ pub(super) struct Shm {
     /// process while its thread holds `local` names no one (another
     /// process wrote it).
     local: Mutex<()>,
+    /// Set when the file must outlive this process (see `keep_file`).
+    keep: AtomicBool,
 }
+
+/// Says, from a file's words, whether a file no live process uses is kept
+/// as it is rather than made afresh.
+pub(super) type Reuse = fn(&dyn Fn(usize) -> u32) -> bool;
 
 impl fmt::Debug for Shm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -285,12 +293,15 @@ impl Shm {
     /// Attaches to parent `name`'s file, creating it (with a region of the
     /// first of `sizes` that the file and the address space take) if no
     /// live process is attached to it.
-    pub(super) fn attach(name: &str, sizes: &[usize]) -> io::Result<Shm> {
+    /// A file that no live process uses is made afresh, unless its header
+    /// is ours and `reuse` says, looking at its words, that it holds what
+    /// must outlive its users (persistent ports).
+    pub(super) fn attach(name: &str, sizes: &[usize], reuse: Reuse) -> io::Result<Shm> {
         let path = dir().join(file_name(name));
         let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
         let group = share_group()?;
         for _ in 0..100 {
-            if let Some(shm) = Shm::try_attach(&cpath, group, sizes)? {
+            if let Some(shm) = Shm::try_attach(&cpath, group, sizes, reuse)? {
                 return Ok(shm);
             }
         }
@@ -298,7 +309,12 @@ impl Shm {
     }
 
     /// One try: `None` if the file was removed while we opened it.
-    fn try_attach(path: &CString, group: Option<libc::gid_t>, sizes: &[usize]) -> io::Result<Option<Shm>> {
+    fn try_attach(
+        path: &CString,
+        group: Option<libc::gid_t>,
+        sizes: &[usize],
+        reuse: Reuse,
+    ) -> io::Result<Option<Shm>> {
         let mode: libc::mode_t = if group.is_some() { 0o660 } else { 0o600 };
         // SAFETY: `path` is a C string; the flags make a new descriptor
         // that nothing else owns.
@@ -312,7 +328,7 @@ impl Shm {
         // SAFETY: `fd` was just opened and is owned by no one else.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         lock_within(file.as_fd(), ATTACH_LOCK, ATTACH_PATIENCE)?;
-        let result = Shm::attach_locked(file, path, group, sizes);
+        let result = Shm::attach_locked(file, path, group, sizes, reuse);
         if let Ok(Some(shm)) = &result {
             unlock(shm.file.as_fd(), ATTACH_LOCK);
         }
@@ -326,6 +342,7 @@ impl Shm {
         path: &CString,
         group: Option<libc::gid_t>,
         sizes: &[usize],
+        reuse: Reuse,
     ) -> io::Result<Option<Shm>> {
         let st = fstat(file.as_fd())?;
         // The file may have been removed (by the last process to leave)
@@ -349,18 +366,20 @@ impl Shm {
             .unwrap_or(Err(errno(libc::EUSERS)))?;
         let others = held_by_other(file.as_fd(), LIVE_BASE, i64::from(MAX_PROCS));
         let mut shm_len = None;
-        if others && st.st_size as u64 >= CTL_SIZE as u64 {
+        if st.st_size as u64 >= CTL_SIZE as u64 {
             let ctl = OwnedMap::new_at(CTL_SIZE, libc::MAP_SHARED, Some(file.as_fd()), 0)?;
             let w = |i| word_of(&ctl, i).load(Ordering::Acquire);
-            if w(H_MAGIC) != MAGIC || w(H_VERSION) != VERSION {
+            let len = (w(H_LEN_MIB) as usize) << 20;
+            let ours = w(H_MAGIC) == MAGIC
+                && w(H_VERSION) == VERSION
+                && sizes.contains(&len)
+                && (st.st_size as u64) >= (CTL_SIZE + len) as u64;
+            if ours && (others || reuse(&w)) {
+                shm_len = Some((ctl, len));
+            } else if others {
                 // Live processes of another version of this crate.
                 return Err(errno(libc::EPROTO));
             }
-            let len = (w(H_LEN_MIB) as usize) << 20;
-            if !sizes.contains(&len) || (st.st_size as u64) < (CTL_SIZE + len) as u64 {
-                return Err(errno(libc::EPROTO));
-            }
-            shm_len = Some((ctl, len));
         } else if others {
             return Err(errno(libc::EPROTO));
         }
@@ -393,6 +412,7 @@ impl Shm {
             me,
             fresh,
             local: Mutex::new(()),
+            keep: AtomicBool::new(false),
         }))
     }
 
@@ -447,6 +467,11 @@ impl Shm {
     /// Word `i` of the control part.
     pub(super) fn word(&self, i: usize) -> &AtomicU32 {
         word_of(&self.ctl, i)
+    }
+
+    /// Keeps the file when this process leaves, even if it is the last.
+    pub(super) fn keep_file(&self) {
+        self.keep.store(true, Ordering::Relaxed);
     }
 
     /// Whether process slot `p` belongs to a live process.
@@ -563,7 +588,9 @@ impl Drop for Shm {
         // and starts it afresh.
         if lock_within(self.file.as_fd(), ATTACH_LOCK, ATTACH_PATIENCE).is_ok() {
             unlock(self.file.as_fd(), LIVE_BASE + i64::from(self.me));
-            if !held_by_other(self.file.as_fd(), LIVE_BASE, i64::from(MAX_PROCS)) {
+            if !self.keep.load(Ordering::Relaxed)
+                && !held_by_other(self.file.as_fd(), LIVE_BASE, i64::from(MAX_PROCS))
+            {
                 // SAFETY: `path` is a C string.
                 unsafe { libc::unlink(self.path.as_ptr()) };
                 remove_fifos(&self.path);
