@@ -1196,9 +1196,11 @@ mod tests {
     fn embedded_switches_list_look_up_make_and_delete_persistent_ports() {
         let sw = format!("emu:valect{}", std::process::id());
         let p = format!("{sw}:p");
-        let mut conf = PortConf::default();
-        conf.tx_rings = 2;
-        conf.tx_slots = 256;
+        let conf = PortConf {
+            tx_rings: 2,
+            tx_slots: 256,
+            ..Default::default()
+        };
         let got = new_port(&p, &conf).unwrap();
         assert_eq!(
             (got.tx_rings, got.rx_rings, got.tx_slots, got.rx_slots),
