@@ -204,6 +204,15 @@ fn child() {
             exchange(&p, session, 2, arg >> 32).unwrap();
         }
         "stream" => stream(&port, session),
+        "hold" => {
+            let _p = NetmapBuilder::new(&port).build().unwrap();
+            println!("holding");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "new-port" => drop(netmap_rs::vale::new_port(&port, &Default::default()).unwrap()),
+        "touch" => drop(NetmapBuilder::new(&port).build().unwrap()),
         "refused" => match NetmapBuilder::new(&port).build() {
             Err(e @ Error::PermissionDenied { .. }) => println!("refused: {e}"),
             other => panic!("uid {} got {other:?}", unsafe_getuid()),
@@ -358,6 +367,48 @@ fn a_peer_killed_mid_stream_leaves_a_working_port_and_nothing_behind() {
     done.unwrap();
     drop(master);
     assert_eq!(leftovers(&parent), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn what_a_crashed_process_left_is_swept_by_the_next_process() {
+    use std::io::{BufRead, BufReader};
+    let parent = unique("xsweep");
+    let mut holder = spawn("hold", &format!("emu:{parent}{{1"), "0");
+    let out = BufReader::new(holder.stdout.take().unwrap());
+    assert!(out.lines().map_while(Result::ok).any(|l| l.contains("holding")));
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(holder.id() as i32, libc::SIGKILL) }, 0);
+    holder.wait().unwrap();
+    assert_eq!(leftovers(&parent).len(), 2, "the dead process's region and FIFO");
+    // Any process that opens an embedded port sweeps what no one uses.
+    expect_success(
+        spawn("touch", &format!("emu:{}", unique("xsweep_other")), "0"),
+        "the next process",
+    );
+    assert_eq!(leftovers(&parent), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_persistent_switch_port_outlives_the_process_that_made_it() {
+    let switch = format!("vale{}p", std::process::id());
+    let port = format!("emu:{switch}:kept");
+    expect_success(spawn("new-port", &port, "0"), "the maker");
+    // Kept, and not swept by the next process either.
+    expect_success(
+        spawn("touch", &format!("emu:{}", unique("xkeep_other")), "0"),
+        "the next process",
+    );
+    assert_eq!(leftovers(&switch).len(), 1, "the switch's region");
+    let listed = netmap_rs::vale::list(&format!("emu:{switch}")).unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        [port.as_str()]
+    );
+    let p = NetmapBuilder::new(&port).build().unwrap();
+    assert_eq!(p.num_slots(), (1024, 1024));
+    drop(p);
+    netmap_rs::vale::delete_port(&port).unwrap();
+    assert_eq!(leftovers(&switch), Vec::<PathBuf>::new());
 }
 
 /// Copies this test binary to a directory `NOBODY` can read, so that a

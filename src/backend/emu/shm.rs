@@ -297,6 +297,8 @@ impl Shm {
     /// is ours and `reuse` says, looking at its words, that it holds what
     /// must outlive its users (persistent ports).
     pub(super) fn attach(name: &str, sizes: &[usize], reuse: Reuse) -> io::Result<Shm> {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep(&dir(), reuse));
         let path = dir().join(file_name(name));
         let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
         let group = share_group()?;
@@ -652,6 +654,61 @@ fn reserve(fd: BorrowedFd<'_>, off: usize, len: usize) -> io::Result<()> {
         // A filesystem without fallocate: pages are made on first touch.
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes the region files in `dir` (and their FIFOs) that no live process
+/// uses and that hold nothing that must outlive its users: what crashed
+/// processes left under names no one opens again. Files of other users
+/// (which this process cannot open) and files being attached are left.
+fn sweep(dir: &std::path::Path, reuse: Reuse) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let bytes = name.as_bytes();
+        if !bytes.starts_with(b"netmap-rs-emu") || bytes.contains(&b'@') {
+            continue;
+        }
+        let Ok(path) = CString::new(e.path().as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: `path` is a C string; the result is a new descriptor.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: `fd` was just opened and is owned by no one else.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        if !try_lock(file.as_fd(), ATTACH_LOCK).unwrap_or(false)
+            || held_by_other(file.as_fd(), LIVE_BASE, i64::from(MAX_PROCS))
+        {
+            continue;
+        }
+        let Ok(st) = fstat(file.as_fd()) else { continue };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        if st.st_size as u64 >= CTL_SIZE as u64 {
+            let Ok(ctl) = OwnedMap::new_at(CTL_SIZE, libc::MAP_SHARED, Some(file.as_fd()), 0) else {
+                continue;
+            };
+            let ours = word_of(&ctl, H_MAGIC).load(Ordering::Acquire) == MAGIC
+                && word_of(&ctl, H_VERSION).load(Ordering::Acquire) == VERSION;
+            if ours && reuse(&|i| word_of(&ctl, i).load(Ordering::Acquire)) {
+                continue;
+            }
+        }
+        // SAFETY: `now` is writable; stat only fills it.
+        let mut now: libc::stat = unsafe { mem::zeroed() };
+        // SAFETY: as above; the file is removed only if it is still the
+        // one we locked.
+        if unsafe { libc::stat(path.as_ptr(), &mut now) } == 0 && now.st_ino == st.st_ino {
+            // SAFETY: `path` is a C string.
+            unsafe { libc::unlink(path.as_ptr()) };
+            remove_fifos(&path);
+        }
     }
 }
 
