@@ -25,8 +25,8 @@
 //! end (`-T` seconds, default: run until killed). Short flags combine and
 //! take their values attached, as with getopt: `-cvb64`.
 //!
-//! `--demo N`, for two pipe ends (such as the embedded kernel's, which live
-//! in one process): the bridge opens the other end of each pipe itself,
+//! `--demo N`, for two pipe ends (such as the embedded kernel's): the bridge
+//! opens the other end of each pipe itself,
 //! sends `N` numbered frames into the first, and stops when all of them
 //! came out of the second, checking each:
 //!

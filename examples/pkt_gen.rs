@@ -12,10 +12,12 @@
 //! cargo run --release --example pkt_gen -- -i 'emu:p{1' --pair 'emu:p}1' -f ping -n 10000
 //! ```
 //!
-//! The embedded kernel's pipes exist only inside one process, so both ends
-//! of an `emu:` pipe run in this one: `--pair PEER` opens `PEER` too and
-//! runs the matching function on it (tx/rx, txseq/rxseq, ping/pong) in
-//! threads of its own. `pkt_gen --help` lists every flag.
+//! The two ends of an `emu:` pipe may run in two processes, as with C's
+//! pkt-gen on the module, and as any user (`pkt_gen -i 'emu:x}1' -f rx` in
+//! one shell, `pkt_gen -i 'emu:x{1' -f tx` in another), or in this one:
+//! `--pair PEER` opens `PEER` too and runs the matching function on it
+//! (tx/rx, txseq/rxseq, ping/pong) in threads of its own. `pkt_gen --help`
+//! lists every flag.
 //!
 //! Output, as C's: the per-interval line (on stderr, after C's debug prefix
 //! `time function [line]`), `Sent|Received ... packets ... bytes ... events`
@@ -90,8 +92,8 @@ netmap-rs backend. Flags as in C:
 Not in C (long options only):
 
   --pair PEER    also open PEER and run the matching function there (tx/rx,
-                 txseq/rxseq, ping/pong) in this process: for emu: pipes,
-                 whose two ends must live in one process. The receiving side
+                 txseq/rxseq, ping/pong) in this process (the two ends of
+                 a pipe may also run in two processes). The receiving side
                  stops a second after the sending side has finished.
   --duration SECS   stop after SECS seconds
   --fallback     let a netmap name fall back to AF_XDP, then AF_PACKET, where

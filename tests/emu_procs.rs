@@ -204,6 +204,28 @@ fn child() {
             exchange(&p, session, 2, arg >> 32).unwrap();
         }
         "stream" => stream(&port, session),
+        "serve" => {
+            // Holds the port until its standard input closes, then leaves.
+            let _p = NetmapBuilder::new(&port).build().unwrap();
+            println!("holding");
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
+        "pong" => {
+            // Answers one frame with its own bytes.
+            let p = NetmapBuilder::new(&port).build().unwrap();
+            let (mut tx, mut rx) = (p.tx_ring(0).unwrap(), p.rx_ring(0).unwrap());
+            let t = Instant::now();
+            loop {
+                assert!(t.elapsed() < PATIENCE, "no frame to answer");
+                p.poll(Some(Duration::from_millis(100))).unwrap();
+                rx.sync().unwrap();
+                if let Some(f) = rx.recv() {
+                    tx.send(f.payload()).unwrap();
+                    break;
+                }
+            }
+            tx.sync().unwrap();
+        }
         "hold" => {
             let _p = NetmapBuilder::new(&port).build().unwrap();
             println!("holding");
@@ -214,7 +236,10 @@ fn child() {
         "new-port" => drop(netmap_rs::vale::new_port(&port, &Default::default()).unwrap()),
         "touch" => drop(NetmapBuilder::new(&port).build().unwrap()),
         "refused" => match NetmapBuilder::new(&port).build() {
-            Err(e @ Error::PermissionDenied { .. }) => println!("refused: {e}"),
+            Err(e @ Error::PermissionDenied { .. }) => {
+                assert!(e.to_string().contains("belongs to another user"), "{e}");
+                println!("refused: {e}");
+            }
             other => panic!("uid {} got {other:?}", unsafe_getuid()),
         },
         #[cfg(feature = "mio")]
@@ -272,34 +297,19 @@ fn a_pipe_carries_a_million_packets_each_way_between_processes() {
     let parent = unique("xpipe");
     let total = 1_000_000u64;
     let session = 0x5eed_0001u32;
-    // The slave end first: the child opens the master end later.
-    let child = {
-        let p = parent.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            spawn(
-                "exchange",
-                &format!("emu:{p}{{1"),
-                &((total << 32) | u64::from(session)).to_string(),
-            )
-        })
-    };
-    let open = Instant::now();
-    let slave = loop {
-        match NetmapBuilder::new(&format!("emu:{parent}}}1")).build() {
-            Ok(p) => break p,
-            // No master yet: the slave end of a pipe no one made.
-            Err(Error::InterfaceNotFound { .. }) if open.elapsed() < PATIENCE => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    // The slave end first (either end makes the pair): the child opens
+    // the master end after it.
+    let slave = NetmapBuilder::new(&format!("emu:{parent}}}1")).build().unwrap();
+    let child = spawn(
+        "exchange",
+        &format!("emu:{parent}{{1"),
+        &((total << 32) | u64::from(session)).to_string(),
+    );
     let t = Instant::now();
     exchange(&slave, session, 1, total).unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!("{total} packets each way in {secs:.2} s");
-    expect_success(child.join().unwrap(), "the child");
+    expect_success(child, "the child");
     drop(slave);
     assert_eq!(leftovers(&parent), Vec::<PathBuf>::new());
 }
@@ -480,6 +490,61 @@ fn another_user_cannot_open_a_users_region() {
 }
 
 #[test]
+fn a_region_shared_with_a_group_opens_for_its_members() {
+    use std::io::{BufRead, BufReader};
+    let test = "a_region_shared_with_a_group_opens_for_its_members";
+    let Some((exe, _dir)) = exe_for_nobody(test, &std::env::current_exe().unwrap()) else {
+        return;
+    };
+    let parent = unique("xgroup");
+    // The owner (this user) makes the region for group 65534, in a child,
+    // since the variable would reach the other tests' ports here.
+    let mut owner = child_cmd(&exe, "serve", &format!("emu:{parent}{{1"), "0");
+    owner
+        .env("NETMAP_RS_EMU_GROUP", NOBODY.to_string())
+        .stdin(Stdio::piped());
+    let mut owner = owner.spawn().unwrap();
+    let out = BufReader::new(owner.stdout.take().unwrap());
+    assert!(out.lines().map_while(Result::ok).any(|l| l.contains("holding")));
+    for f in leftovers(&parent) {
+        let meta = std::fs::metadata(&f).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660, "{}", f.display());
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::gid(&meta),
+            NOBODY,
+            "{}",
+            f.display()
+        );
+    }
+    // A member of the group (not the owner) opens the other end and
+    // answers a frame: memory, lock and FIFOs are shared.
+    let mut member = child_cmd(&exe, "pong", &format!("emu:{parent}}}3"), "0");
+    member.uid(NOBODY + 1).gid(NOBODY);
+    let member = member.spawn().unwrap();
+    let ping = NetmapBuilder::new(&format!("emu:{parent}{{3")).build().unwrap();
+    let (mut tx, mut rx) = (ping.tx_ring(0).unwrap(), ping.rx_ring(0).unwrap());
+    let mut buf = Vec::new();
+    frame(&mut buf, 9, 1, 0, 0);
+    tx.send(&buf).unwrap();
+    tx.sync().unwrap();
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < PATIENCE, "no answer from the group member");
+        ping.poll(Some(Duration::from_millis(100))).unwrap();
+        rx.sync().unwrap();
+        if let Some(f) = rx.recv() {
+            assert_eq!(f.payload(), buf.as_slice());
+            break;
+        }
+    }
+    expect_success(member, "the group member");
+    drop((tx, rx));
+    drop(ping);
+    drop(owner.stdin.take());
+    owner.wait().unwrap();
+}
+
+#[test]
 fn pkt_gen_runs_in_two_processes_as_an_unprivileged_user() {
     let test = "pkt_gen_runs_in_two_processes_as_an_unprivileged_user";
     let Some(bin) = netmap_test_support::examples::binary(test, "pkt_gen") else {
@@ -500,24 +565,16 @@ fn pkt_gen_runs_in_two_processes_as_an_unprivileged_user() {
     };
     let rx_name = format!("emu:{parent}}}1");
     let tx_name = format!("emu:{parent}{{1");
-    // The receiver's end first would be a slave without a master: start
-    // the sender, which waits for its peer as C pkt-gen does.
+    // The receiver first, as in two shells: `pkt_gen -i 'emu:x}1' -f rx`,
+    // then `pkt_gen -i 'emu:x{1' -f tx`.
+    let rx = nobody(&["-i", &rx_name, "-f", "rxseq", "-n", "200000"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
     let tx = nobody(&["-i", &tx_name, "-f", "txseq", "-n", "200000"])
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    let rx = loop {
-        let out = nobody(&["-i", &rx_name, "-f", "rxseq", "-n", "200000"])
-            .spawn()
-            .unwrap()
-            .wait_with_output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() || t.elapsed() > PATIENCE || !err.contains("no such interface or port") {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let rx = rx.wait_with_output().unwrap();
     let tx = tx.wait_with_output().unwrap();
     let (rx_out, rx_err) = (
         String::from_utf8_lossy(&rx.stdout),

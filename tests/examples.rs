@@ -343,15 +343,27 @@ fn vale_ctl_help_and_bad_arguments() {
 }
 
 #[test]
-fn vale_ctl_refuses_emu_names_and_bad_port_names() {
-    let test = "vale_ctl_refuses_emu_names_and_bad_port_names";
-    let Some(out) = run(test, "vale_ctl", &["-n", "emu:p0"]) else {
+fn vale_ctl_serves_embedded_switches_and_refuses_bad_port_names() {
+    let test = "vale_ctl_serves_embedded_switches_and_refuses_bad_port_names";
+    let port = format!("emu:valectl{}:p0", std::process::id());
+    let Some(out) = run(test, "vale_ctl", &["-n", &port]) else {
         return;
     };
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The persistent port outlived vale_ctl: another run finds it.
+    let out = run(test, "vale_ctl", &["-l", &port]).expect("built above");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("port_idx:"), "{}", text(&out.stdout));
+    let out = run(test, "vale_ctl", &["-r", &port]).expect("built above");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(test, "vale_ctl", &["-l", &port]).expect("built above");
+    assert_eq!(out.status.code(), Some(1));
+    // Attaching has no meaning on an embedded switch, and says so.
+    let out = run(test, "vale_ctl", &["-a", &port]).expect("built above");
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.starts_with("vale_ctl: failed to create emu:p0: ") && stderr.contains("no VALE switch yet"),
+        stderr.starts_with(&format!("vale_ctl: failed to attach {port}: ")) && stderr.contains("no NICs"),
         "{stderr}"
     );
     let out = run(test, "vale_ctl", &["-a", "eth0"]).expect("built above");

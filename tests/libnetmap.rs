@@ -662,12 +662,9 @@ fn not_a_file() {
 }
 
 fn errors() {
-    // The slave end of a pipe whose master is not open: the library's
-    // ENOENT becomes the error a caller can act on.
-    match NetmapBuilder::new("netmap:nomaster}9").build() {
-        Err(Error::InterfaceNotFound { name }) => assert_eq!(name, "netmap:nomaster}9"),
-        other => panic!("expected InterfaceNotFound, got {other:?}"),
-    }
+    // The slave end of a pipe whose master is not open makes the pair, as
+    // the module does.
+    drop(NetmapBuilder::new("netmap:nomaster}9").build().unwrap());
     // Rings already bound: the library's EBUSY is the error every backend
     // gives, naming the rings asked for.
     let _held = NetmapBuilder::new("netmap:held{1").build().unwrap();

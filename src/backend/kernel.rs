@@ -197,6 +197,15 @@ fn request_error(kernel: &dyn Kernel, spec: &PortSpec, req: &str, e: io::Error) 
         Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => Error::InterfaceNotFound {
             name: spec.text.clone(),
         },
+        Some(libc::EACCES) | Some(libc::EPERM) if kernel.domain() == crate::backend::MemDomain::Emulated => {
+            Error::PermissionDenied {
+                what: format!(
+                    "{req} of {name} ({e}): the embedded kernel's region of that name belongs to \
+                     another user; open it as that user, have its owner share it with a group \
+                     (NETMAP_RS_EMU_GROUP) or pick another name"
+                ),
+            }
+        }
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
             what: format!("{req} of {name} ({e})"),
         },

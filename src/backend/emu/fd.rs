@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,10 +203,10 @@ struct Binding<'a> {
     name: &'a str,
 }
 
-/// Makes the FIFO at `path` and opens it for reading and writing.
-fn make_fifo(path: &CString) -> io::Result<OwnedFd> {
-    let group = std::env::var_os("NETMAP_RS_EMU_GROUP").is_some_and(|g| !g.is_empty());
-    let mode = if group { 0o660 } else { 0o600 };
+/// Makes the FIFO at `path`, for this user and the group `group` if the
+/// region is shared with one, and opens it for reading and writing.
+fn make_fifo(path: &CString, group: Option<libc::gid_t>) -> io::Result<OwnedFd> {
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
     // SAFETY: `path` is a C string. A FIFO left at this path by a crashed
     // process of the same generation is replaced.
     unsafe { libc::unlink(path.as_ptr()) };
@@ -216,6 +216,14 @@ fn make_fifo(path: &CString) -> io::Result<OwnedFd> {
     let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
     // SAFETY: `fd` was just opened and is owned by no one else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(g) = group {
+        // SAFETY: fchown and fchmod on an fd we own (-1: the owner stays);
+        // mkfifo's mode was cut by the umask.
+        unsafe {
+            libc::fchown(fd.as_raw_fd(), u32::MAX, g);
+            libc::fchmod(fd.as_raw_fd(), 0o660);
+        }
+    }
     notify::size_fifo(&fd);
     Ok(fd)
 }
@@ -276,7 +284,7 @@ impl EmuFd {
         ] {
             r.set(f, v);
         }
-        let fifo = make_fifo(&region.fifo_path(slot, gen))?;
+        let fifo = make_fifo(&region.fifo_path(slot, gen), region.group())?;
         let mut reg = Registration {
             pipe,
             slot,
@@ -406,7 +414,7 @@ impl Control for EmuFd {
         region.reclaim(&g);
         let pipe = match name.find(&region, &g) {
             Some(s) => Pipe::view(&region, &g, s).ok_or_else(|| errno(libc::EIO))?,
-            None if name.end == End::Slave => return Err(errno(libc::ENOENT)),
+            // Either end makes the pair, as in the module.
             None => {
                 let (rings, slots) = pipe_shape(req);
                 Pipe::create(&region, &g, name.record(), name.kind(), rings, slots)?

@@ -1,22 +1,35 @@
-//! The embedded kernel: netmap pipes in user space, on the real shared-memory
-//! layout.
+//! The embedded kernel: netmap pipes and VALE switches in user space, on the
+//! real shared-memory layout, across processes.
 //!
 //! [`Emu`] answers the same requests as `/dev/netmap` would (the typed ones
-//! of [`Control`]: REGISTER and PORT_INFO_GET), for pipes: `NAME{ID` is the master end of pipe `ID` of parent `NAME`, `NAME}ID`
-//! its slave end. A bare `NAME` is a loopback port, whose TX ring `i` feeds its
-//! own RX ring `i` (a stand-in for an interface looped back by cable; the
-//! embedded kernel has no real interfaces). A handle ([`EmuFd`]) registers one
-//! end (all of its rings, one ring, or one direction), and the user then
-//! drives the rings in the returned region exactly as a C netmap program
-//! would: move `head`/`cur`, sync, read `tail`.
+//! of [`Control`]: REGISTER, PORT_INFO_GET and POOLS_INFO_GET). `NAME{ID` is
+//! the master end of pipe `ID` of parent `NAME`, `NAME}ID` its slave end;
+//! either end makes the pair, as in the module. A bare `NAME` is a loopback
+//! port, whose TX ring `i` feeds its own RX ring `i` (a stand-in for an
+//! interface looped back by cable; the embedded kernel has no real
+//! interfaces). `valeX:PORT` is port `PORT` of the VALE learning switch
+//! `valeX` ([`switch`]). A handle ([`EmuFd`]) registers one end (all of its
+//! rings, one ring, or one direction), and the user then drives the rings in
+//! the returned region exactly as a C netmap program would: move
+//! `head`/`cur`, sync, read `tail`.
+//!
+//! # Processes
+//! Every parent `NAME` (a switch `valeX`) has one region, a file that every
+//! process opening a port of it maps ([`shm`]: where it lives, who may open
+//! it, attaching and leaving, the process-shared lock). The kernel's state
+//! lives in the file too ([`region`]: the tables of handles, pipes and
+//! krings, read and checked under the lock by whichever process syncs), so
+//! `emu:x{1` in one process and `emu:x}1` in another are one pipe. Each
+//! process keeps only its own view of what it opened ([`registry`]), with
+//! every pipe's geometry checked once against the region.
 //!
 //! # Memory
-//! Every parent `NAME` has one [`Region`](region::Region), shared by all of its pipes (and its
-//! loopback port), so a
-//! buffer index means the same buffer in every port of one parent (buffers can
-//! be swapped between them, as with the kernel, where pipes use their parent's
-//! allocator). A region is one anonymous mapping, reserved generously and
-//! populated lazily by the OS, laid out like the kernel's three pools:
+//! A region is shared by all of the parent's pipes (and its loopback port,
+//! monitors and switch ports), so a buffer index means the same buffer in
+//! every port of one parent (buffers can be swapped between them, as with
+//! the kernel, where pipes use their parent's allocator). Its netmap part is
+//! reserved generously, sparse in the file, its pages reserved as they are
+//! handed out, and laid out like the kernel's three pools:
 //!
 //! ```text
 //! 0                   len/1024                    len/16                   len
@@ -28,9 +41,8 @@
 //! A ring's `buf_ofs` is the distance from the ring to buffer 0, so
 //! `NETMAP_BUF(ring, idx)` works; a `netmap_if`'s `ring_ofs[i]` is the distance
 //! from the `netmap_if` to ring `i`, or 0 for a ring the handle did not bind.
-//! Space is handed out by first-fit free lists, so ports can be opened and
-//! closed forever. The region is unmapped when its last pipe and its last
-//! [`Mapping`](crate::backend::Mapping) are gone.
+//! A pool's free space is what no live record uses, found by first fit, so
+//! ports can be opened and closed forever.
 //!
 //! # Rings
 //! Pipe rings come in pairs: master TX ring `i` feeds slave RX ring `i`, and
@@ -46,27 +58,30 @@
 //! user's view is reset to the kernel's and the sync fails with `EINVAL`.
 //! After either, `tail` is set to `hwtail`.
 //!
-//! The kernel-private state of each ring (`hwcur`, `hwtail`, `pipe_tail`, who
-//! has bound it) lives in [`PipeState`](pipe::PipeState), behind one mutex per pipe, and is
-//! never read back from shared memory. The user-written `head` and `cur` are
-//! loaded with `Acquire`, `tail` is stored with `Release`, and every other
-//! access to the shared region goes through raw pointers and atomics, never a
-//! Rust reference over a whole ring or slot.
+//! The kernel-private state of each ring (`hwcur`, `hwtail`, `pipe_tail`,
+//! `rcur`) lives in the region's kring table ([`pipe::Kring`]), changed only
+//! under the region's lock, and checked when read: a value out of range
+//! resets the ring and fails the sync. The user-written `head` and `cur`
+//! are loaded with `Acquire`, `tail` is stored with `Release`, and every
+//! other access to the shared region goes through raw pointers and atomics,
+//! never a Rust reference over a whole ring or slot.
 //!
 //! # Readiness
-//! Each handle's fd is an eventfd, so event loops see real readiness. See
-//! [`Notifier`] for how netmap's poll semantics map onto it.
+//! Each registered handle's fd is a FIFO that any process of the region can
+//! signal, so event loops see real readiness across processes. See
+//! [`notify`] for how netmap's poll semantics map onto it; `poll` sleeps on
+//! a futex of the region that every sync making a ring ready wakes.
 //!
 //! # Binding
 //! REGISTER binds rings as the module's `netmap_krings_get` does: every ring
 //! the request selects (with `NR_TX_RINGS_ONLY` or `NR_RX_RINGS_ONLY` the
 //! other direction selects none) must be free of an exclusive binder, and,
 //! for a request with `NR_EXCLUSIVE`, of any binder; else nothing is bound
-//! and the answer is `EBUSY`. Otherwise each ring counts one more binder and,
-//! for an exclusive request, is flagged exclusive until that handle closes.
-//! A ring bound by several handles sends its readiness edges to each. A
-//! handle registers once: a second REGISTER on it is `EBUSY`, as for the
-//! module.
+//! and the answer is `EBUSY`. Otherwise the handle's record (in any
+//! process) binds each ring, exclusively for an exclusive request, until the
+//! handle closes or its process dies. A ring bound by several handles sends
+//! its readiness edges to each. A handle registers once: a second REGISTER
+//! on it is `EBUSY`, as for the module.
 //!
 //! # Unbinding
 //! Closing a handle unbinds its rings but leaves the pipe's state as it is (as
@@ -74,13 +89,15 @@
 //! those rings again resumes from the kernel's view: TX slots the old user
 //! filled but never synced are dropped, RX slots it never released are
 //! delivered again. When both ends are closed the pipe and its memory go.
+//! The handles of a process that died are closed the same way by the next
+//! process that registers a port of the region.
 //!
 //! # Files
-//! [`registry`] holds the process-global registry, keyed by the port names
-//! of the requests' [`PortSpec`](crate::spec::PortSpec)s,
-//! [`region`] the shared memory and its pools, [`pipe`] the rings and their
-//! syncs, [`notify`] the eventfd, and [`fd`] the handle that ties them
-//! together.
+//! [`shm`] holds the region's file and lock, [`region`] the tables and
+//! pools, [`registry`] this process's regions and the port names of
+//! requests, [`pipe`] the rings and their syncs, [`switch`] the VALE switch,
+//! [`control`] its control requests, [`notify`] the FIFOs, and [`fd`] the
+//! handle that ties them together.
 
 use std::fmt;
 use std::io;

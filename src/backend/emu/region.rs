@@ -251,6 +251,11 @@ impl Region {
         Ok(region)
     }
 
+    /// The group the region is shared with, if any.
+    pub(super) fn group(&self) -> Option<libc::gid_t> {
+        self.shm.group()
+    }
+
     /// This process's slot in the region.
     pub(super) fn me(&self) -> u32 {
         self.shm.me

@@ -471,6 +471,12 @@ impl Shm {
         word_of(&self.ctl, i)
     }
 
+    /// The group the file is shared with, if it is (group read and write).
+    pub(super) fn group(&self) -> Option<libc::gid_t> {
+        let st = fstat(self.file.as_fd()).ok()?;
+        (st.st_mode & 0o060 == 0o060).then_some(st.st_gid)
+    }
+
     /// Keeps the file when this process leaves, even if it is the last.
     pub(super) fn keep_file(&self) {
         self.keep.store(true, Ordering::Relaxed);

@@ -12,16 +12,18 @@ use crate::ffi::{
 };
 
 #[test]
-fn slave_without_master_is_enoent() {
+fn either_end_makes_the_pair() {
     let mut fd = emu().open().unwrap();
-    assert_eq!(
-        errno_of(register_on(&mut *fd, "nomaster}1", |_| {})),
-        libc::ENOENT
-    );
-    assert_eq!(errno_of(port_info(&mut *fd, "nomaster{1")), libc::ENOENT);
-    // The failed attempts left the handle usable.
-    let m = register_on(&mut *fd, "nomaster{1", |_| {}).unwrap();
-    assert_eq!(m.nr_tx_slots, DEFAULT_SLOTS);
+    // No pair yet: nothing to describe.
+    assert_eq!(errno_of(port_info(&mut *fd, "firstslave{1")), libc::ENOENT);
+    let s = open_slots("firstslave}1", 32);
+    assert_eq!(s.req.nr_tx_slots, 32);
+    let m = open("firstslave{1");
+    assert_eq!(m.req.nr_rx_slots, 32);
+    assert!(s.tx(0).send(b"slave first", 0));
+    s.sync(SyncDir::Tx);
+    m.sync(SyncDir::Rx);
+    assert_eq!(m.rx(0).recv().unwrap().0, b"slave first");
 }
 
 #[test]
@@ -44,7 +46,7 @@ fn pair_lives_while_either_end_is_open() {
     assert_eq!((m.tx(0).head(), m.tx(0).tail()), (0, 15));
     drop(m);
     let mut fd = emu().open().unwrap();
-    assert_eq!(errno_of(register_on(&mut *fd, "life}1", |_| {})), libc::ENOENT);
+    assert_eq!(errno_of(port_info(&mut *fd, "life}1")), libc::ENOENT);
 }
 
 #[test]

@@ -44,15 +44,10 @@ fn a_lock_held_by_a_killed_process_is_taken_over() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
     child.wait().unwrap();
     // Opening a port takes the lock: from the dead holder. The dead
-    // child's end is free again (its pipe went with it: a slave end finds
-    // no pipe), and the pipe works.
+    // child's end is free again, and the pipe works.
     let t = Instant::now();
     let m = open(&format!("{parent}{{1"));
     assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
-    assert_eq!(
-        errno_of(open_with(&format!("{parent}x}}1"), |_| {})),
-        libc::ENOENT
-    );
     let s = open(&format!("{parent}}}1"));
     assert!(m.tx(0).send(b"after", 0));
     m.sync(SyncDir::Tx);
