@@ -262,6 +262,7 @@ impl EmuFd {
             .ok_or_else(|| errno(libc::ENOMEM))?;
         let nifp_len = kregister::if_len(pipe.nrings);
         let nifp_off = region.alloc_if(g, nifp_len)?;
+        region.note_handle(slot);
         let r = region.handle(slot);
         let gen = r.get(h::GEN).wrapping_add(1);
         for (f, v) in [

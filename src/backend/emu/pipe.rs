@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::notify;
-use super::region::{h, k as kw, p, Region, FREE, HELD, LIVE, MAX_HANDLES, MAX_KRINGS, MAX_PIPES};
+use super::region::{h, k as kw, p, Region, FREE, HELD, LIVE, MAX_KRINGS, MAX_PIPES};
 use super::registry::End;
 use super::shm::{futex_wait, futex_wake, Guard, H_GEN, H_WAITERS};
 use super::{BUF_SIZE, MAX_RINGS, MAX_SLOTS, MIN_SLOTS};
@@ -454,7 +454,7 @@ impl Pipe {
             Dir::Rx => (h::RX_LO, h::RX_HI),
         };
         let region = &*self.region;
-        (0..MAX_HANDLES).filter(move |&i| {
+        (0..region.handles_hwm()).filter(move |&i| {
             let r = region.handle(i);
             r.get(h::STATE) == LIVE
                 && r.get(h::PIPE) == self.slot

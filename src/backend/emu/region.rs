@@ -54,7 +54,10 @@ pub(super) const REGION_SIZES: [usize; 4] = [8 << 30, 1 << 30, 256 << 20, 64 << 
 /// rings of live ones, so none is handed out again until the region is made
 /// afresh.
 const H_MIXED: usize = 8;
-const _: () = assert!(H_MIXED < H_END && H_MIXED > shm::H_WAITERS);
+/// One past the highest handle slot ever made live (handle slots are taken
+/// lowest first): the scans of live handles stop there.
+const H_HANDLES_HWM: usize = 9;
+const _: () = assert!(H_MIXED < H_END && H_MIXED > shm::H_WAITERS && H_HANDLES_HWM < H_END);
 
 /// Record states.
 pub(super) const FREE: u32 = 0;
@@ -320,7 +323,18 @@ impl Region {
 
     /// Live handles (their slots).
     pub(super) fn live_handles(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..MAX_HANDLES).filter(|&i| self.handle(i).get(h::STATE) == LIVE)
+        (0..self.handles_hwm()).filter(|&i| self.handle(i).get(h::STATE) == LIVE)
+    }
+
+    /// One past the highest slot a handle may be live in (a value another
+    /// process wrote is cut to the table's size).
+    pub(super) fn handles_hwm(&self) -> u32 {
+        self.word(H_HANDLES_HWM).load(Ordering::Relaxed).min(MAX_HANDLES)
+    }
+
+    /// Notes that handle slot `i` is in use.
+    pub(super) fn note_handle(&self, i: u32) {
+        self.word(H_HANDLES_HWM).fetch_max(i + 1, Ordering::Relaxed);
     }
 
     /// Live pipes (their slots).
