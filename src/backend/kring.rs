@@ -81,6 +81,11 @@ impl<'a> SharedRing<'a> {
         (head, cur)
     }
 
+    /// `tail` as the ring holds it.
+    pub(crate) fn tail(self) -> u32 {
+        self.word(RING_TAIL).load(Ordering::Relaxed)
+    }
+
     /// Publishes `tail`; everything written to the ring before is visible
     /// to a user who loads `tail` with `Acquire`.
     pub(crate) fn set_tail(self, tail: u32) {

@@ -75,6 +75,25 @@ impl Registration {
         &self.pipe.region
     }
 
+    /// Whether a sync in `dir` would change nothing (see [`Pipe::idle`]),
+    /// so that busy polling leaves the lock to the peers doing work. An
+    /// idle rxsync still stamps its rings, as every rxsync does; one that
+    /// would drain the FIFO is not idle.
+    fn idle(&self, dir: SyncDir) -> bool {
+        match dir {
+            SyncDir::Tx => self.tx_krings().all(|k| self.pipe.idle(k)),
+            SyncDir::Rx => {
+                let idle = self.rx_krings().all(|k| self.pipe.idle(k))
+                    && (self.region().handle(self.slot).get(h::ARMED) == 0
+                        || self.rx_krings().any(|k| self.pipe.cur_short_of_tail(k)));
+                if idle {
+                    self.rx_krings().for_each(|k| self.pipe.ring(k).stamp());
+                }
+                idle
+            }
+        }
+    }
+
     /// txsyncs every bound TX ring: `(room in some ring, all prologues ok)`.
     fn txsync_all(&self, g: &Guard<'_>) -> (bool, bool) {
         let (mut room, mut ok) = (false, true);
@@ -488,6 +507,9 @@ impl Control for EmuFd {
 impl PortFd for EmuFd {
     fn sync(&self, dir: SyncDir) -> io::Result<()> {
         let reg = self.registered()?;
+        if reg.idle(dir) {
+            return Ok(());
+        }
         let g = reg.region().lock()?;
         let ok = match dir {
             SyncDir::Tx => reg.txsync_all(&g).1,

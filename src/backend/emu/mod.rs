@@ -18,7 +18,8 @@
 //! process opening a port of it maps ([`shm`]: where it lives, who may open
 //! it, attaching and leaving, the process-shared lock). The kernel's state
 //! lives in the file too ([`region`]: the tables of handles, pipes and
-//! krings, read and checked under the lock by whichever process syncs), so
+//! krings, read and checked under the lock by whichever process syncs; a
+//! sync that would change nothing only reads them, [`Pipe::idle`](pipe::Pipe::idle)), so
 //! `emu:x{1` in one process and `emu:x}1` in another are one pipe. Each
 //! process keeps only its own view of what it opened ([`registry`]), with
 //! every pipe's geometry checked once against the region.

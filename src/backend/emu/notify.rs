@@ -52,13 +52,16 @@ fn add(fd: &OwnedFd) {
 
 /// Empties the FIFO.
 fn take(fd: &OwnedFd) {
-    let mut buf = [0u8; 512];
-    // The loop ends at EAGAIN (empty), or after more than a default-sized
-    // FIFO holds, if a racing writer keeps adding.
-    for _ in 0..256 {
+    let mut buf = [0u8; 1024];
+    // Writers write under the region's lock, which the caller holds, so a
+    // read short of the buffer has taken everything; the loop ends there, at
+    // EAGAIN (empty), or after more than a FIFO holds (another process
+    // writing without the lock).
+    for _ in 0..FIFO_SIZE / buf.len() + 1 {
         // SAFETY: the fd is a live, non-blocking FIFO; the buffer is
         // writable for its length.
-        if unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } <= 0 {
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < buf.len() as isize {
             break;
         }
     }

@@ -446,6 +446,25 @@ impl Pipe {
         None
     }
 
+    /// Whether a sync of kring `k` would change nothing: the user moved
+    /// neither `head` nor `cur`, the peer (or switch) made nothing new
+    /// available, and the ring and the table agree with the last sync. It
+    /// reads without the lock (every word is atomic): what a peer publishes
+    /// meanwhile is what it published just after this sync, and reaches the
+    /// user at the next one, with its readable edge written as usual.
+    pub(super) fn idle(&self, k: usize) -> bool {
+        let kr = self.kr(k);
+        let ring = self.ring(k);
+        let (head, cur) = ring.head_cur();
+        kr.hwcur < self.nslots
+            && kr.hwtail < self.nslots
+            && kr.rcur < self.nslots
+            && head == kr.hwcur
+            && cur == kr.rcur
+            && kr.pipe_tail == kr.hwtail
+            && ring.tail() == kr.hwtail
+    }
+
     /// Live handles bound to kring `k`.
     pub(super) fn binders(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
         let (end, dir, id) = self.decompose(k);

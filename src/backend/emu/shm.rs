@@ -46,7 +46,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::backend::sys::{cvt, OwnedMap};
@@ -252,6 +252,22 @@ pub(super) fn futex_wake(word: &AtomicU32, n: i32) {
         )
     };
 }
+
+/// Spins a while on `m` before sleeping on it: a sync holds the lock for
+/// a microsecond or two, less than a sleep and a wake-up cost.
+fn lock_spinning(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    for _ in 0..SPINS {
+        match m.try_lock() {
+            Ok(g) => return g,
+            Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+        }
+    }
+    lock(m)
+}
+
+/// How many times a lock is tried before its taker sleeps.
+const SPINS: u32 = 2000;
 
 /// One process's attachment to a region file.
 pub(super) struct Shm {
@@ -520,7 +536,7 @@ impl Shm {
     /// Takes the region's lock. `Ok((guard, true))` if it was taken over
     /// from a dead holder: the tables may be half-changed then.
     pub(super) fn lock(&self) -> io::Result<(Guard<'_>, bool)> {
-        let local = lock(&self.local);
+        let local = lock_spinning(&self.local);
         let word = self.word(H_LOCK);
         let mine = self.me + 1;
         let guard = |stolen| {
@@ -538,7 +554,7 @@ impl Shm {
         {
             return guard(false);
         }
-        for _ in 0..200 {
+        for _ in 0..SPINS {
             std::hint::spin_loop();
             if word.load(Ordering::Relaxed) == 0
                 && word
