@@ -37,6 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use netmap_rs::prelude::*;
+use netmap_test_support::bench::Opts;
 
 const BATCH: usize = 256;
 const SLOTS: u32 = 1024;
@@ -56,28 +57,13 @@ const PORT_VAR: &str = "NETMAP_RS_BENCH_PROCS_PORT";
 /// How many packets the child sends or receives.
 const PACKETS_VAR: &str = "NETMAP_RS_BENCH_PROCS_PACKETS";
 
-struct Opts {
-    packets: usize,
-    runs: usize,
-}
-
 fn opts() -> Opts {
-    let mut o = Opts {
+    let mut o = Opts::from_args(Opts {
         packets: 4_000_000,
         runs: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().and_then(|v| v.parse().ok());
-        match a.as_str() {
-            "--packets" => o.packets = val().unwrap_or(o.packets),
-            "--runs" => o.runs = val().unwrap_or(o.runs),
-            _ => {} // cargo passes --bench
-        }
-    }
+    });
     // Fewer would leave nothing after the receiver's first batch to time.
     o.packets = o.packets.max(SLOTS as usize * 4);
-    o.runs = o.runs.max(1);
     o
 }
 

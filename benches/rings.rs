@@ -15,31 +15,17 @@ use std::time::{Duration, Instant};
 
 use netmap_rs::ffi::{self, netmap_ring, netmap_slot, nm_next, NS_BUF_CHANGED};
 use netmap_rs::prelude::*;
+use netmap_test_support::bench::Opts;
 
 const BATCH: usize = 256;
 const SLOTS: u32 = 1024;
 const LEN: usize = 60;
 
-struct Opts {
-    packets: usize,
-    runs: usize,
-}
-
 fn opts() -> Opts {
-    let mut o = Opts {
+    Opts::from_args(Opts {
         packets: 4_000_000,
         runs: 7,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = || it.next().and_then(|v| v.parse().ok());
-        match a.as_str() {
-            "--packets" => o.packets = val().unwrap_or(o.packets),
-            "--runs" => o.runs = val().unwrap_or(o.runs),
-            _ => {} // cargo passes --bench
-        }
-    }
-    o
+    })
 }
 
 /// The ring `index` of `port` (TX or RX) as a raw pointer.

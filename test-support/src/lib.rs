@@ -9,8 +9,10 @@
 //! - [`signals`]: waits under a stream of signals, and the poll-deadline
 //!   checks every backend must pass;
 //! - [`examples`]: the example binaries, as the tests run them;
-//! - [`skip`]: a test that cannot run here says why, and CI cannot skip it.
+//! - [`skip`]: a test that cannot run here says why, and CI cannot skip it;
+//! - [`bench`]: the benchmarks' command line.
 
+pub mod bench;
 pub mod examples;
 pub mod fork;
 pub mod netns;

@@ -216,19 +216,6 @@ impl Pipe {
         let nk = 2 * ends * nrings as usize;
         let nbufs = ends * kind.bufs_per_pair() * nrings as usize * nslots as usize;
         let (rings_off, bufs_first, krings) = region.alloc_pipe(g, nk * ring_stride, nbufs, nk)?;
-        let pipe = Pipe {
-            region: Arc::clone(region),
-            slot,
-            kind,
-            ends,
-            nrings,
-            nslots,
-            ring_stride,
-            rings_off,
-            bufs_first,
-            nbufs,
-            krings,
-        };
         let r = region.pipe_rec(slot);
         for (f, v) in [
             (p::GEN, r.get(p::GEN).wrapping_add(1)),
@@ -250,6 +237,9 @@ impl Pipe {
         for w in 0..p::NAME_BYTES / 4 {
             r.set(p::NAME + w, name_word(name, w));
         }
+        // The record is not live yet, so its pool space counts as free
+        // again if this fails (another process rewrote it meanwhile).
+        let pipe = Pipe::from_record(region, slot).ok_or_else(|| errno(libc::EIO))?;
         for k in 0..nk {
             let tail = if pipe.decompose(k).1 == Dir::Tx {
                 nslots - 1
@@ -275,13 +265,16 @@ impl Pipe {
     /// checks out: a shape in range, rings in the ring pool, buffers in the
     /// buffer pool, krings in their table.
     pub(super) fn view(region: &Arc<Region>, _g: &Guard<'_>, slot: u32) -> Option<Pipe> {
-        if slot >= MAX_PIPES {
+        if slot >= MAX_PIPES || region.pipe_rec(slot).get(p::STATE) != LIVE {
             return None;
         }
+        Pipe::from_record(region, slot)
+    }
+
+    /// [`view`](Self::view) of record `slot` (below `MAX_PIPES`), live or
+    /// not.
+    fn from_record(region: &Arc<Region>, slot: u32) -> Option<Pipe> {
         let r = region.pipe_rec(slot);
-        if r.get(p::STATE) != LIVE {
-            return None;
-        }
         let kind = Kind::from_u32(r.get(p::KIND))?;
         let (nrings, nslots) = (r.get(p::NRINGS), r.get(p::NSLOTS));
         if !(1..=MAX_RINGS).contains(&nrings) || !(MIN_SLOTS..=MAX_SLOTS).contains(&nslots) {
