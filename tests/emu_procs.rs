@@ -332,6 +332,36 @@ fn a_vale_switch_carries_a_million_packets_each_way_between_processes() {
 }
 
 #[test]
+fn switch_ports_take_their_own_shapes_from_conf() {
+    let switch = format!("valeconf{}", std::process::id());
+    let a = NetmapBuilder::new(&format!("emu:{switch}:a@conf:rings=2,slots=256"))
+        .build()
+        .unwrap();
+    let b = NetmapBuilder::new(&format!("emu:{switch}:b")).build().unwrap();
+    assert_eq!(
+        (a.num_tx_rings(), a.num_rx_rings(), a.num_slots()),
+        (2, 2, (256, 256))
+    );
+    assert_eq!((b.num_tx_rings(), b.num_rx_rings()), (1, 1));
+    // A broadcast sent on a's second ring reaches b's only ring.
+    let mut f = [0u8; 60];
+    f[..6].fill(0xff);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa]);
+    {
+        let mut tx = a.tx_ring(1).unwrap();
+        tx.send(&f).unwrap();
+        tx.sync().unwrap();
+    }
+    {
+        let mut rx = b.rx_ring(0).unwrap();
+        assert_eq!(rx.sync().unwrap(), 1);
+        assert_eq!(rx.recv().unwrap().payload(), &f[..]);
+    }
+    drop((a, b));
+    assert_eq!(leftovers(&switch), Vec::<PathBuf>::new());
+}
+
+#[test]
 fn a_peer_killed_mid_stream_leaves_a_working_port_and_nothing_behind() {
     let parent = unique("xkill");
     let master = NetmapBuilder::new(&format!("emu:{parent}{{1")).build().unwrap();
