@@ -104,7 +104,7 @@ pub mod vnet;
 
 #[cfg(feature = "mio")]
 pub use crate::mio::LocalPort;
-pub use backend::emu::set_emu_namespace;
+pub use backend::emu::{emu_dir, set_emu_namespace};
 pub use backend::select::{Fallback, XdpMode};
 pub use error::{BackendKind, Error, Refusal, Refusals, Result};
 pub use extra::KeptFrame;

@@ -279,7 +279,7 @@ fn unique(what: &str) -> String {
 /// The region files (and their FIFOs) of parent `parent` left in the
 /// embedded kernel's directory.
 fn leftovers(parent: &str) -> Vec<PathBuf> {
-    let dir = std::env::var_os("NETMAP_RS_EMU_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from);
+    let dir = netmap_rs::emu_dir();
     let name = format!("netmap-rs-emu.{parent}");
     std::fs::read_dir(dir)
         .unwrap()

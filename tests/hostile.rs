@@ -233,8 +233,7 @@ fn garbage_in_the_kernel_state() {
     use std::os::fd::AsRawFd;
     let name = format!("hostile_ctl{}", std::process::id());
     let (a, b) = common::pair(&name, 64);
-    let dir = std::env::var_os("NETMAP_RS_EMU_DIR").unwrap_or_else(|| "/dev/shm".into());
-    let path = std::path::Path::new(&dir).join(format!("netmap-rs-emu.{name}"));
+    let path = netmap_rs::emu_dir().join(format!("netmap-rs-emu.{name}"));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

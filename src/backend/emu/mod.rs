@@ -144,6 +144,20 @@ pub fn set_emu_namespace(ns: &str) -> bool {
         && shm::set_namespace(ns)
 }
 
+/// The directory that holds the embedded kernel's regions, one file
+/// `netmap-rs-emu.NAME` per parent `NAME` (and its ports' FIFOs beside it):
+/// `$NETMAP_RS_EMU_DIR` if set, else `/dev/shm`, else `/tmp` where no
+/// `/dev/shm` is mounted. Every process that shares `emu:` ports must see
+/// the same directory.
+///
+/// ```
+/// let dir = netmap_rs::emu_dir();
+/// assert!(dir.is_absolute() || std::env::var_os("NETMAP_RS_EMU_DIR").is_some());
+/// ```
+pub fn emu_dir() -> std::path::PathBuf {
+    shm::dir()
+}
+
 /// Size of every buffer (`nr_buf_size`).
 const BUF_SIZE: usize = 2048;
 /// Most ring pairs per direction a pipe may have.

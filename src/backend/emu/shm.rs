@@ -3,7 +3,7 @@
 //! the words of that state.
 //!
 //! A parent `NAME` is the file `netmap-rs-emu.NAME` in the embedded kernel's
-//! directory ([`dir`]: `$NETMAP_RS_EMU_DIR`, else `/dev/shm`), created by
+//! directory ([`dir`]: `$NETMAP_RS_EMU_DIR`, else `/dev/shm`, else `/tmp`), created by
 //! the first process that opens a port of it, mode 0600 (0660 and the group
 //! of `$NETMAP_RS_EMU_GROUP` when that is set), and removed by the last one
 //! to leave. The file holds two parts, mapped separately:
@@ -99,11 +99,21 @@ const LOCK_NAP: Duration = Duration::from_millis(10);
 /// How long attaching waits for another process to finish attaching.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The embedded kernel's directory: `$NETMAP_RS_EMU_DIR`, else `/dev/shm`.
+/// The embedded kernel's directory: `$NETMAP_RS_EMU_DIR`, else `/dev/shm`,
+/// else (a system that mounts no `/dev/shm`) `/tmp`. Not `$TMPDIR`: every
+/// process of the host must find the same files.
 pub(super) fn dir() -> PathBuf {
-    std::env::var_os("NETMAP_RS_EMU_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from)
+    pick_dir(std::env::var_os("NETMAP_RS_EMU_DIR"), &["/dev/shm", "/tmp"])
+}
+
+/// `set` if it is set and not empty, else the first of `dirs` that is a
+/// directory, else the first of `dirs` (whose absence the open then
+/// reports).
+fn pick_dir(set: Option<std::ffi::OsString>, dirs: &[&str]) -> PathBuf {
+    set.filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs.iter().map(PathBuf::from).find(|d| d.is_dir()))
+        .unwrap_or_else(|| PathBuf::from(dirs[0]))
 }
 
 /// This copy of the crate's namespace (see [`set_namespace`]).
@@ -755,5 +765,22 @@ fn remove_fifos(path: &CString) {
 impl AsFd for Shm {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_dir;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_directory_is_the_variable_else_the_first_that_exists() {
+        let missing = "/nonexistent/netmap-rs";
+        let tmp = std::env::temp_dir();
+        let tmp = tmp.to_str().unwrap();
+        assert_eq!(pick_dir(Some("/x/y".into()), &[tmp]), PathBuf::from("/x/y"));
+        assert_eq!(pick_dir(Some("".into()), &[missing, tmp]), PathBuf::from(tmp));
+        assert_eq!(pick_dir(None, &[missing, tmp]), PathBuf::from(tmp));
+        assert_eq!(pick_dir(None, &[missing]), PathBuf::from(missing));
     }
 }
