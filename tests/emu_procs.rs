@@ -242,6 +242,25 @@ fn child() {
             }
             other => panic!("uid {} got {other:?}", unsafe_getuid()),
         },
+        "bad-dir" => {
+            // arg 0: NETMAP_RS_EMU_DIR names no directory; 1: one this
+            // user cannot write.
+            let e = NetmapBuilder::new(&port).build().unwrap_err();
+            let dir = std::env::var("NETMAP_RS_EMU_DIR").unwrap();
+            let text = e.to_string();
+            match arg {
+                0 => assert!(
+                    matches!(e, Error::Io { .. }) && text.contains(&format!("{dir} does not exist")),
+                    "{e:?}: {text}"
+                ),
+                _ => assert!(
+                    matches!(e, Error::PermissionDenied { .. })
+                        && text.contains(&format!("cannot create the embedded kernel's regions in {dir}")),
+                    "{e:?}: {text}"
+                ),
+            }
+            assert!(text.contains("set NETMAP_RS_EMU_DIR"), "{text}");
+        }
         #[cfg(feature = "mio")]
         "mio-echo" => mio_echo(&port, arg),
         other => panic!("unknown role {other}"),
@@ -449,6 +468,32 @@ fn a_persistent_switch_port_outlives_the_process_that_made_it() {
     drop(p);
     netmap_rs::vale::delete_port(&port).unwrap();
     assert_eq!(leftovers(&switch), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_missing_or_unwritable_directory_is_named_with_what_to_do() {
+    let test = "a_missing_or_unwritable_directory_is_named_with_what_to_do";
+    let port = format!("emu:{}}}1", unique("baddir"));
+    let exe = std::env::current_exe().unwrap();
+    let missing = child_cmd(&exe, "bad-dir", &port, "0")
+        .env("NETMAP_RS_EMU_DIR", "/nonexistent/netmap-rs")
+        .spawn()
+        .unwrap();
+    expect_success(missing, "the child given a missing directory");
+    // Root writes anywhere: the unwritable directory needs another user.
+    let Some((bin, dir)) = exe_for_nobody(test, &exe) else {
+        return;
+    };
+    let ro = dir.0.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let unwritable = child_cmd(&bin, "bad-dir", &port, "1")
+        .env("NETMAP_RS_EMU_DIR", &ro)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    expect_success(unwritable, "the child given a directory it cannot write");
 }
 
 /// Copies this test binary to a directory `NOBODY` can read, so that a

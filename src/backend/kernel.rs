@@ -209,6 +209,10 @@ fn request_error(kernel: &dyn Kernel, spec: &PortSpec, req: &str, e: io::Error) 
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
             what: format!("{req} of {name} ({e})"),
         },
+        // Said in words by the backend (the embedded kernel's directory).
+        None if e.kind() == io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            what: format!("{req} of {name}: {e}"),
+        },
         // A device that knows no netmap request: not netmap's.
         Some(libc::ENOTTY) => not_netmap(kernel, req, name, e),
         Some(libc::EINVAL) => match api_version(kernel) {

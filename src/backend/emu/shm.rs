@@ -116,6 +116,28 @@ fn pick_dir(set: Option<std::ffi::OsString>, dirs: &[&str]) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(dirs[0]))
 }
 
+/// What a failed open of region file `path` says: a missing directory, or
+/// one this user cannot create files in, is named with what to do; any
+/// other error (a file of another user) stays as it is.
+fn dir_error(path: &CString, e: io::Error) -> io::Error {
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
+    let dir = path.parent().unwrap_or(path).display();
+    let fix = "or set NETMAP_RS_EMU_DIR to a directory that every process sharing emu: ports can write";
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the embedded kernel's directory {dir} does not exist: create it, {fix}"),
+        ),
+        Some(libc::EACCES) if std::fs::symlink_metadata(path).is_err() => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "this user cannot create the embedded kernel's regions in {dir}: give it write access, {fix}"
+            ),
+        ),
+        _ => e,
+    }
+}
+
 /// This copy of the crate's namespace (see [`set_namespace`]).
 static NAMESPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -352,7 +374,8 @@ impl Shm {
                 libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
                 libc::c_uint::from(mode),
             )
-        })?;
+        })
+        .map_err(|e| dir_error(path, e))?;
         // SAFETY: `fd` was just opened and is owned by no one else.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         lock_within(file.as_fd(), ATTACH_LOCK, ATTACH_PATIENCE)?;
