@@ -42,12 +42,22 @@ use crate::ffi::nmreq_pools_info;
 const RESERVED_BUFS: usize = 2;
 /// Allocation granularity of the `netmap_if` pool.
 pub(super) const IF_UNIT: usize = 64;
-/// Region sizes tried in turn, largest first. The file is sparse: pages are
-/// reserved as they are handed out. 8 GiB holds about 900 pipes of the
+/// Region sizes tried in turn, largest first, down to what the directory's
+/// filesystem has free (a small `/dev/shm`, as containers have, takes the
+/// smallest). The file is sparse: pages are reserved as they are handed out. 8 GiB holds about 900 pipes of the
 /// default shape (one ring pair of 1024 slots each way), or one of the
 /// largest shape (64 ring pairs of 16384 slots) beside many small ones;
 /// when memory runs out, REGISTER fails with `ENOMEM`.
-pub(super) const REGION_SIZES: [usize; 4] = [8 << 30, 1 << 30, 256 << 20, 64 << 20];
+pub(super) const REGION_SIZES: [usize; 8] = [
+    8 << 30,
+    4 << 30,
+    2 << 30,
+    1 << 30,
+    512 << 20,
+    256 << 20,
+    128 << 20,
+    64 << 20,
+];
 
 /// Whether buffers have crossed between pipes (a zero-copy forward or
 /// monitor): from then on a closed pipe's buffers may still sit in the

@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 
+use super::super::registry::pipe_shape;
 use super::super::{emu, DEFAULT_SLOTS, MAX_RINGS, MAX_SLOTS, MIN_SLOTS};
 use super::client::*;
 use crate::backend::{Kernel, SyncDir};
 use crate::ffi::{
-    nmreq_port_info_get, NETMAP_API, NR_EXCLUSIVE, NR_REG_DEFAULT, NR_REG_ONE_NIC, NR_RX_RINGS_ONLY,
-    NR_TX_RINGS_ONLY,
+    nmreq_port_info_get, nmreq_register, NETMAP_API, NR_EXCLUSIVE, NR_REG_DEFAULT, NR_REG_ONE_NIC,
+    NR_RX_RINGS_ONLY, NR_TX_RINGS_ONLY,
 };
 
 #[test]
@@ -291,12 +292,20 @@ fn shapes_are_clamped_and_reported() {
     let p = open_with("shape{1", |r| {
         r.nr_tx_rings = 2;
         r.nr_rx_rings = 5;
-        r.nr_tx_slots = 100_000;
+        r.nr_tx_slots = 300;
         r.nr_rx_slots = 0;
     })
     .unwrap();
     assert_eq!((p.req.nr_tx_rings, p.req.nr_rx_rings), (5, 5));
-    assert_eq!((p.req.nr_tx_slots, p.req.nr_rx_slots), (MAX_SLOTS, MAX_SLOTS));
+    assert_eq!((p.req.nr_tx_slots, p.req.nr_rx_slots), (300, 300));
+    // Too many slots are cut to the most (checked on the request alone: a
+    // pipe of that shape takes 64 MiB of buffers, more than a container's
+    // /dev/shm may hold).
+    let big = nmreq_register {
+        nr_tx_slots: 100_000,
+        ..Default::default()
+    };
+    assert_eq!(pipe_shape(&big), (1, MAX_SLOTS));
     let q = open_with("shape{2", |r| {
         r.nr_tx_rings = 1000;
         r.nr_tx_slots = 1;
